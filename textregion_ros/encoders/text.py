@@ -1,0 +1,99 @@
+"""Text side: prompt-template ensembles, synonyms within a label, and a cache.
+
+A label "sofa; couch" holds two synonyms; each is embedded separately and the
+label scores the max over them. Each synonym's embedding is the re-normalized
+mean of its normalized template embeddings. Embeddings are cached per string,
+so a vocabulary or query is encoded once, not per frame.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .base import ImageTextEncoder
+
+TEMPLATE_SETS: Dict[str, Tuple[str, ...]] = {
+    "none": ("{}",),
+    "short": ("a photo of a {}.", "a photo of the {}.", "a close-up photo of a {}.", "a photo of a small {}.",
+              "a photo of a large {}.", "a cropped photo of a {}.", "a bright photo of a {}."),
+    "imagenet": (
+        "a bad photo of a {}.", "a photo of many {}.", "a sculpture of a {}.", "a photo of the hard to see {}.",
+        "a low resolution photo of the {}.", "a rendering of a {}.", "graffiti of a {}.",
+        "a bad photo of the {}.", "a cropped photo of the {}.", "a tattoo of a {}.", "the embroidered {}.",
+        "a photo of a hard to see {}.", "a bright photo of a {}.", "a photo of a clean {}.",
+        "a photo of a dirty {}.", "a dark photo of the {}.", "a drawing of a {}.", "a photo of my {}.",
+        "the plastic {}.", "a photo of the cool {}.", "a close-up photo of a {}.",
+        "a black and white photo of the {}.", "a painting of the {}.", "a painting of a {}.",
+        "a pixelated photo of the {}.", "a sculpture of the {}.", "a bright photo of the {}.",
+        "a cropped photo of a {}.", "a plastic {}.", "a photo of the dirty {}.", "a jpeg corrupted photo of a {}.",
+        "a blurry photo of the {}.", "a photo of the {}.", "a good photo of the {}.", "a rendering of the {}.",
+        "a {} in a video game.", "a photo of one {}.", "a doodle of a {}.", "a close-up photo of the {}.",
+        "a photo of a {}.", "the origami {}.", "the {} in a video game.", "a sketch of a {}.",
+        "a doodle of the {}.", "a origami {}.", "a low resolution photo of a {}.", "the toy {}.",
+        "a rendition of the {}.", "a photo of the clean {}.", "a photo of a large {}.", "a rendition of a {}.",
+        "a photo of a nice {}.", "a photo of a weird {}.", "a blurry photo of a {}.", "a cartoon {}.",
+        "art of a {}.", "a sketch of the {}.", "a embroidered {}.", "a pixelated photo of a {}.",
+        "itap of the {}.", "a jpeg corrupted photo of the {}.", "a good photo of a {}.", "a plushie {}.",
+        "a photo of the nice {}.", "a photo of the small {}.", "a photo of the weird {}.", "the cartoon {}.",
+        "art of the {}.", "a drawing of the {}.", "a photo of the large {}.",
+        "a black and white photo of a {}.", "the plushie {}.", "a dark photo of a {}.", "itap of a {}.",
+        "graffiti of the {}.", "a toy {}.", "itap of my {}.", "a photo of a cool {}.",
+        "a photo of a small {}.", "a tattoo of the {}."),
+}
+
+MAX_QUERY_BYTES = 1024
+
+
+def split_synonyms(label: str) -> List[str]:
+    names = [s.strip() for s in label.split(";")]
+    names = [s for s in names if s]
+    if not names:
+        raise ValueError(f"label {label!r} has no text")
+    return names
+
+
+@dataclass
+class LabelEmbeddings:
+    labels: Tuple[str, ...]
+    embeddings: torch.Tensor  # (S, E) one row per synonym, L2-normalized
+    group: torch.Tensor  # (S,) label index of each synonym row
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class TextEmbedder:
+    def __init__(self, encoder: ImageTextEncoder, templates: str = "imagenet"):
+        if templates not in TEMPLATE_SETS:
+            raise ValueError(f"unknown template set {templates!r}; choose one of {sorted(TEMPLATE_SETS)}")
+        self.encoder = encoder
+        self.templates = TEMPLATE_SETS[templates]
+        self._cache: Dict[str, torch.Tensor] = {}
+
+    def embed_name(self, name: str) -> torch.Tensor:
+        """One synonym -> (E,) template-ensembled, normalized embedding (cached)."""
+        hit = self._cache.get(name)
+        if hit is None:
+            with torch.inference_mode():
+                per_template = self.encoder.encode_text([t.format(name) for t in self.templates])
+                hit = F.normalize(per_template.mean(0), dim=-1)
+            self._cache[name] = hit
+        return hit
+
+    def embed_labels(self, labels: Sequence[str]) -> LabelEmbeddings:
+        labels = tuple(labels)
+        rows, group = [], []
+        for i, label in enumerate(labels):
+            for name in split_synonyms(label):
+                rows.append(self.embed_name(name))
+                group.append(i)
+        device = self.encoder.device
+        if not rows:
+            return LabelEmbeddings(labels, torch.zeros((0, 0), device=device), torch.zeros(0, dtype=torch.long))
+        return LabelEmbeddings(labels, torch.stack(rows), torch.tensor(group, device=device))
+
+    def cache_size(self) -> int:
+        return len(self._cache)

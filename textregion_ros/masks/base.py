@@ -1,0 +1,70 @@
+"""The mask-source seam: anything that turns a frame into soft region masks."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Protocol, Tuple
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class MaskSet:
+    """Soft region masks covering the whole frame, at whatever resolution the source works in.
+
+    ``masks`` are non-negative weights (1 = confidently inside; SAM2's clipped
+    logits may exceed 1) on a grid that spans the frame; consumers resample
+    them to the patch grid for tokens or to the frame for outputs, and clamp
+    to [0, 1].
+    """
+    masks: torch.Tensor  # (R, h, w) float
+    scores: torch.Tensor  # (R,) mask quality (SAM2 predicted IoU; 1 for given masks)
+    frame_hw: Tuple[int, int]
+    counts: Dict[str, int] = field(default_factory=dict)  # masks left after each stage
+
+    def __len__(self) -> int:
+        return self.masks.shape[0]
+
+    def select(self, index: torch.Tensor) -> "MaskSet":
+        return MaskSet(self.masks[index], self.scores[index], self.frame_hw, dict(self.counts))
+
+    def at_frame(self, hw: Tuple[int, int] | None = None) -> torch.Tensor:
+        """(R, H, W) masks in [0, 1] at frame resolution (computed on demand)."""
+        hw = hw or self.frame_hw
+        if len(self) == 0:
+            return self.masks.new_zeros((0, *hw))
+        up = F.interpolate(self.masks[:, None], size=hw, mode="bilinear", align_corners=False)[:, 0]
+        return up.clamp_(0.0, 1.0)
+
+
+class MaskSource(Protocol):
+    name: str
+
+    def generate(self, image01: torch.Tensor) -> MaskSet:
+        """(3, H, W) float RGB image in [0, 1], on the source's device -> MaskSet."""
+        ...
+
+
+def check_image(image01: torch.Tensor) -> None:
+    if not torch.is_tensor(image01) or image01.ndim != 3 or image01.shape[0] != 3:
+        raise ValueError("image must be a (3, H, W) float tensor in [0, 1]")
+    if not image01.is_floating_point():
+        raise ValueError(f"image must be float in [0, 1], got {image01.dtype}")
+    if image01.shape[1] < 2 or image01.shape[2] < 2:
+        raise ValueError(f"image is too small: {tuple(image01.shape)}")
+
+
+def boxes_from_masks(binary: torch.Tensor) -> torch.Tensor:
+    """(R, h, w) bool -> (R, 4) float xyxy boxes (exclusive max); zeros for empty masks."""
+    r, h, w = binary.shape
+    if r == 0:
+        return binary.new_zeros((0, 4), dtype=torch.float32)
+    rows, cols = binary.any(2), binary.any(1)
+    ar_h = torch.arange(h, device=binary.device)
+    ar_w = torch.arange(w, device=binary.device)
+    y0 = torch.where(rows, ar_h, h).amin(1)
+    y1 = torch.where(rows, ar_h + 1, 0).amax(1)
+    x0 = torch.where(cols, ar_w, w).amin(1)
+    x1 = torch.where(cols, ar_w + 1, 0).amax(1)
+    boxes = torch.stack([x0, y0, x1, y1], dim=-1).float()
+    return boxes * (rows.any(1)[:, None]).float()

@@ -1,0 +1,171 @@
+"""SAM2 "segment everything" that stays on the GPU and filters before it upsamples.
+
+Drives the sam2 package's own modules (image_encoder via forward_image,
+sam_prompt_encoder, sam_mask_decoder) without patching them:
+
+1. encode the image once at ``input_size`` (512 works: feature sizes are
+   derived from the input, not hard-coded to 1024's);
+2. decode every grid point in one batch (chunked only by ``point_batch``);
+3. filter the low-resolution logits (input/4) by predicted IoU, stability,
+   minimum area and box NMS; no RLE, no per-mask host round trips;
+4. fuse contained masks (fusion.py) and keep soft masks at low resolution.
+
+Upsampling happens later, only for surviving masks, and only to the
+resolutions a consumer asks for (MaskSet.at_frame, the token grid).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+from sam2.utils.amg import build_point_grid, calculate_stability_score
+from sam2.utils.transforms import SAM2Transforms
+from torchvision.ops import nms
+
+from .base import MaskSet, boxes_from_masks, check_image
+from .fusion import fuse_groups, merge_by_owner
+
+# SAM2 masks come as 3 outputs per point; the reference ranks whole objects first.
+WHOLE, PART, SUBPART = 2, 1, 0
+
+
+@dataclass
+class RawMasks:
+    logits: torch.Tensor  # (M, h, w) low-resolution logits
+    iou: torch.Tensor  # (M,) predicted IoU
+    size_class: torch.Tensor  # (M,) 0 sub-part, 1 part, 2 whole (multimask output index)
+    points: torch.Tensor  # (M, 2) the prompt point, normalized (x, y)
+
+
+@dataclass
+class ImageFeatures:
+    image_embed: torch.Tensor
+    high_res: List[torch.Tensor]
+
+
+class Sam2Everything:
+    name = "sam2"
+
+    def __init__(self, model: torch.nn.Module, points_per_side: int = 16, point_batch: int = 0,
+                 pred_iou_thresh: float = 0.6, stability_score_thresh: float = 0.6,
+                 stability_score_offset: float = 1.0, box_nms_thresh: float = 0.9,
+                 min_mask_area: int = 100, input_size: int = 1024, multimask: bool = True,
+                 fuse_masks: bool = True, fuse_thresh: float = 0.8, max_masks: int = 0,
+                 autocast_dtype: Optional[torch.dtype] = None):
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.points_per_side = points_per_side
+        self.point_batch = point_batch
+        self.pred_iou_thresh = pred_iou_thresh
+        self.stability_score_thresh = stability_score_thresh
+        self.stability_score_offset = stability_score_offset
+        self.box_nms_thresh = box_nms_thresh
+        self.min_mask_area = min_mask_area
+        self.input_size = input_size
+        self.multimask = multimask
+        self.fuse_masks = fuse_masks
+        self.fuse_thresh = fuse_thresh
+        self.max_masks = max_masks
+        self.autocast_dtype = autocast_dtype if self.device.type == "cuda" else None
+        self.transforms = SAM2Transforms(input_size, mask_threshold=0.0).to(self.device)
+        grid = torch.as_tensor(build_point_grid(points_per_side), dtype=torch.float32, device=self.device)
+        self.grid = grid  # (P, 2) normalized (x, y)
+        pe = model.sam_prompt_encoder
+        # Points are given in the prompt encoder's own frame, which is 1024 whatever we run at.
+        in_h, in_w = pe.input_image_size
+        self.point_coords = (grid * torch.tensor([in_w, in_h], device=self.device))[:, None, :]
+        self.point_labels = torch.ones((grid.shape[0], 1), dtype=torch.int, device=self.device)
+        stride = model.backbone_stride if hasattr(model, "backbone_stride") else 16
+        self.feat_sizes = [(input_size // (stride // 4), input_size // (stride // 4)),
+                           (input_size // (stride // 2), input_size // (stride // 2)),
+                           (input_size // stride, input_size // stride)]
+        with torch.inference_mode():
+            self.image_pe = pe.pe_layer(self.feat_sizes[-1]).unsqueeze(0)
+            self.no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return torch.autocast("cpu", enabled=False)
+        return torch.autocast("cuda", dtype=self.autocast_dtype)
+
+    # --- stages ------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, image01: torch.Tensor) -> ImageFeatures:
+        check_image(image01)
+        x = self.transforms.transforms(image01.float())[None]
+        with self._autocast():
+            backbone_out = self.model.forward_image(x)
+            _, feats, _, _ = self.model._prepare_backbone_features(backbone_out)
+        if self.model.directly_add_no_mem_embed:
+            feats[-1] = feats[-1] + self.model.no_mem_embed
+        maps = [f.permute(1, 2, 0).reshape(1, -1, *hw) for f, hw in zip(feats, self.feat_sizes)]
+        return ImageFeatures(image_embed=maps[-1], high_res=maps[:-1])
+
+    @torch.inference_mode()
+    def decode(self, feats: ImageFeatures) -> RawMasks:
+        n = self.grid.shape[0]
+        step = self.point_batch if self.point_batch > 0 else n
+        logits, ious = [], []
+        with self._autocast():
+            for start in range(0, n, step):
+                coords = self.point_coords[start:start + step]
+                labels = self.point_labels[start:start + step]
+                sparse, _ = self.model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+                dense = self.no_mask.expand(coords.shape[0], -1, *self.feat_sizes[-1])
+                low, iou, _, _ = self.model.sam_mask_decoder(
+                    image_embeddings=feats.image_embed, image_pe=self.image_pe,
+                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                    multimask_output=self.multimask, repeat_image=coords.shape[0] > 1,
+                    high_res_features=feats.high_res)
+                logits.append(low)
+                ious.append(iou)
+        low = torch.cat(logits).float()
+        iou = torch.cat(ious).float()
+        k = low.shape[1]
+        size_class = torch.arange(k, device=low.device).repeat(n) if k == 3 else \
+            torch.full((n * k,), WHOLE, device=low.device)
+        return RawMasks(low.flatten(0, 1), iou.flatten(), size_class, self.grid.repeat_interleave(k, 0))
+
+    @torch.inference_mode()
+    def postprocess(self, raw: RawMasks, frame_hw: Tuple[int, int]) -> MaskSet:
+        logits, iou = raw.logits, raw.iou
+        h, w = logits.shape[-2:]
+        fh, fw = frame_hw
+        counts = {"candidates": logits.shape[0]}
+        keep = torch.ones_like(iou, dtype=torch.bool)
+        if self.pred_iou_thresh > 0:
+            keep &= iou > self.pred_iou_thresh
+        if self.stability_score_thresh > 0:
+            stability = calculate_stability_score(logits, 0.0, self.stability_score_offset)
+            keep &= stability >= self.stability_score_thresh
+        binary = logits > 0
+        scale = torch.tensor([fw / w, fh / h, fw / w, fh / h], device=logits.device)
+        boxes = boxes_from_masks(binary) * scale
+        if self.min_mask_area > 0:
+            keep &= binary.sum((1, 2)) * (fh * fw / (h * w)) > self.min_mask_area
+        idx = torch.nonzero(keep).squeeze(-1)
+        counts["thresholds"] = int(idx.numel())
+        if self.box_nms_thresh < 1.0 and idx.numel():
+            idx = idx[nms(boxes[idx], iou[idx], self.box_nms_thresh)]
+        counts["nms"] = int(idx.numel())
+        # Priority order: whole > part > sub-part, then predicted IoU.
+        idx = idx[torch.argsort(iou[idx], descending=True, stable=True)]
+        idx = idx[torch.argsort(raw.size_class[idx], descending=True, stable=True)]
+        soft = logits[idx].clamp(0.0, 3.0)
+        scores = iou[idx]
+        if self.fuse_masks and idx.numel() > 1:
+            owner = fuse_groups(binary[idx].flatten(1), boxes[idx], self.fuse_thresh)
+            soft = merge_by_owner(soft, owner)
+            leaders = torch.nonzero(owner == torch.arange(owner.numel(), device=owner.device)).squeeze(-1)
+            soft, scores = soft[leaders], scores[leaders]
+        counts["fused"] = int(soft.shape[0])
+        if self.max_masks > 0 and soft.shape[0] > self.max_masks:
+            top = torch.topk(scores, self.max_masks).indices
+            soft, scores = soft[top], scores[top]
+        counts["kept"] = int(soft.shape[0])
+        return MaskSet(masks=soft, scores=scores, frame_hw=(fh, fw), counts=counts)
+
+    def generate(self, image01: torch.Tensor) -> MaskSet:
+        frame_hw = (int(image01.shape[1]), int(image01.shape[2]))
+        return self.postprocess(self.decode(self.encode(image01)), frame_hw)

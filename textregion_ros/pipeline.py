@@ -1,0 +1,141 @@
+"""Pipeline: frame -> masks -> region tokens -> labels and grounding. No ROS here.
+
+    pipe = Pipeline(preset("realtime"))
+    pipe.set_vocabulary(["red mug", "laptop"], background=["wall", "floor"])
+    result = pipe.process(rgb_uint8, queries=["red mug"])
+    result.groundings[0].found, result.instance_map()
+
+Models load once in the constructor; text embeddings are cached; everything
+per frame stays on the model's device until a caller asks for host values.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .classify import classify, ground
+from .config import PipelineConfig, preset
+from .encoders import ImageTextEncoder, create_encoder
+from .encoders.text import LabelEmbeddings, TextEmbedder
+from .masks import MaskSource, create_mask_source, given_masks
+from .results import FrameResult
+from .tokens import encode_value_map, region_tokens
+
+MAX_PIXELS = 4096 * 4096
+
+
+def image_to_tensor(image, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB array or tensor, or (3, H, W) float tensor in [0, 1] -> (3, H, W) float on device."""
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(np.ascontiguousarray(image))
+    if not torch.is_tensor(image):
+        raise ValueError(f"image must be a numpy array or tensor, got {type(image).__name__}")
+    if image.ndim == 3 and image.shape[-1] == 3 and image.dtype == torch.uint8:
+        image = image.to(device, non_blocking=True).permute(2, 0, 1).float().div_(255.0)
+    elif image.ndim == 3 and image.shape[0] == 3 and image.is_floating_point():
+        image = image.to(device).float()
+    else:
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB or (3, H, W) float in [0, 1]; "
+                         f"got shape {tuple(image.shape)} dtype {image.dtype}")
+    h, w = image.shape[1:]
+    if h < 16 or w < 16 or h * w > MAX_PIXELS:
+        raise ValueError(f"image size {w}x{h} is outside 16x16 .. {MAX_PIXELS} pixels")
+    return image
+
+
+class Pipeline:
+    def __init__(self, config: PipelineConfig, encoder: Optional[ImageTextEncoder] = None,
+                 mask_source: Optional[MaskSource] = None):
+        config.validate()
+        self.config = config
+        self.device = config.torch_device()
+        self.dtype = config.torch_dtype()
+        self.encoder = encoder or create_encoder(config.encoder_model, config.encoder_weights,
+                                                 config.random_weights, self.device, self.dtype)
+        self.mask_source = mask_source or create_mask_source(config, self.device)
+        if config.compile and self.device.type == "cuda":
+            self.encoder.model.visual = torch.compile(self.encoder.model.visual)
+        self.text = TextEmbedder(self.encoder, config.templates)
+        self.global_weight = (config.global_weight if config.global_weight is not None
+                              else self.encoder.default_global_weight)
+        self.set_vocabulary(config.vocabulary, config.background)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "Pipeline":
+        return cls(preset(name, **overrides))
+
+    # --- text -----------------------------------------------------------
+    def set_vocabulary(self, labels: Sequence[str], background: Sequence[str] = ()) -> None:
+        labels, background = tuple(labels), tuple(background)
+        if not labels and not background:
+            raise ValueError("the vocabulary needs at least one label")
+        self.labels = labels + background
+        self.num_background = len(background)
+        self.label_emb = self.text.embed_labels(self.labels)
+        self.background_emb = self.text.embed_labels(background) if background else None
+
+    def embed_queries(self, queries: Sequence[str]) -> LabelEmbeddings:
+        return self.text.embed_labels(queries)
+
+    def update(self, **overrides) -> None:
+        """Change thresholds and other per-frame knobs at runtime (models are not rebuilt)."""
+        model_keys = {"encoder_model", "encoder_weights", "random_weights", "mask_source", "sam2_model",
+                      "sam2_weights", "sam2_input_size", "points_per_side", "device", "dtype", "compile",
+                      "templates"}
+        if model_keys & set(overrides):
+            raise ValueError(f"these need a restart: {sorted(model_keys & set(overrides))}")
+        self.config = self.config.replace(**overrides)
+        gen = self.mask_source
+        for key in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "min_mask_area",
+                    "fuse_masks", "fuse_thresh", "max_masks", "point_batch"):
+            if key in overrides and hasattr(gen, key):
+                setattr(gen, key, overrides[key])
+        if "global_weight" in overrides:
+            self.global_weight = (overrides["global_weight"] if overrides["global_weight"] is not None
+                                  else self.encoder.default_global_weight)
+        if "vocabulary" in overrides or "background" in overrides:
+            self.set_vocabulary(self.config.vocabulary, self.config.background)
+
+    # --- frames ---------------------------------------------------------
+    @contextmanager
+    def _stage(self, timings: Dict[str, float], name: str, sync: bool) -> Iterator[None]:
+        if sync and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        yield
+        if sync and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        timings[name] = time.perf_counter() - t0
+
+    @torch.inference_mode()
+    def process(self, image, queries: Sequence[str] = (), masks: Optional[torch.Tensor] = None,
+                profile: bool = False) -> FrameResult:
+        """One frame. ``masks`` (R, H, W) bypasses the mask source; ``profile`` syncs per stage."""
+        cfg = self.config
+        timings: Dict[str, float] = {}
+        img = image_to_tensor(image, self.device)
+        frame_hw = (int(img.shape[1]), int(img.shape[2]))
+        q_emb = self.embed_queries(queries)
+        with self._stage(timings, "masks", profile):
+            maskset = given_masks(masks.to(self.device)) if masks is not None else self.mask_source.generate(img)
+        with self._stage(timings, "encoder", profile):
+            values, grid_hw = encode_value_map(self.encoder, img, cfg.tiles, cfg.use_global_view,
+                                               self.global_weight)
+        with self._stage(timings, "pooling", profile):
+            rt = region_tokens(self.encoder, values, grid_hw, maskset.masks, cfg.remove_global_patches,
+                               cfg.global_patch_threshold, cfg.use_head_mlp)
+            maskset = maskset.select(rt.kept)
+            maskset.counts["tokens"] = int(rt.kept.numel())
+        with self._stage(timings, "classify", profile):
+            tokens = rt.tokens if len(rt.kept) else torch.zeros((0, self.label_emb.embeddings.shape[1]),
+                                                                device=self.device)
+            classes = classify(tokens, self.label_emb, cfg.region_logit_scale)
+            grounding = ground(tokens, q_emb, self.background_emb, cfg.region_logit_scale, cfg.abstain_threshold)
+        return FrameResult(frame_hw=frame_hw, masks=maskset, tokens=tokens, classes=classes, labels=self.labels,
+                           num_background=self.num_background, queries=tuple(queries),
+                           grounding_tensors=grounding, region_logit_scale=cfg.region_logit_scale,
+                           timings=timings)

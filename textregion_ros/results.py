@@ -1,0 +1,103 @@
+"""What one processed frame yields, kept as tensors on the device until someone asks."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Dict, List, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .classify import Classification
+from .masks.base import MaskSet, boxes_from_masks
+
+
+@dataclass
+class Grounding:
+    query: str
+    region: int  # index into the frame's regions; -1 when there are none
+    prob: float  # softmax of the region's logits over {query, background}
+    cosine: float
+    margin: float  # prob minus the runner-up region's prob
+    found: bool  # prob >= abstain threshold
+
+
+@dataclass
+class FrameResult:
+    frame_hw: Tuple[int, int]
+    masks: MaskSet  # the regions that have tokens, in region order
+    tokens: torch.Tensor  # (R, E)
+    classes: Classification
+    labels: Tuple[str, ...]  # vocabulary then background labels; label indices point here
+    num_background: int
+    queries: Tuple[str, ...]
+    grounding_tensors: Tuple[torch.Tensor, ...]  # region, prob, cosine, margin, found, each (Q,)
+    region_logit_scale: float = 50.0
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    @cached_property
+    def groundings(self) -> List[Grounding]:
+        if not self.queries:
+            return []
+        region, prob, cos, margin, found = (t.float().cpu() for t in self.grounding_tensors)
+        return [Grounding(q, int(region[i]), float(prob[i]), float(cos[i]), float(margin[i]), bool(found[i]))
+                for i, q in enumerate(self.queries)]
+
+    @cached_property
+    def frame_masks(self) -> torch.Tensor:
+        """(R, H, W) soft masks in [0, 1] at frame resolution."""
+        return self.masks.at_frame(self.frame_hw)
+
+    @cached_property
+    def binary_masks(self) -> torch.Tensor:
+        return self.frame_masks >= 0.5
+
+    def instance_map(self) -> torch.Tensor:
+        """(H, W) int32: region id + 1 where that region's soft mask is highest; 0 where all are < 0.5.
+
+        Ties go to the higher-scoring region: regions are ranked by score so
+        argmax, which returns the first maximum, lands on it.
+        """
+        h, w = self.frame_hw
+        if len(self) == 0:
+            return torch.zeros((h, w), dtype=torch.int32, device=self.tokens.device)
+        order = torch.argsort(self.classes.prob, descending=True, stable=True)
+        best, arg = self.frame_masks[order].max(dim=0)
+        ids = order[arg].to(torch.int32) + 1
+        return torch.where(best >= 0.5, ids, torch.zeros_like(ids))
+
+    def label_map(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Dense (H, W) label index and confidence, per TextRegion's postprocess.
+
+        Region logits are broadcast through the soft masks at mask resolution,
+        summed, upsampled to the frame and softmaxed at the region logit scale.
+        """
+        h, w = self.frame_hw
+        if len(self) == 0:
+            z = torch.zeros((h, w), device=self.tokens.device)
+            return z.long(), z
+        masks = self.masks.masks.clamp(0.0, 1.0)
+        seg = torch.einsum("rl,rhw->lhw", self.classes.cosines.float(), masks.float())
+        seg = F.interpolate(seg[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        conf, label = torch.softmax(seg * self.region_logit_scale, dim=0).max(dim=0)
+        return label, conf
+
+    def boxes_and_areas(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(R, 4) xyxy pixel boxes (exclusive max) and (R,) pixel areas of the masks >= 0.5."""
+        return boxes_from_masks(self.binary_masks), self.binary_masks.sum((1, 2))
+
+    def label_of(self, region: int) -> str:
+        return self.labels[int(self.classes.label[region])]
+
+    def to_numpy(self) -> Dict[str, np.ndarray]:
+        """One host transfer of the per-region scalars."""
+        boxes, areas = self.boxes_and_areas()
+        return {
+            "label": self.classes.label.cpu().numpy(), "prob": self.classes.prob.float().cpu().numpy(),
+            "cosine": self.classes.cosine.float().cpu().numpy(), "boxes": boxes.cpu().numpy().astype(np.int64),
+            "area": areas.cpu().numpy().astype(np.int64),
+        }

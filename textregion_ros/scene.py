@@ -1,0 +1,58 @@
+"""A generated camera scene with real structure: shapes, edges, texture, and matching depth.
+
+Used by the demo's built-in camera, the benchmarks and the tests, so nothing
+depends on a downloaded image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Scene:
+    rgb: np.ndarray  # (H, W, 3) uint8
+    depth_m: np.ndarray  # (H, W) float32 metres, NaN holes
+    object_mask: np.ndarray  # (H, W) bool, the foreground box ("red mug")
+    object_depth_m: float
+    K: np.ndarray  # (3, 3) pinhole intrinsics
+
+
+def make_scene(width: int = 640, height: int = 480, seed: int = 0, shift: int = 0,
+               hole_fraction: float = 0.05) -> Scene:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    # Wall: vertical gradient with wood-like stripes; floor: checkerboard.
+    img = np.zeros((height, width, 3), np.float32)
+    img[...] = (150 + 40 * np.sin(xx / 23.0)[..., None] * np.array([0.3, 0.2, 0.1])) * (0.7 + 0.3 * yy / height)[..., None]
+    floor = yy > height * 0.62
+    checker = ((xx // 40 + yy // 40) % 2).astype(np.float32)
+    img[floor] = (np.array([90, 80, 70]) + 60 * checker[floor][:, None])
+    img += rng.normal(0, 6, img.shape)  # sensor texture
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    # Objects: a red "mug" (box + handle), a blue ball, a green book; they slide with ``shift``.
+    ox = int(width * 0.18) + shift
+    box = (ox, int(height * 0.45), ox + int(width * 0.16), int(height * 0.75))
+    cv2.rectangle(img, box[:2], box[2:], (200, 30, 30), -1)
+    cv2.circle(img, (box[2] + 12, (box[1] + box[3]) // 2), 18, (170, 20, 20), 6)
+    cv2.circle(img, (int(width * 0.62) - shift // 2, int(height * 0.6)), int(height * 0.1), (30, 60, 210), -1)
+    cv2.rectangle(img, (int(width * 0.75), int(height * 0.2)), (int(width * 0.92), int(height * 0.38)), (40, 160, 60), -1)
+    cv2.putText(img, "TR", (int(width * 0.78), int(height * 0.33)), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (240, 240, 240), 3)
+    object_mask = np.zeros((height, width), bool)
+    object_mask[box[1]:box[3], box[0]:box[2]] = True
+
+    depth = np.full((height, width), 3.0, np.float32)
+    depth[floor] = (1.5 + 3.0 * (height - yy[floor]) / height).astype(np.float32)
+    object_depth = 1.2
+    depth[object_mask] = object_depth
+    depth[rng.random(depth.shape) < hole_fraction] = np.nan
+    fx = fy = 0.8 * width
+    K = np.array([[fx, 0, width / 2.0], [0, fy, height / 2.0], [0, 0, 1]], np.float64)
+    return Scene(img, depth, object_mask, object_depth, K)
+
+
+def backproject(u: float, v: float, z: float, K: np.ndarray) -> Tuple[float, float, float]:
+    return ((u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z)
