@@ -31,7 +31,9 @@ MAX_PIXELS = 4096 * 4096
 def image_to_tensor(image, device: torch.device) -> torch.Tensor:
     """(H, W, 3) uint8 RGB array or tensor, or (3, H, W) float tensor in [0, 1] -> (3, H, W) float on device."""
     if isinstance(image, np.ndarray):
-        image = torch.from_numpy(np.ascontiguousarray(image))
+        if not (image.flags.writeable and image.flags.c_contiguous):
+            image = np.ascontiguousarray(image).copy()
+        image = torch.from_numpy(image)
     if not torch.is_tensor(image):
         raise ValueError(f"image must be a numpy array or tensor, got {type(image).__name__}")
     if image.ndim == 3 and image.shape[-1] == 3 and image.dtype == torch.uint8:
@@ -126,7 +128,7 @@ class Pipeline:
             values, grid_hw = encode_value_map(self.encoder, img, cfg.tiles, cfg.use_global_view,
                                                self.global_weight)
         with self._stage(timings, "pooling", profile):
-            rt = region_tokens(self.encoder, values, grid_hw, maskset.masks, cfg.remove_global_patches,
+            rt = region_tokens(self.encoder, values, grid_hw, maskset.pooling_source(), cfg.remove_global_patches,
                                cfg.global_patch_threshold, cfg.use_head_mlp)
             maskset = maskset.select(rt.kept)
             maskset.counts["tokens"] = int(rt.kept.numel())

@@ -49,7 +49,7 @@ class FrameResult:
 
     @cached_property
     def frame_masks(self) -> torch.Tensor:
-        """(R, H, W) soft masks in [0, 1] at frame resolution."""
+        """(R, H, W) mask probabilities in [0, 1] at frame resolution."""
         return self.masks.at_frame(self.frame_hw)
 
     @cached_property
@@ -80,7 +80,7 @@ class FrameResult:
         if len(self) == 0:
             z = torch.zeros((h, w), device=self.tokens.device)
             return z.long(), z
-        masks = self.masks.masks.clamp(0.0, 1.0)
+        masks = self.masks.pooling_source().clamp(0.0, 1.0)
         seg = torch.einsum("rl,rhw->lhw", self.classes.cosines.float(), masks.float())
         seg = F.interpolate(seg[None], size=(h, w), mode="bilinear", align_corners=False)[0]
         conf, label = torch.softmax(seg * self.region_logit_scale, dim=0).max(dim=0)

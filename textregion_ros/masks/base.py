@@ -10,31 +10,37 @@ import torch.nn.functional as F
 
 @dataclass
 class MaskSet:
-    """Soft region masks covering the whole frame, at whatever resolution the source works in.
+    """Region masks covering the whole frame, at whatever resolution the source works in.
 
-    ``masks`` are non-negative weights (1 = confidently inside; SAM2's clipped
-    logits may exceed 1) on a grid that spans the frame; consumers resample
-    them to the patch grid for tokens or to the frame for outputs, and clamp
-    to [0, 1].
+    ``masks`` are either mask logits (SAM2, ``is_logits``) or soft masks in
+    [0, 1] (superpixels, given masks), on a grid that spans the frame.
+    Consumers resample them: to the patch grid as pooling weights (TextRegion
+    clips logits to [0, 3] before downsampling and to [0, 1] after), or to the
+    frame as probabilities (sigmoid of logits, so 0.5 is SAM2's own threshold).
     """
     masks: torch.Tensor  # (R, h, w) float
     scores: torch.Tensor  # (R,) mask quality (SAM2 predicted IoU; 1 for given masks)
     frame_hw: Tuple[int, int]
     counts: Dict[str, int] = field(default_factory=dict)  # masks left after each stage
+    is_logits: bool = False
 
     def __len__(self) -> int:
         return self.masks.shape[0]
 
     def select(self, index: torch.Tensor) -> "MaskSet":
-        return MaskSet(self.masks[index], self.scores[index], self.frame_hw, dict(self.counts))
+        return MaskSet(self.masks[index], self.scores[index], self.frame_hw, dict(self.counts), self.is_logits)
+
+    def pooling_source(self) -> torch.Tensor:
+        """Non-negative weights to downsample to the patch grid (clamped to [0, 1] after)."""
+        return self.masks.clamp(0.0, 3.0) if self.is_logits else self.masks
 
     def at_frame(self, hw: Tuple[int, int] | None = None) -> torch.Tensor:
-        """(R, H, W) masks in [0, 1] at frame resolution (computed on demand)."""
+        """(R, H, W) mask probabilities in [0, 1] at frame resolution (computed on demand)."""
         hw = hw or self.frame_hw
         if len(self) == 0:
             return self.masks.new_zeros((0, *hw))
-        up = F.interpolate(self.masks[:, None], size=hw, mode="bilinear", align_corners=False)[:, 0]
-        return up.clamp_(0.0, 1.0)
+        up = F.interpolate(self.masks[:, None].float(), size=hw, mode="bilinear", align_corners=False)[:, 0]
+        return up.sigmoid_() if self.is_logits else up.clamp_(0.0, 1.0)
 
 
 class MaskSource(Protocol):

@@ -46,7 +46,7 @@ def fuse_groups(binary: torch.Tensor, boxes: torch.Tensor, thresh: float = 0.8,
 
 
 def merge_by_owner(masks: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
-    """(M, h, w) soft masks -> (M, h, w) where each leader row is its group's pixelwise max."""
+    """(M, h, w) masks or logits -> (M, h, w) where each leader row is its group's pixelwise max."""
     flat = masks.flatten(1)
     out = torch.zeros_like(flat).scatter_reduce(0, owner[:, None].expand_as(flat), flat,
                                                 reduce="amax", include_self=False)

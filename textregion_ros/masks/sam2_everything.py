@@ -8,7 +8,7 @@ sam_prompt_encoder, sam_mask_decoder) without patching them:
 2. decode every grid point in one batch (chunked only by ``point_batch``);
 3. filter the low-resolution logits (input/4) by predicted IoU, stability,
    minimum area and box NMS; no RLE, no per-mask host round trips;
-4. fuse contained masks (fusion.py) and keep soft masks at low resolution.
+4. fuse contained masks (fusion.py) and keep the logits at low resolution.
 
 Upsampling happens later, only for surviving masks, and only to the
 resolutions a consumer asks for (MaskSet.at_frame, the token grid).
@@ -152,7 +152,8 @@ class Sam2Everything:
         # Priority order: whole > part > sub-part, then predicted IoU.
         idx = idx[torch.argsort(iou[idx], descending=True, stable=True)]
         idx = idx[torch.argsort(raw.size_class[idx], descending=True, stable=True)]
-        soft = logits[idx].clamp(0.0, 3.0)
+        # sam2 clips its low-res logits to +-32 too; the max of logits fuses like the max of probabilities.
+        soft = logits[idx].clamp(-32.0, 32.0)
         scores = iou[idx]
         if self.fuse_masks and idx.numel() > 1:
             owner = fuse_groups(binary[idx].flatten(1), boxes[idx], self.fuse_thresh)
@@ -164,7 +165,7 @@ class Sam2Everything:
             top = torch.topk(scores, self.max_masks).indices
             soft, scores = soft[top], scores[top]
         counts["kept"] = int(soft.shape[0])
-        return MaskSet(masks=soft, scores=scores, frame_hw=(fh, fw), counts=counts)
+        return MaskSet(masks=soft, scores=scores, frame_hw=(fh, fw), counts=counts, is_logits=True)
 
     def generate(self, image01: torch.Tensor) -> MaskSet:
         frame_hw = (int(image01.shape[1]), int(image01.shape[2]))

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) setup: .venv with pinned torch/open_clip/sam2 and the ROS 2
+# Kilted wheels, the include links the wheels' CMake configs expect, and a colcon build.
+# A second run only re-checks stamps and takes seconds. Fails loudly on the first error.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+step() { printf '\n== setup: %s\n' "$*"; }
+fail() { printf '\nsetup FAILED: %s\n' "$*" >&2; exit 1; }
+trap 'fail "command failed at line $LINENO: $BASH_COMMAND"' ERR
+
+"$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
+  || fail "Python 3.11 is required (the ros-kilted wheels are cp311); set PYTHON=python3.11"
+
+if [ ! -x .venv/bin/python ]; then
+  step "creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+VPY="$ROOT/.venv/bin/python"
+export VIRTUAL_ENV="$ROOT/.venv" PATH="$ROOT/.venv/bin:$PATH"
+
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+REQ_STAMP="$(stamp_of requirements-torch.txt requirements-ml.txt requirements-ros.txt)"
+if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$REQ_STAMP" ]; then
+  step "installing pinned Python packages (first run downloads several GB of torch/CUDA wheels)"
+  "$VPY" -m pip install --disable-pip-version-check -q --upgrade pip wheel
+  "$VPY" -m pip install --disable-pip-version-check -q -r requirements-torch.txt
+  # sam2 ships as an sdist that builds against the installed torch; its CUDA extension is optional.
+  SAM2_BUILD_CUDA=0 "$VPY" -m pip install --disable-pip-version-check -q --no-build-isolation \
+    -r requirements-torch.txt -r requirements-ml.txt
+  "$VPY" -m pip install --disable-pip-version-check -q -r requirements-ros.txt
+  "$VPY" -c "import torch, torchvision, open_clip, sam2, rclpy, cv2, skimage; torchvision.ops.nms" \
+    || fail "installed packages do not import"
+  echo "$REQ_STAMP" > .venv/.requirements-stamp
+fi
+
+step "include links expected by the ros-kilted wheels' CMake configs"
+PY_INC="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+NP_INC="$("$VPY" -c 'import numpy; print(numpy.get_include())')"
+PY_LINK=/opt/python/cp311-cp311/include/python3.11
+NP_LINK=/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
+for pair in "$PY_LINK=$PY_INC" "$NP_LINK=$NP_INC"; do
+  link="${pair%%=*}"; target="${pair#*=}"
+  [ -f "$target/$( [ "$link" = "$PY_LINK" ] && echo Python.h || echo numpy/arrayobject.h)" ] \
+    || fail "missing headers in $target (install the Python 3.11 development headers)"
+  if [ "$(readlink "$link" 2>/dev/null)" != "$target" ]; then
+    mkdir -p "$(dirname "$link")" 2>/dev/null || fail "cannot create $(dirname "$link"): run once as root"
+    ln -sfn "$target" "$link" || fail "cannot link $link -> $target: run once as root"
+  fi
+done
+
+BUILD_STAMP="$(cd "$ROOT" && find CMakeLists.txt package.xml msg srv launch config scripts/textregion_node \
+  textregion_ros -type f ! -path '*__pycache__*' -print0 | sort -z | xargs -0 cat \
+  | sha256sum | cut -c1-16)"
+if [ "$(cat install/.build-stamp 2>/dev/null)" != "$BUILD_STAMP" ]; then
+  step "colcon build"
+  AMENT_PREFIX_PATH="$VIRTUAL_ENV" CMAKE_PREFIX_PATH="$VIRTUAL_ENV" "$ROOT/.venv/bin/colcon" build \
+    --event-handlers console_cohesion+ \
+    --cmake-args -DPython3_EXECUTABLE="$VPY" -DPython3_NumPy_INCLUDE_DIR="$NP_LINK" \
+    || fail "colcon build failed (see log/latest_build)"
+  echo "$BUILD_STAMP" > install/.build-stamp
+fi
+step "ready: source scripts/env.sh"

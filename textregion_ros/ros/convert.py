@@ -1,0 +1,155 @@
+"""numpy <-> sensor_msgs/Image and CompressedImage, without cv_bridge.
+
+Encodings follow sensor_msgs/image_encodings.hpp. ``step`` (row stride, may
+include padding) and ``is_bigendian`` are honoured. Every failure raises
+ImageError with a short reason that the node counts in diagnostics.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Tuple
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image
+
+MAX_SIDE = 8192
+MAX_PIXELS = 40_000_000
+
+# encoding -> (dtype, channels)
+ENCODINGS = {
+    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
+    "rgb16": (np.uint16, 3), "bgr16": (np.uint16, 3),
+    "mono8": (np.uint8, 1), "8UC1": (np.uint8, 1), "8UC3": (np.uint8, 3),
+    "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1), "32FC1": (np.float32, 1),
+    "yuv422": (np.uint8, 2), "uyvy": (np.uint8, 2), "yuv422_yuy2": (np.uint8, 2), "yuyv": (np.uint8, 2),
+    "bayer_rggb8": (np.uint8, 1), "bayer_bggr8": (np.uint8, 1),
+    "bayer_gbrg8": (np.uint8, 1), "bayer_grbg8": (np.uint8, 1),
+    "bayer_rggb16": (np.uint16, 1), "bayer_bggr16": (np.uint16, 1),
+    "bayer_gbrg16": (np.uint16, 1), "bayer_grbg16": (np.uint16, 1),
+}
+# OpenCV names Bayer patterns by the second row's first two pixels (as cv_bridge maps them).
+_BAYER = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB,
+          "gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB}
+
+
+class ImageError(ValueError):
+    """A frame that cannot be read; ``reason`` is a short key for diagnostics."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """Image -> (H, W[, C]) array in the message's own encoding (a copy, native byte order)."""
+    enc = msg.encoding
+    if enc not in ENCODINGS:
+        raise ImageError("unsupported_encoding", f"encoding {enc!r} is not supported")
+    dtype, channels = ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h == 0 or w == 0:
+        raise ImageError("empty_image", f"{w}x{h} image")
+    if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
+        raise ImageError("image_too_large", f"{w}x{h} exceeds {MAX_SIDE} per side / {MAX_PIXELS} pixels")
+    itemsize = np.dtype(dtype).itemsize
+    row = w * channels * itemsize
+    if step < row:
+        raise ImageError("bad_step", f"step {step} < {row} bytes per row for {w}x{enc}")
+    data = msg.data
+    buf = np.frombuffer(bytes(data) if not isinstance(data, (bytes, bytearray, memoryview, np.ndarray)) else data,
+                        dtype=np.uint8)
+    if buf.size < step * (h - 1) + row:
+        raise ImageError("bad_size", f"{buf.size} data bytes < {step} step x {h} rows")
+    rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(step, 1))
+    order = ">" if msg.is_bigendian else "<"
+    arr = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(order))
+    arr = arr.astype(np.dtype(dtype).newbyteorder("="), copy=False)
+    return arr.reshape(h, w, channels) if channels > 1 else arr.reshape(h, w)
+
+
+def image_to_rgb8(msg: Image) -> np.ndarray:
+    """Any supported color/mono encoding -> (H, W, 3) uint8 RGB."""
+    arr = image_to_array(msg)
+    enc = msg.encoding
+    if enc in ("rgb8", "8UC3"):
+        return arr
+    if enc == "bgr8":
+        return arr[..., ::-1].copy()
+    if enc in ("rgba8", "bgra8"):
+        rgb = arr[..., :3]
+        return (rgb if enc == "rgba8" else rgb[..., ::-1]).copy()
+    if enc in ("rgb16", "bgr16"):
+        rgb = (arr >> 8).astype(np.uint8)
+        return rgb if enc == "rgb16" else rgb[..., ::-1].copy()
+    if enc in ("mono8", "8UC1"):
+        return np.repeat(arr[..., None], 3, axis=2)
+    if enc in ("mono16", "16UC1"):
+        return np.repeat((arr >> 8).astype(np.uint8)[..., None], 3, axis=2)
+    if enc in ("yuv422", "uyvy"):
+        return cv2.cvtColor(arr, cv2.COLOR_YUV2RGB_UYVY)
+    if enc in ("yuv422_yuy2", "yuyv"):
+        return cv2.cvtColor(arr, cv2.COLOR_YUV2RGB_YUY2)
+    if enc.startswith("bayer_"):
+        if arr.dtype == np.uint16:
+            arr = (arr >> 8).astype(np.uint8)
+        return cv2.cvtColor(arr, _BAYER[enc[6:10]])
+    raise ImageError("unsupported_encoding", f"{enc!r} is not a color encoding")
+
+
+def depth_to_meters(msg: Image) -> np.ndarray:
+    """16UC1/mono16 (mm) or 32FC1 (m) -> (H, W) float32 metres, NaN where invalid (0, NaN, inf)."""
+    if msg.encoding not in ("16UC1", "mono16", "32FC1"):
+        raise ImageError("unsupported_depth_encoding", f"depth encoding {msg.encoding!r}")
+    arr = image_to_array(msg)
+    depth = arr.astype(np.float32) / 1000.0 if arr.dtype == np.uint16 else arr.astype(np.float32)
+    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    return depth
+
+
+def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if data.size == 0:
+        raise ImageError("corrupt_compressed", "empty payload")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageError("corrupt_compressed", f"cannot decode {msg.format!r} payload of {data.size} bytes")
+    h, w = bgr.shape[:2]
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise ImageError("image_too_large", f"{w}x{h}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def array_to_image(arr: np.ndarray, encoding: str, header=None) -> Image:
+    """(H, W[, C]) array -> Image with a tight step in native byte order."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unsupported encoding {encoding!r}")
+    dtype, channels = ENCODINGS[encoding]
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if (arr.ndim == 2 and channels != 1) or (arr.ndim == 3 and arr.shape[2] != channels):
+        raise ValueError(f"shape {arr.shape} does not fit {encoding}")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = int(sys.byteorder == "big")
+    msg.step = int(arr.shape[1] * channels * arr.itemsize)
+    msg.data = arr.tobytes()
+    return msg
+
+
+def rgb8_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header=None) -> CompressedImage:
+    ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("encoding failed")
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    msg.format = fmt
+    msg.data = buf.tobytes()
+    return msg
+
+
+def image_size(msg) -> Tuple[int, int]:
+    return int(msg.height), int(msg.width)
