@@ -12,3 +12,6 @@ source "$_TR_ROOT/install/setup.bash"
 export PYTHONPATH="$_TR_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 unset _TR_ROOT _TR_U
+# Camera frames are ~1 MB; Fast DDS's default transports drop such best-effort samples between
+# processes. LARGE_DATA moves user data to shared memory / TCP (see README "DDS and large images").
+export FASTDDS_BUILTIN_TRANSPORTS="${FASTDDS_BUILTIN_TRANSPORTS:-LARGE_DATA}"

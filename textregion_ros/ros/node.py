@@ -85,7 +85,7 @@ class TextRegionNode(Node):
                 raise StartupError(str(exc)) from exc
         self.pipeline = pipeline
         if self.config.random_weights:
-            self.get_logger().warn(RANDOM_BANNER + " (random_weights:=true is for tests and benchmarks)")
+            self.get_logger().warning(RANDOM_BANNER + " (random_weights:=true is for tests and benchmarks)")
         self.active_query = ""
         self._lock = threading.Condition()
         self._pending: Optional[Tuple[object, int]] = None
@@ -144,14 +144,14 @@ class TextRegionNode(Node):
         self.stats.count("qos/incompatible")
         if not self._warned_qos:
             self._warned_qos = True
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f"a publisher's QoS is incompatible with this subscription (policy {event.last_policy_kind}); "
                 f"camera inputs use image_qos={self.settings.image_qos!r}: set image_qos:=reliable or make the "
                 f"publisher best-effort")
 
     def _bad_input(self, reason: str, detail: str) -> None:
         self.stats.count(f"bad_input/{reason}")
-        self.get_logger().warn(f"skipping frame: {detail}", throttle_duration_sec=5.0)
+        self.get_logger().warning(f"skipping frame: {detail}", throttle_duration_sec=5.0)
 
     # --- inputs -----------------------------------------------------------
     def _on_image(self, msg) -> None:
@@ -177,7 +177,7 @@ class TextRegionNode(Node):
         reason = validate_query(msg.data)
         if reason:
             self.stats.count("bad_input/query")
-            self.get_logger().warn(f"rejected query: {reason}", throttle_duration_sec=2.0)
+            self.get_logger().warning(f"rejected query: {reason}", throttle_duration_sec=2.0)
             return
         self.active_query = msg.data.strip()
         self.pub_active.publish(String(data=self.active_query))
@@ -282,22 +282,22 @@ class TextRegionNode(Node):
         stamp, depth_msg = min(list(self._depth), key=lambda d: abs(d[0] - t))
         if abs(stamp - t) > self.settings.sync_tolerance * 1e9:
             self.stats.count("depth/unmatched_stamp")
-            self.get_logger().warn("no depth within sync_tolerance of the image; 3D values are NaN",
+            self.get_logger().warning("no depth within sync_tolerance of the image; 3D values are NaN",
                                    throttle_duration_sec=5.0)
             return None, None
         if self._K is None:
             self.stats.count("depth/no_camera_info")
-            self.get_logger().warn("depth without camera_info; 3D values are NaN", throttle_duration_sec=5.0)
+            self.get_logger().warning("depth without camera_info; 3D values are NaN", throttle_duration_sec=5.0)
             return None, None
         try:
             depth = depth_to_meters(depth_msg)
         except ImageError as exc:
             self.stats.count(f"depth/{exc.reason}")
-            self.get_logger().warn(f"unreadable depth: {exc}", throttle_duration_sec=5.0)
+            self.get_logger().warning(f"unreadable depth: {exc}", throttle_duration_sec=5.0)
             return None, None
         if depth.shape != tuple(hw):
             self.stats.count("depth/size_mismatch")
-            self.get_logger().warn(f"depth {depth.shape[::-1]} does not match the image {tuple(hw)[::-1]}; "
+            self.get_logger().warning(f"depth {depth.shape[::-1]} does not match the image {tuple(hw)[::-1]}; "
                                    f"3D values are NaN", throttle_duration_sec=5.0)
             return None, None
         return torch.from_numpy(depth).to(self.pipeline.device), self._K
@@ -415,3 +415,9 @@ def main(args: Optional[List[str]] = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

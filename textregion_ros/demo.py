@@ -1,0 +1,249 @@
+"""Demo: run the real textregion node on a camera replay and save what it publishes.
+
+    python -m textregion_ros.demo [--source generated|VIDEO|IMAGE_DIR|BAG_DIR] [--query "red mug"]
+                                  [--frames 10] [--out demo_out] [--preset cpu-lite]
+
+The node runs as its own process (as `ros2 launch` would start it); this
+process plays the camera (image, depth when the source has it, camera_info),
+publishes the query, and writes every overlay frame plus summary.json. Frames
+are played in lockstep with the node's output so none is skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional, Tuple
+
+import cv2
+import numpy as np
+
+BANNER = "=" * 78
+
+
+def default_params_file() -> str:
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        path = os.path.join(get_package_share_directory("textregion_ros"), "config", "perceive.yaml")
+        if os.path.isfile(path):
+            return path
+    except Exception:  # not installed with colcon: use the source tree's copy
+        pass
+    return str(Path(__file__).resolve().parent.parent / "config" / "perceive.yaml")
+
+
+def frames_from(source: str, count: int) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray], np.ndarray]]:
+    """-> (rgb uint8, depth metres or None, K) per frame."""
+    from .scene import make_scene
+
+    if source == "generated":
+        for i in range(count):
+            s = make_scene(seed=i, shift=6 * i)
+            yield s.rgb, s.depth_m, s.K
+        return
+    if os.path.isdir(source) and os.path.isfile(os.path.join(source, "metadata.yaml")):
+        yield from frames_from_bag(source, count)
+        return
+    if os.path.isdir(source):
+        files = sorted(f for ext in ("png", "jpg", "jpeg") for f in glob.glob(os.path.join(source, f"*.{ext}")))
+        if not files:
+            raise SystemExit(f"no .png/.jpg images in {source}")
+        for f in files[:count]:
+            rgb = cv2.cvtColor(cv2.imread(f, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            yield rgb, None, default_K(rgb)
+        return
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        raise SystemExit(f"cannot open video {source}")
+    for _ in range(count):
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        yield rgb, None, default_K(rgb)
+
+
+def frames_from_bag(path: str, count: int):
+    try:
+        import rosbag2_py
+        from rclpy.serialization import deserialize_message
+        from sensor_msgs.msg import Image
+    except ImportError:
+        raise SystemExit("reading a rosbag2 needs rosbag2_py (a ROS 2 install); it is not on PyPI")
+    from .ros.convert import image_to_rgb8
+    reader = rosbag2_py.SequentialReader()
+    reader.open(rosbag2_py.StorageOptions(uri=path), rosbag2_py.ConverterOptions("", ""))
+    types = {t.name: t.type for t in reader.get_all_topics_and_types()}
+    n = 0
+    while reader.has_next() and n < count:
+        topic, data, _ = reader.read_next()
+        if types.get(topic) == "sensor_msgs/msg/Image":
+            rgb = image_to_rgb8(deserialize_message(data, Image))
+            n += 1
+            yield rgb, None, default_K(rgb)
+
+
+def default_K(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    return np.array([[0.8 * w, 0, w / 2], [0, 0.8 * w, h / 2], [0, 0, 1]], np.float64)
+
+
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def weights_cached(preset: str) -> Tuple[bool, str]:
+    """Whether the preset's pretrained weights load from the local cache (no network)."""
+    code = ("import sys; from textregion_ros.config import preset; from textregion_ros.pipeline import Pipeline;"
+            f"Pipeline(preset({preset!r}, vocabulary=('x',), background=()))")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    lines = [ln for ln in p.stderr.strip().splitlines() if "Error" in ln]
+    return p.returncode == 0, lines[-1] if lines else ""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", default="generated")
+    ap.add_argument("--query", default="red mug")
+    ap.add_argument("--frames", type=int, default=10)
+    ap.add_argument("--out", default="demo_out")
+    ap.add_argument("--preset", default=None, help="default: realtime with CUDA, else cpu-lite")
+    ap.add_argument("--params-file", default=default_params_file())
+    ap.add_argument("--random-weights", action="store_true", help="use random weights (outputs meaningless)")
+    ap.add_argument("--timeout", type=float, default=120.0, help="s to wait for each frame's output")
+    args = ap.parse_args(argv)
+
+    import rclpy
+    import torch
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import String
+
+    import textregion_ros.msg as trmsg
+
+    from .ros.convert import array_to_image
+
+    preset = args.preset or ("realtime" if torch.cuda.is_available() else "cpu-lite")
+    random_weights = args.random_weights
+    if not random_weights:
+        cached, why = weights_cached(preset)
+        if not cached and not hub_reachable():
+            random_weights = True
+            print(f"\n{BANNER}\nPRETRAINED WEIGHTS ARE NOT AVAILABLE: not in the local cache and the model hub is "
+                  f"unreachable.\n  ({why})\nThe demo continues with random_weights:=true. EVERY LABEL, SCORE, "
+                  f"GROUNDING AND 3D POINT BELOW IS MEANINGLESS;\nit shows that the node runs, not what it "
+                  f"sees. See README 'Model weights' to get them.\n{BANNER}\n", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    node_cmd = [sys.executable, "-m", "textregion_ros.ros.node", "--ros-args", "--params-file", args.params_file,
+                "-r", "__ns:=/textregion", "-p", f"preset:={preset}", "-p", f"random_weights:={str(random_weights).lower()}",
+                "-p", "max_age:=0.0"]
+    if random_weights:  # random SAM2 heads predict low IoU; let masks through so the outputs have regions
+        node_cmd += ["-p", "pred_iou_thresh:=0.0", "-p", "stability_score_thresh:=0.0"]
+    print("starting node:", " ".join(node_cmd), flush=True)
+    node_proc = subprocess.Popen(node_cmd)
+    rclpy.init()
+    player = rclpy.create_node("textregion_demo_player", namespace="textregion")
+    got = {}
+    player.create_subscription(Image, "overlay", lambda m: got.setdefault(("overlay", stamp_key(m)), m), 10)
+    player.create_subscription(trmsg.GroundedRegion, "grounded", lambda m: got.setdefault(("grounded", stamp_key(m)), m), 10)
+    player.create_subscription(trmsg.RegionArray, "regions", lambda m: got.setdefault(("regions", stamp_key(m)), m), 10)
+    pub_img = player.create_publisher(Image, "image", qos_profile_sensor_data)
+    pub_depth = player.create_publisher(Image, "depth", qos_profile_sensor_data)
+    pub_info = player.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+    pub_query = player.create_publisher(String, "query", 10)
+    summary = {"query": args.query, "preset": preset, "source": args.source, "random_weights": random_weights,
+               "note": "RANDOM WEIGHTS: outputs are meaningless" if random_weights else "", "frames": []}
+    rc = 0
+    try:
+        if not wait_for(lambda: pub_img.get_subscription_count() > 0 and pub_query.get_subscription_count() > 0,
+                        player, node_proc, 600.0):
+            print("the node did not come up (see its log above)", file=sys.stderr)
+            return node_proc.poll() or 1
+        pub_query.publish(String(data=args.query))
+        for i, (rgb, depth, K) in enumerate(frames_from(args.source, args.frames)):
+            stamp = player.get_clock().now().to_msg()
+            header_frame = "camera_color_optical_frame"
+            img = array_to_image(rgb, "rgb8")
+            img.header.stamp, img.header.frame_id = stamp, header_frame
+            info = CameraInfo()
+            info.header = img.header
+            info.height, info.width = rgb.shape[:2]
+            info.k = K.flatten().tolist()
+            pub_info.publish(info)
+            if depth is not None:
+                d = array_to_image(np.nan_to_num(depth, nan=0.0).astype(np.float32), "32FC1")
+                d.header = img.header
+                pub_depth.publish(d)
+            key = (stamp.sec, stamp.nanosec)
+            t0 = time.monotonic()
+            pub_img.publish(img)
+            if not wait_for(lambda: ("overlay", key) in got and ("grounded", key) in got, player, node_proc,
+                            args.timeout, republish=lambda: pub_img.publish(img)):
+                print(f"frame {i}: no output within {args.timeout}s", file=sys.stderr)
+                rc = 1
+                break
+            ov = got[("overlay", key)]
+            g = got[("grounded", key)]
+            regions = got.get(("regions", key))
+            overlay = np.frombuffer(bytes(ov.data), np.uint8).reshape(ov.height, ov.width, 3)
+            cv2.imwrite(str(out / f"overlay_{i:04d}.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            entry = {"frame": i, "latency_s": round(time.monotonic() - t0, 3), "found": g.found,
+                     "score": round(g.score, 4), "cosine": round(g.cosine, 4), "margin": round(g.margin, 4),
+                     "region_label": g.region.label, "bbox": [g.region.bbox.x_offset, g.region.bbox.y_offset,
+                                                              g.region.bbox.width, g.region.bbox.height],
+                     "point_m": [g.region.centroid.x, g.region.centroid.y, g.region.centroid.z],
+                     "regions": len(regions.regions) if regions else None}
+            summary["frames"].append(entry)
+            print(f"frame {i}: {entry['regions']} regions, '{args.query}' found={g.found} score={g.score:.3f} "
+                  f"({entry['latency_s']:.2f}s){'  [random weights: meaningless]' if random_weights else ''}",
+                  flush=True)
+    finally:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
+        node_proc.terminate()
+        try:
+            node_proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            node_proc.kill()
+        player.destroy_node()
+        rclpy.try_shutdown()
+    print(f"wrote {len(summary['frames'])} overlay frames and summary.json to {out}/")
+    if random_weights:
+        print(f"{BANNER}\nREMINDER: random weights were used; the outputs are meaningless.\n{BANNER}")
+    return rc
+
+
+def stamp_key(msg) -> Tuple[int, int]:
+    return msg.header.stamp.sec, msg.header.stamp.nanosec
+
+
+def wait_for(cond, node, proc, timeout: float, republish=None) -> bool:
+    import rclpy
+    end = time.monotonic() + timeout
+    next_pub = time.monotonic() + 5.0
+    while time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.05)
+        if cond():
+            return True
+        if proc.poll() is not None:
+            return False
+        if republish is not None and time.monotonic() > next_pub:
+            republish()  # best-effort camera QoS may lose a frame; the node processes the newest
+            next_pub = time.monotonic() + 5.0
+    return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
