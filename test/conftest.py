@@ -1,0 +1,68 @@
+"""Shared fixtures: random-weight models built once per session, and test markers."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+# Model hubs are unreachable here; fail fast instead of retrying downloads.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# A unique domain per test run keeps parallel runs on one machine apart; loopback only.
+os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+
+
+def pytest_collection_modifyitems(config, items):
+    cuda = torch.cuda.is_available()
+    try:
+        import launch_ros  # noqa: F401
+        has_launch = True
+    except ImportError:
+        has_launch = False
+    for item in items:
+        if "gpu" in item.keywords and not cuda:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA: no GPU on this machine"))
+        if "launch" in item.keywords and not has_launch:
+            item.add_marker(pytest.mark.skip(
+                reason="needs the ROS 2 launch/launch_ros packages, which are not on PyPI; "
+                       "run on a ROS 2 install (apt ros-<distro>-launch-ros)"))
+
+
+@pytest.fixture(scope="session")
+def clip_encoder():
+    from textregion_ros.encoders import create_encoder
+    torch.manual_seed(0)
+    return create_encoder("ViT-B-16", random_weights=True)
+
+
+@pytest.fixture(scope="session")
+def sam2_tiny():
+    from textregion_ros.masks.sam2_build import build_sam2_model
+    torch.manual_seed(0)
+    return build_sam2_model("tiny", random_weights=True)
+
+
+@pytest.fixture(scope="session")
+def scene():
+    from textregion_ros.scene import make_scene
+    return make_scene()
+
+
+@pytest.fixture(scope="session")
+def siglip2_encoder():
+    from textregion_ros.encoders import create_encoder
+    torch.manual_seed(0)
+    return create_encoder("ViT-B-16-SigLIP2", random_weights=True)
+
+
+@pytest.fixture(scope="session")
+def pe_encoder():
+    from textregion_ros.encoders import create_encoder
+    torch.manual_seed(0)
+    return create_encoder("PE-Core-B-16", random_weights=True)

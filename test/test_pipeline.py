@@ -1,0 +1,111 @@
+"""The Pipeline end to end on real models (random weights), and its handling of bad input."""
+import numpy as np
+import pytest
+import torch
+
+from textregion_ros.config import PRESETS, PipelineConfig, preset
+from textregion_ros.masks import Superpixels
+from textregion_ros.pipeline import Pipeline
+
+
+@pytest.fixture(scope="module")
+def pipe(clip_encoder):
+    cfg = preset("cpu-lite", random_weights=True, mask_source="given", vocabulary=("mug", "ball"),
+                 background=("wall",), tiles=(2, 2), remove_global_patches=False)
+    return Pipeline(cfg, encoder=clip_encoder, mask_source=Superpixels(n_segments=16))
+
+
+def box_masks(h=240, w=320):
+    m = torch.zeros(3, h, w)
+    m[0, 20:120, 30:150] = 1
+    m[1, 100:200, 160:300] = 1
+    m[2, 0:60, 200:320] = 1
+    return m
+
+
+def test_process_with_given_masks_gives_consistent_outputs(pipe, scene):
+    rgb = scene.rgb[:240, :320]
+    r = pipe.process(rgb, queries=["mug", "ball; sphere"], masks=box_masks())
+    assert len(r) == 3 and r.tokens.shape == (3, 512)
+    assert torch.allclose(r.tokens.norm(dim=-1), torch.ones(3), atol=1e-4)
+    assert r.labels == ("mug", "ball", "wall") and r.num_background == 1
+    assert ((r.classes.prob > 0) & (r.classes.prob <= 1)).all()
+    g = r.groundings
+    assert [x.query for x in g] == ["mug", "ball; sphere"] and all(0 <= x.region < 3 for x in g)
+    inst = r.instance_map()
+    assert inst.shape == (240, 320) and inst.dtype == torch.int32
+    assert set(inst.unique().tolist()) == {0, 1, 2, 3}
+    assert (inst[150, 10] == 0) and (inst[50, 50] == 1)
+    boxes, areas = r.boxes_and_areas()
+    assert boxes[0].tolist() == [30.0, 20.0, 150.0, 120.0] and areas[0] == 100 * 120
+    label, conf = r.label_map()
+    assert label.shape == (240, 320) and (conf <= 1).all()
+
+
+def test_instance_map_ties_go_to_the_higher_score(pipe, scene):
+    m = torch.zeros(2, 240, 320)
+    m[:, 50:100, 50:100] = 1  # identical masks: every pixel is a tie
+    r = pipe.process(scene.rgb[:240, :320], masks=m)
+    winner = int(torch.argmax(r.classes.prob)) + 1
+    assert set(r.instance_map()[50:100, 50:100].unique().tolist()) == {winner}
+
+
+def test_superpixel_source_and_multiresolution_tokens(pipe, scene):
+    r = pipe.process(scene.rgb)
+    assert len(r) > 4 and r.masks.counts["tokens"] == len(r)
+
+
+def test_global_patch_removal_returns_kept_indices(clip_encoder, scene):
+    cfg = preset("cpu-lite", random_weights=True, vocabulary=("a",), background=(), global_patch_threshold=0.0)
+    p = Pipeline(cfg, encoder=clip_encoder, mask_source=Superpixels(8))
+    masks = box_masks()
+    masks[1] = 0  # an empty region is dropped, the others keep their order
+    r = p.process(scene.rgb[:240, :320], masks=masks)
+    assert len(r) <= 2 and r.masks.counts["tokens"] == len(r)
+
+
+def test_zero_regions_is_an_empty_result(pipe, scene):
+    r = pipe.process(scene.rgb[:240, :320], queries=["mug"], masks=torch.zeros(0, 240, 320))
+    assert len(r) == 0 and r.instance_map().sum() == 0
+    assert r.groundings[0].region == -1 and not r.groundings[0].found
+    assert r.label_map()[0].shape == (240, 320)
+
+
+def test_bad_input_raises_clear_errors(pipe, scene):
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        pipe.process(scene.rgb.astype(np.float32))
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        pipe.process(scene.rgb[..., 0])
+    with pytest.raises(ValueError, match="outside"):
+        pipe.process(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="given masks"):
+        pipe.process(scene.rgb, masks=torch.zeros(240, 320))
+    with pytest.raises(ValueError, match="non-negative"):
+        pipe.process(scene.rgb, masks=-torch.ones(1, 480, 640))
+
+
+def test_runtime_updates_and_restart_only_knobs(pipe):
+    pipe.update(abstain_threshold=0.9, vocabulary=("cup", "plate"))
+    assert pipe.config.abstain_threshold == 0.9 and pipe.labels[:2] == ("cup", "plate")
+    with pytest.raises(ValueError, match="restart"):
+        pipe.update(encoder_model="ViT-L-14")
+    pipe.update(vocabulary=("mug", "ball"), abstain_threshold=0.5)
+
+
+def test_presets_and_config_validation():
+    assert set(PRESETS) == {"paper", "realtime", "cpu-lite"}
+    paper = preset("paper")
+    assert (paper.encoder_model, paper.sam2_model, paper.points_per_side) == ("ViT-L-14-336", "large", 16)
+    assert paper.global_patch_threshold == 0.07 and paper.region_logit_scale == 50.0
+    rt = preset("realtime")
+    assert (rt.encoder_model, rt.sam2_model, rt.tiles) == ("ViT-B-16", "tiny", (2, 2))
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("fast")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        PipelineConfig().replace(pointz=3)
+    with pytest.raises(ValueError, match="tiles"):
+        PipelineConfig().replace(tiles=(2, 0))
+    with pytest.raises(ValueError, match="sam2_input_size"):
+        PipelineConfig().replace(sam2_input_size=500)
+    with pytest.raises(ValueError, match="fp32"):
+        PipelineConfig(device="cpu", dtype="bf16").torch_dtype()
