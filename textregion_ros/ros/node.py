@@ -87,6 +87,7 @@ class TextRegionNode(Node):
         if self.config.random_weights:
             self.get_logger().warning(RANDOM_BANNER + " (random_weights:=true is for tests and benchmarks)")
         self.active_query = ""
+        self.busy = False  # the worker is inside a frame
         self._lock = threading.Condition()
         self._pending: Optional[Tuple[object, int]] = None
         self._received_seq = 0
@@ -239,6 +240,7 @@ class TextRegionNode(Node):
             msg, seq, newest = item
             last_start = time.monotonic()
             self.frame_log.append((seq, newest))
+            self.busy = True
             try:
                 self._process(msg)
             except Exception as exc:  # the node must survive anything a frame can do
@@ -246,6 +248,8 @@ class TextRegionNode(Node):
                 if isinstance(exc, torch.cuda.OutOfMemoryError):
                     torch.cuda.empty_cache()
                 self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+            finally:
+                self.busy = False
 
     def _apply_updates(self) -> None:
         with self._lock:

@@ -1,0 +1,126 @@
+"""A running textregion node plus a tester node, both on real rclpy / Fast DDS over loopback."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import defaultdict
+from typing import Callable, Dict, List
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PointStamped
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String
+from visualization_msgs.msg import MarkerArray
+from diagnostic_msgs.msg import DiagnosticArray
+
+import textregion_ros.msg as trmsg
+from textregion_ros.ros.convert import array_to_image
+from textregion_ros.ros.node import TextRegionNode
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+YAML = os.path.join(ROOT, "config", "perceive.yaml")
+OUTPUTS = {"regions": trmsg.RegionArray, "instance_mask": Image, "grounded": trmsg.GroundedRegion,
+           "grounded_all": trmsg.GroundedRegionArray, "grounded_point": PointStamped, "overlay": Image,
+           "markers": MarkerArray}
+
+# The node starts from config/perceive.yaml with only the model/preset overridden for speed. Random
+# SAM2 heads predict IoU and stability far below the real thresholds, so those two are opened as well
+# (otherwise every frame would have zero regions and nothing downstream would be exercised).
+TEST_OVERRIDES = [Parameter("preset", value="cpu-lite"), Parameter("random_weights", value=True),
+                  Parameter("pred_iou_thresh", value=0.0), Parameter("stability_score_thresh", value=0.0)]
+
+
+def stamp_key(header):
+    return header.stamp.sec, header.stamp.nanosec
+
+
+def header_of(msg):
+    return msg.header if hasattr(msg, "header") else msg.markers[0].header  # MarkerArray has none
+
+
+class Harness:
+    def __init__(self, namespace: str = "/tr", extra=(), pipeline=None, camera_qos=qos_profile_sensor_data):
+        self.node = TextRegionNode(pipeline=pipeline, namespace=namespace,
+                                   cli_args=["--ros-args", "--params-file", YAML],
+                                   parameter_overrides=TEST_OVERRIDES + list(extra))
+        self.tester = rclpy.create_node("tester", namespace=namespace)
+        self.executor = MultiThreadedExecutor(num_threads=4)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.tester)
+        self.got: Dict[str, List] = defaultdict(list)
+        for name, typ in OUTPUTS.items():
+            self.tester.create_subscription(typ, name, lambda m, n=name: self.got[n].append(m), 10)
+        self.tester.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self.got["diag"].append(m), 10)
+        self.pub_image = self.tester.create_publisher(Image, "image", camera_qos)
+        self.pub_compressed = self.tester.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+        self.pub_depth = self.tester.create_publisher(Image, "depth", qos_profile_sensor_data)
+        self.pub_info = self.tester.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.pub_query = self.tester.create_publisher(String, "query", 10)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        assert self.wait(lambda: (self.pub_image.get_subscription_count() > 0
+                                  or self.pub_compressed.get_subscription_count() > 0)
+                         and self.pub_query.get_subscription_count() > 0
+                         and all(self.node.count_subscribers(f"{namespace}/{n}") for n in OUTPUTS), 30)
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=5)
+        self.node.destroy_node()
+        self.tester.destroy_node()
+
+    @staticmethod
+    def wait(cond: Callable[[], bool], timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def now(self):
+        return self.tester.get_clock().now().to_msg()
+
+    def send(self, rgb: np.ndarray, depth=None, K=None, stamp=None, frame_id="camera_color_optical_frame",
+             depth_stamp=None, encoding="rgb8", wait_idle=True):
+        # With cpu-lite a frame takes seconds; one sent meanwhile would exceed max_age and be dropped.
+        if wait_idle:
+            assert self.wait(lambda: not self.node.busy and self.node._pending is None, 60)
+        stamp = stamp or self.now()
+        if K is not None:
+            info = CameraInfo()
+            info.header.stamp, info.header.frame_id = stamp, frame_id
+            info.height, info.width = rgb.shape[:2]
+            info.k = [float(v) for v in K.flatten()]
+            self.pub_info.publish(info)
+        if depth is not None:
+            d = array_to_image(depth, "32FC1" if depth.dtype == np.float32 else "16UC1")
+            d.header.stamp, d.header.frame_id = depth_stamp or stamp, frame_id
+            self.pub_depth.publish(d)
+            time.sleep(0.05)
+        img = array_to_image(rgb, encoding)
+        img.header.stamp, img.header.frame_id = stamp, frame_id
+        self.pub_image.publish(img)
+        return img.header
+
+    def output(self, topic: str, header, timeout: float = 60.0):
+        key = stamp_key(header)
+        found = []
+        self.wait(lambda: found.extend(m for m in list(self.got[topic]) if stamp_key(header_of(m)) == key) or found,
+                  timeout)
+        return found[0] if found else None
+
+    def query(self, text: str):
+        self.pub_query.publish(String(data=text))
+
+    def latched_active_query(self, timeout=5.0):
+        seen = []
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        sub = self.tester.create_subscription(String, "active_query", lambda m: seen.append(m.data), qos)
+        self.wait(lambda: seen, timeout)
+        self.tester.destroy_subscription(sub)
+        return seen[-1] if seen else None
