@@ -11,7 +11,8 @@ source "$_TR_ROOT/install/setup.bash"
 # Source modules first; textregion_ros.msg/.srv resolve into the install via extend_path.
 export PYTHONPATH="$_TR_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
-unset _TR_ROOT _TR_U
 # Camera frames are ~1 MB; Fast DDS's default transports drop such best-effort samples between
-# processes. LARGE_DATA moves user data to shared memory / TCP (see README "DDS and large images").
-export FASTDDS_BUILTIN_TRANSPORTS="${FASTDDS_BUILTIN_TRANSPORTS:-LARGE_DATA}"
+# processes. This profile keeps DDS on loopback and sends samples through a large shared-memory
+# segment (see README "DDS and large images").
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$_TR_ROOT/config/fastdds_localhost.xml}"
+unset _TR_ROOT _TR_U

@@ -12,10 +12,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 # Model hubs are unreachable here; fail fast instead of retrying downloads.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# A unique domain per test run keeps parallel runs on one machine apart; loopback only.
+# A unique domain per test run keeps parallel runs on one machine apart.
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+# Loopback only, with a shared-memory segment large enough for camera frames (see the XML).
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(ROOT, "config", "fastdds_localhost.xml"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -393,11 +393,13 @@ class TextRegionNode(Node):
                                                  str(self.pipeline.device)))
 
     def destroy_node(self):
-        self._running = False
-        with self._lock:
-            self._lock.notify_all()
-        if self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=10.0)
+        worker = getattr(self, "_worker", None)  # absent when the constructor failed
+        if worker is not None:
+            self._running = False
+            with self._lock:
+                self._lock.notify_all()
+            if worker.is_alive() and threading.current_thread() is not worker:
+                worker.join(timeout=10.0)
         return super().destroy_node()
 
 
