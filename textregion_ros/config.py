@@ -50,6 +50,7 @@ class PipelineConfig:
     fuse_masks: bool = True
     fuse_thresh: float = 0.8
     max_masks: int = 0  # 0 = no cap; >0 keeps the top-K after filtering
+    force_masks: int = 0  # benchmarks only: exactly K masks whatever random weights let through
     superpixel_segments: int = 64
 
     # --- region tokens ---

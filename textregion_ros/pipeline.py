@@ -93,7 +93,7 @@ class Pipeline:
         self.config = self.config.replace(**overrides)
         gen = self.mask_source
         for key in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "min_mask_area",
-                    "fuse_masks", "fuse_thresh", "max_masks", "point_batch"):
+                    "fuse_masks", "fuse_thresh", "max_masks", "force_masks", "point_batch"):
             if key in overrides and hasattr(gen, key):
                 setattr(gen, key, overrides[key])
         if "global_weight" in overrides:

@@ -25,4 +25,5 @@ def create_mask_source(config, device) -> MaskSource:
         stability_score_offset=config.stability_score_offset, box_nms_thresh=config.box_nms_thresh,
         min_mask_area=config.min_mask_area, input_size=config.sam2_input_size, multimask=config.multimask,
         fuse_masks=config.fuse_masks, fuse_thresh=config.fuse_thresh, max_masks=config.max_masks,
+        force_masks=config.force_masks,
         autocast_dtype=config.torch_dtype() if config.torch_device().type == "cuda" else None)

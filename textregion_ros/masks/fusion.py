@@ -18,9 +18,10 @@ from torchvision.ops import box_iou
 
 def containment(binary: torch.Tensor) -> torch.Tensor:
     """(M, P) {0,1} -> (M, M) intersection over the smaller area."""
-    b = binary.to(torch.float32)
-    area = b.sum(-1)
-    inter = b @ b.T
+    # 0/1 values are exact in half precision and the GPU accumulates in fp32.
+    b = binary.to(torch.float16 if binary.is_cuda else torch.float32)
+    area = b.float().sum(-1)
+    inter = (b @ b.T).float()
     smaller = torch.minimum(area[:, None], area[None, :])
     return torch.where(smaller > 0, inter / smaller.clamp_min(1e-8), torch.zeros_like(inter))
 

@@ -52,7 +52,7 @@ class Sam2Everything:
                  stability_score_offset: float = 1.0, box_nms_thresh: float = 0.9,
                  min_mask_area: int = 100, input_size: int = 1024, multimask: bool = True,
                  fuse_masks: bool = True, fuse_thresh: float = 0.8, max_masks: int = 0,
-                 autocast_dtype: Optional[torch.dtype] = None):
+                 force_masks: int = 0, autocast_dtype: Optional[torch.dtype] = None):
         self.model = model
         self.device = next(model.parameters()).device
         self.points_per_side = points_per_side
@@ -67,6 +67,9 @@ class Sam2Everything:
         self.fuse_masks = fuse_masks
         self.fuse_thresh = fuse_thresh
         self.max_masks = max_masks
+        # Benchmarks only: fill up to exactly this many masks from the best leftover candidates, so
+        # timings do not depend on what random weights let through. Every stage still runs.
+        self.force_masks = force_masks
         self.autocast_dtype = autocast_dtype if self.device.type == "cuda" else None
         self.transforms = SAM2Transforms(input_size, mask_threshold=0.0).to(self.device)
         grid = torch.as_tensor(build_point_grid(points_per_side), dtype=torch.float32, device=self.device)
@@ -159,10 +162,18 @@ class Sam2Everything:
             owner = fuse_groups(binary[idx].flatten(1), boxes[idx], self.fuse_thresh)
             soft = merge_by_owner(soft, owner)
             leaders = torch.nonzero(owner == torch.arange(owner.numel(), device=owner.device)).squeeze(-1)
-            soft, scores = soft[leaders], scores[leaders]
+            soft, scores, idx = soft[leaders], scores[leaders], idx[leaders]
         counts["fused"] = int(soft.shape[0])
-        if self.max_masks > 0 and soft.shape[0] > self.max_masks:
-            top = torch.topk(scores, self.max_masks).indices
+        if self.force_masks > soft.shape[0]:
+            unused = torch.ones_like(iou, dtype=torch.bool)
+            unused[idx] = False
+            spare = torch.nonzero(unused).squeeze(-1)
+            spare = spare[torch.argsort(iou[spare], descending=True)[: self.force_masks - soft.shape[0]]]
+            soft = torch.cat([soft, logits[spare].clamp(-32.0, 32.0)])
+            scores = torch.cat([scores, iou[spare]])
+        cap = self.force_masks or self.max_masks
+        if cap > 0 and soft.shape[0] > cap:
+            top = torch.topk(scores, cap).indices
             soft, scores = soft[top], scores[top]
         counts["kept"] = int(soft.shape[0])
         return MaskSet(masks=soft, scores=scores, frame_hw=(fh, fw), counts=counts, is_logits=True)

@@ -15,7 +15,7 @@ from ..config import PipelineConfig, preset
 
 # Knobs that can change while running (no model reload).
 RUNTIME_KNOBS = ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "min_mask_area", "fuse_masks",
-                 "fuse_thresh", "max_masks", "global_patch_threshold", "region_logit_scale", "abstain_threshold",
+                 "fuse_thresh", "max_masks", "force_masks", "global_patch_threshold", "region_logit_scale", "abstain_threshold",
                  "remove_global_patches", "vocabulary", "background")
 UNSET = {str: "", int: -1, float: -1.0}
 

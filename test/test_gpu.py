@@ -1,0 +1,47 @@
+"""CUDA paths (bf16 autocast, device-resident tensors); skipped without a GPU."""
+import pytest
+import torch
+
+from textregion_ros.config import preset
+from textregion_ros.encoders import create_encoder
+from textregion_ros.masks.sam2_build import build_sam2_model
+from textregion_ros.masks.sam2_everything import Sam2Everything
+from textregion_ros.pipeline import Pipeline
+from textregion_ros.scene import make_scene
+
+pytestmark = pytest.mark.gpu
+
+
+def test_realtime_pipeline_on_cuda_keeps_tensors_on_device():
+    torch.manual_seed(0)
+    pipe = Pipeline(preset("realtime", random_weights=True, force_masks=32, pred_iou_thresh=0.0,
+                           stability_score_thresh=0.0, vocabulary=("mug", "ball"), background=("wall",)))
+    assert pipe.dtype == torch.bfloat16 and pipe.device.type == "cuda"
+    r = pipe.process(make_scene().rgb, queries=["mug"])
+    assert len(r) > 0 and r.tokens.is_cuda and r.masks.masks.is_cuda and r.classes.prob.is_cuda
+    assert r.instance_map().is_cuda
+    assert 0 <= r.groundings[0].prob <= 1
+
+
+def test_cuda_generator_agrees_with_cpu():
+    torch.manual_seed(0)
+    model = build_sam2_model("tiny", random_weights=True, device="cpu")
+    img = torch.from_numpy(make_scene(320, 240).rgb).permute(2, 0, 1).float() / 255
+    kw = dict(points_per_side=4, pred_iou_thresh=0, stability_score_thresh=0, box_nms_thresh=1.0,
+              min_mask_area=0, fuse_masks=False)
+    cpu = Sam2Everything(model, **kw).generate(img).at_frame() >= 0.5
+    gpu = Sam2Everything(model.cuda(), **kw).generate(img.cuda()).at_frame().cpu() >= 0.5
+    inter = (cpu & gpu).flatten(1).sum(1).float()
+    union = (cpu | gpu).flatten(1).sum(1).float().clamp_min(1)
+    assert (inter / union).mean() > 0.97
+
+
+def test_value_features_match_cpu_in_fp32():
+    torch.manual_seed(0)
+    enc_cpu = create_encoder("ViT-B-16", random_weights=True)
+    enc_gpu = create_encoder("ViT-B-16", random_weights=True, device="cuda")
+    enc_gpu.model.load_state_dict(enc_cpu.model.state_dict())
+    px = torch.randn(1, 3, 224, 224)
+    a = enc_cpu.encode_values(px).values
+    b = enc_gpu.encode_values(px.cuda()).values.cpu()
+    assert ((a - b).norm() / a.norm()) < 1e-3
