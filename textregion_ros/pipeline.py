@@ -60,11 +60,20 @@ class Pipeline:
                                                  config.random_weights, self.device, self.dtype)
         self.mask_source = mask_source or create_mask_source(config, self.device)
         if config.compile and self.device.type == "cuda":
-            self.encoder.model.visual = torch.compile(self.encoder.model.visual)
+            self._compile()
         self.text = TextEmbedder(self.encoder, config.templates)
         self.global_weight = (config.global_weight if config.global_weight is not None
                               else self.encoder.default_global_weight)
         self.set_vocabulary(config.vocabulary, config.background)
+
+    def _compile(self) -> None:
+        """CUDA graphs for the fixed-shape, launch-bound forwards (shapes never change per frame)."""
+        mode = "reduce-overhead"
+        self.encoder.encode_values = torch.compile(self.encoder.encode_values, mode=mode)
+        sam = getattr(self.mask_source, "model", None)
+        if sam is not None:
+            sam.image_encoder = torch.compile(sam.image_encoder, mode=mode)
+            sam.sam_mask_decoder = torch.compile(sam.sam_mask_decoder, mode=mode)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "Pipeline":
