@@ -34,11 +34,15 @@ def pytest_collection_modifyitems(config, items):
                        "run on a ROS 2 install (apt ros-<distro>-launch-ros)"))
 
 
-@pytest.fixture(scope="session")
-def clip_encoder():
+def random_encoder(name: str):
     from textregion_ros.encoders import create_encoder
     torch.manual_seed(0)
-    return create_encoder("ViT-B-16", random_weights=True)
+    return create_encoder(name, random_weights=True)
+
+
+@pytest.fixture(scope="session")
+def clip_encoder():
+    return random_encoder("ViT-B-16")
 
 
 @pytest.fixture(scope="session")
@@ -56,13 +60,9 @@ def scene():
 
 @pytest.fixture(scope="session")
 def siglip2_encoder():
-    from textregion_ros.encoders import create_encoder
-    torch.manual_seed(0)
-    return create_encoder("ViT-B-16-SigLIP2", random_weights=True)
+    return random_encoder("ViT-B-16-SigLIP2")
 
 
 @pytest.fixture(scope="session")
 def pe_encoder():
-    from textregion_ros.encoders import create_encoder
-    torch.manual_seed(0)
-    return create_encoder("PE-Core-B-16", random_weights=True)
+    return random_encoder("PE-Core-B-16")

@@ -40,7 +40,7 @@ class PipelineConfig:
     sam2_weights: str = ""
     sam2_input_size: int = 1024
     points_per_side: int = 16
-    point_batch: int = 0  # 0 = all points in one decoder batch
+    point_batch: int = 0  # 0 = auto: all points in one decoder batch on CUDA, 64 on the CPU
     pred_iou_thresh: float = 0.6
     stability_score_thresh: float = 0.6
     stability_score_offset: float = 1.0

@@ -17,6 +17,7 @@ class Stats:
         self.processed: Deque[float] = deque()
         self.latency: Deque[float] = deque(maxlen=100)
         self.compute: Deque[float] = deque(maxlen=100)
+        self.pipeline: Deque[float] = deque(maxlen=100)
         self.counts: Counter = Counter()  # dropped_stale, dropped_old, bad_input/<reason>, depth/<reason>, ...
 
     def _trim(self, q: Deque[float], now: float) -> None:
@@ -28,11 +29,13 @@ class Stats:
             self.received.append(time.monotonic())
             self.counts["received"] += 1
 
-    def on_processed(self, latency_s: float, compute_s: float) -> None:
+    def on_processed(self, latency_s: float, compute_s: float, pipeline_s: float) -> None:
+        """latency: image stamp to published; compute: conversion + pipeline + publishing."""
         with self.lock:
             self.processed.append(time.monotonic())
             self.latency.append(latency_s)
             self.compute.append(compute_s)
+            self.pipeline.append(pipeline_s)
             self.counts["processed"] += 1
 
     def count(self, key: str, n: int = 1) -> None:
@@ -51,6 +54,8 @@ class Stats:
             out["latency_mean_s"] = sum(lat) / len(lat) if lat else float("nan")
             out["latency_max_s"] = lat[-1] if lat else float("nan")
             out["compute_mean_s"] = sum(self.compute) / len(self.compute) if self.compute else float("nan")
+            out["pipeline_mean_s"] = sum(self.pipeline) / len(self.pipeline) if self.pipeline else float("nan")
+            out["ros_overhead_mean_s"] = out["compute_mean_s"] - out["pipeline_mean_s"]
         return out
 
     def message(self, stamp, name: str, hardware_id: str) -> DiagnosticArray:
