@@ -1,7 +1,6 @@
 """Image conversion tested against the encoding definitions in sensor_msgs/image_encodings."""
 import sys
 
-import cv2
 import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image

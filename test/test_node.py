@@ -13,7 +13,6 @@ import yaml
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import String
 
 from ros_harness import ROOT, Harness, stamp_key
 from textregion_ros.ros.convert import array_to_image, rgb8_to_compressed

@@ -7,7 +7,7 @@ so YAML, Python and ROS share one vocabulary of names.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import torch

@@ -90,9 +90,6 @@ class FrameResult:
         """(R, 4) xyxy pixel boxes (exclusive max) and (R,) pixel areas of the masks >= 0.5."""
         return boxes_from_masks(self.binary_masks), self.binary_masks.sum((1, 2))
 
-    def label_of(self, region: int) -> str:
-        return self.labels[int(self.classes.label[region])]
-
     def to_numpy(self) -> Dict[str, np.ndarray]:
         """One host transfer of the per-region scalars."""
         boxes, areas = self.boxes_and_areas()

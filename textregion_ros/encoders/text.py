@@ -94,6 +94,3 @@ class TextEmbedder:
         if not rows:
             return LabelEmbeddings(labels, torch.zeros((0, 0), device=device), torch.zeros(0, dtype=torch.long))
         return LabelEmbeddings(labels, torch.stack(rows), torch.tensor(group, device=device))
-
-    def cache_size(self) -> int:
-        return len(self._cache)

@@ -7,8 +7,6 @@ ImageError with a short reason that the node counts in diagnostics.
 from __future__ import annotations
 
 import sys
-from typing import Tuple
-
 import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
@@ -149,7 +147,3 @@ def rgb8_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header=None) -> Compr
     msg.format = fmt
     msg.data = buf.tobytes()
     return msg
-
-
-def image_size(msg) -> Tuple[int, int]:
-    return int(msg.height), int(msg.width)

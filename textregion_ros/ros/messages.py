@@ -1,7 +1,6 @@
 """FrameResult -> textregion_ros messages. Host transfers happen here, once per frame."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -76,10 +75,6 @@ def grounded_msg(msgs, result: Optional[FrameResult], host: Optional[HostFrame],
     else:
         out.region.centroid = Point(x=NAN, y=NAN, z=NAN)
     return out
-
-
-def finite_point(p) -> bool:
-    return p is not None and all(math.isfinite(float(v)) for v in p)
 
 
 def grounded_array_msg(msgs, items: List, header):
