@@ -133,13 +133,16 @@ def main(argv=None) -> int:
                          "after fusion, and the naive loop classifies stock's top K masks")
     ap.add_argument("--no-stock", action="store_true")
     ap.add_argument("--no-naive", action="store_true")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the image encoder (CUDA)")
+    ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                    help="CUDA graphs for SAM2 and the encoder (default: the preset's; realtime has it on)")
     ap.add_argument("--json", default=None, help="report path (default bench/reports/<device>-<preset>.json)")
     args = ap.parse_args(argv)
 
     cuda = args.device.startswith("cuda")
     preset_name = args.preset or ("realtime" if cuda else "cpu-lite")
-    overrides = dict(random_weights=True, device=args.device, dtype="auto" if cuda else "fp32", compile=args.compile)
+    overrides = dict(random_weights=True, device=args.device, dtype="auto" if cuda else "fp32")
+    if args.compile is not None:
+        overrides["compile"] = args.compile
     if args.points:
         overrides["points_per_side"] = args.points
     if args.input_size:

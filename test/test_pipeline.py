@@ -98,7 +98,8 @@ def test_presets_and_config_validation():
     assert (paper.encoder_model, paper.sam2_model, paper.points_per_side) == ("ViT-L-14-336", "large", 16)
     assert paper.global_patch_threshold == 0.07 and paper.region_logit_scale == 50.0
     rt = preset("realtime")
-    assert (rt.encoder_model, rt.sam2_model, rt.tiles) == ("ViT-B-16", "tiny", (2, 2))
+    assert (rt.encoder_model, rt.sam2_model, rt.tiles, rt.compile) == ("ViT-B-16", "tiny", (2, 2), True)
+    assert preset("cpu-lite").torch_device().type == "cpu"
     with pytest.raises(ValueError, match="unknown preset"):
         preset("fast")
     with pytest.raises(ValueError, match="unknown config keys"):

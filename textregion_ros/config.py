@@ -71,7 +71,7 @@ class PipelineConfig:
     # --- execution ---
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
-    compile: bool = False  # torch.compile the encoders' trunks (CUDA only)
+    compile: bool = False  # CUDA graphs for SAM2 and the encoder (CUDA only; ~1 min warm-up)
 
     def replace(self, **overrides: Any) -> "PipelineConfig":
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
@@ -126,7 +126,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "realtime": dict(
         encoder_model="ViT-B-16", encoder_weights="openai", sam2_model="tiny",
         sam2_input_size=512, points_per_side=16, tiles=(2, 2), templates="short",
-        dtype="auto",
+        dtype="auto", compile=True,  # CUDA graphs; ignored on the CPU
     ),
     # No GPU: smaller SAM2 input, fewer points, ViT-B/16 with a global view only.
     "cpu-lite": dict(

@@ -67,11 +67,13 @@ class TextRegionNode(Node):
     def __init__(self, pipeline: Optional[Pipeline] = None, **kwargs):
         super().__init__("textregion", **kwargs)
         self.stats = Stats()
-        self._defaults = parameter_defaults()
-        for name, value in self._defaults.items():
-            self.declare_parameter(name, value)
-        values = {name: self.get_parameter(name).value for name in self._defaults}
+        preset_name = self.declare_parameter("preset", "realtime").value
         try:
+            self._defaults = parameter_defaults(preset_name)
+            for name, value in self._defaults.items():
+                if name != "preset":
+                    self.declare_parameter(name, value)
+            values = {name: self.get_parameter(name).value for name in self._defaults}
             self.config = pipeline_config(values)
             self.settings: NodeSettings = node_settings(values)
         except ValueError as exc:

@@ -44,14 +44,17 @@ def _kind(value: Any) -> type:
     return type(value)
 
 
-def parameter_defaults() -> Dict[str, Any]:
-    """Declared defaults: "unset" for every knob, so only YAML values override the preset."""
-    base = PipelineConfig()
-    out: Dict[str, Any] = {"preset": "realtime"}
+def parameter_defaults(preset_name: str = "realtime") -> Dict[str, Any]:
+    """Declared defaults: "unset" for every knob, so only YAML values override the preset.
+
+    Booleans have no "unset" value, so they default to the chosen preset's.
+    """
+    base = preset(preset_name)
+    out: Dict[str, Any] = {"preset": preset_name}
     for f in dataclasses.fields(PipelineConfig):
         value = getattr(base, f.name)
         kind = _kind(value) if value is not None else float
-        if kind is bool:  # presets set no booleans, so the dataclass default is the value
+        if kind is bool:
             out[f.name] = value
         elif kind is tuple:
             out[f.name] = [""] if isinstance(value[0] if value else "", str) else [-1]
