@@ -82,14 +82,18 @@ class Harness:
             time.sleep(0.02)
         return False
 
+    def wait_idle(self, timeout: float = 60.0):
+        """With cpu-lite a frame takes seconds; one sent meanwhile would exceed max_age and be dropped.
+        Pending first, then busy: the node sets busy as it takes the pending frame."""
+        assert self.wait(lambda: self.node._pending is None and not self.node.busy, timeout)
+
     def now(self):
         return self.tester.get_clock().now().to_msg()
 
     def send(self, rgb: np.ndarray, depth=None, K=None, stamp=None, frame_id="camera_color_optical_frame",
              depth_stamp=None, encoding="rgb8", wait_idle=True):
-        # With cpu-lite a frame takes seconds; one sent meanwhile would exceed max_age and be dropped.
         if wait_idle:
-            assert self.wait(lambda: not self.node.busy and self.node._pending is None, 60)
+            self.wait_idle()
         stamp = stamp or self.now()
         if K is not None:
             info = CameraInfo()

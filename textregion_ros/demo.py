@@ -104,7 +104,7 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 def weights_cached(preset: str) -> Tuple[bool, str]:
     """Whether the preset's pretrained weights load from the local cache (no network)."""
-    code = ("import sys; from textregion_ros.config import preset; from textregion_ros.pipeline import Pipeline;"
+    code = ("from textregion_ros.config import preset; from textregion_ros.pipeline import Pipeline;"
             f"Pipeline(preset({preset!r}, vocabulary=('x',), background=()))")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

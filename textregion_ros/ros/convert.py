@@ -7,6 +7,7 @@ ImageError with a short reason that the node counts in diagnostics.
 from __future__ import annotations
 
 import sys
+
 import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image

@@ -222,6 +222,8 @@ class TextRegionNode(Node):
                 return None
             msg, seq = self._pending
             self._pending = None
+            # Set with the hand-over, so "no pending frame and not busy" really means idle.
+            self.busy = True
             return msg, seq, self._received_seq
 
     def _work(self) -> None:
@@ -242,7 +244,6 @@ class TextRegionNode(Node):
             msg, seq, newest = item
             last_start = time.monotonic()
             self.frame_log.append((seq, newest))
-            self.busy = True
             try:
                 self._process(msg)
             except Exception as exc:  # the node must survive anything a frame can do
@@ -333,9 +334,11 @@ class TextRegionNode(Node):
         active_g: Optional[Grounding] = groundings[-1] if active and groundings else None
         if want_regions:
             self.pub_regions.publish(messages.region_array_msg(trmsg, result, host, header))
+        # One instance map and one list of label names serve every output that needs them.
+        inst = result.instance_map().cpu().numpy() if (want_instance or want_overlay) else None
+        labels = [result.labels[int(i)] for i in host.label]
         if want_instance:
-            inst = result.instance_map().to(torch.int32).cpu().numpy().astype(np.uint16)
-            self.pub_instance.publish(array_to_image(inst, "mono16", header))
+            self.pub_instance.publish(array_to_image(inst.astype(np.uint16), "mono16", header))
         g_msgs = [messages.grounded_msg(trmsg, result, host, g, header) for g in groundings] \
             if (want_grounded or want_all or want_point) else []
         if active_g is not None and want_grounded:
@@ -353,8 +356,6 @@ class TextRegionNode(Node):
                     ps.point.x, ps.point.y, ps.point.z = (float(v) for v in p)
                     self.pub_point.publish(ps)
         if want_overlay:
-            inst = result.instance_map().cpu().numpy()
-            labels = [result.labels[int(i)] for i in host.label]
             banner = RANDOM_BANNER if self.config.random_weights else ""
             img = viz.draw_overlay(rgb, inst, labels, host.boxes, host.prob,
                                    grounded=active_g.region if active_g else None,
@@ -362,7 +363,6 @@ class TextRegionNode(Node):
                                    banner=banner, alpha=s.overlay_alpha)
             self.pub_overlay.publish(array_to_image(img, "rgb8", header))
         if want_markers:
-            labels = [result.labels[int(i)] for i in host.label]
             arr = viz.markers(header, labels, host.points, gpoint)
             arr.markers.extend(viz.box_markers(header, host.boxes, host.points, K))
             self.pub_markers.publish(arr)
