@@ -122,9 +122,19 @@ class Harness:
         self.pub_query.publish(String(data=text))
 
     def latched_active_query(self, timeout=5.0):
+        """What a subscriber that joins now receives on the latched topic.
+
+        The late joiner is its own node, spun here: destroying a subscription of a node that the
+        shared executor is spinning in another thread races the executor and can stop it.
+        """
         seen = []
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        sub = self.tester.create_subscription(String, "active_query", lambda m: seen.append(m.data), qos)
-        self.wait(lambda: seen, timeout)
-        self.tester.destroy_subscription(sub)
+        late = rclpy.create_node("late_joiner", namespace=self.tester.get_namespace())
+        try:
+            late.create_subscription(String, "active_query", lambda m: seen.append(m.data), qos)
+            end = time.monotonic() + timeout
+            while not seen and time.monotonic() < end:
+                rclpy.spin_once(late, timeout_sec=0.1)
+        finally:
+            late.destroy_node()
         return seen[-1] if seen else None
