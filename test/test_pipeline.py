@@ -11,7 +11,7 @@ from textregion_ros.pipeline import Pipeline
 @pytest.fixture(scope="module")
 def pipe(clip_encoder):
     cfg = preset("cpu-lite", random_weights=True, mask_source="given", vocabulary=("mug", "ball"),
-                 background=("wall",), tiles=(2, 2), remove_global_patches=False)
+                 background=("wall",), tiles="2x2", remove_global_patches=False)
     return Pipeline(cfg, encoder=clip_encoder, mask_source=Superpixels(n_segments=16))
 
 
@@ -61,7 +61,12 @@ def test_global_patch_removal_returns_kept_indices(clip_encoder, scene):
     masks = box_masks()
     masks[1] = 0  # an empty region is dropped, the others keep their order
     r = p.process(scene.rgb[:240, :320], masks=masks)
-    assert len(r) <= 2 and r.masks.counts["tokens"] == len(r)
+    kept = [next(i for i in range(3) if torch.equal(m, masks[i])) for m in r.masks.masks]
+    assert 1 <= len(r) == r.masks.counts["tokens"] and 1 not in kept and kept == sorted(kept)
+    # Without removal exactly the two non-empty regions remain, in input order.
+    p.config = p.config.replace(remove_global_patches=False)
+    r = p.process(scene.rgb[:240, :320], masks=masks)
+    assert [next(i for i in range(3) if torch.equal(m, masks[i])) for m in r.masks.masks] == [0, 2]
 
 
 def test_zero_regions_is_an_empty_result(pipe, scene):
@@ -98,14 +103,23 @@ def test_presets_and_config_validation():
     assert (paper.encoder_model, paper.sam2_model, paper.points_per_side) == ("ViT-L-14-336", "large", 16)
     assert paper.global_patch_threshold == 0.07 and paper.region_logit_scale == 50.0
     rt = preset("realtime")
-    assert (rt.encoder_model, rt.sam2_model, rt.tiles, rt.compile) == ("ViT-B-16", "tiny", (2, 2), True)
+    assert (rt.encoder_model, rt.sam2_model, rt.tiles, rt.compile) == ("ViT-B-16", "tiny", "2x2", True)
+    assert paper.tiles == "auto" and paper.clip_head == "segmentation" and rt.clip_head == "referring"
     assert preset("cpu-lite").torch_device().type == "cpu"
     with pytest.raises(ValueError, match="unknown preset"):
         preset("fast")
     with pytest.raises(ValueError, match="unknown config keys"):
         PipelineConfig().replace(pointz=3)
-    with pytest.raises(ValueError, match="tiles"):
-        PipelineConfig().replace(tiles=(2, 0))
+    for bad in ("2x0", "9x1", (2, 2), "two"):
+        with pytest.raises(ValueError, match="tiles"):
+            PipelineConfig().replace(tiles=bad)
+    for name, bad in (("region_logit_scale", float("nan")), ("pred_iou_thresh", -1.0), ("max_masks", -3),
+                      ("abstain_threshold", float("inf")), ("fuse_thresh", 2.0)):
+        with pytest.raises(ValueError, match=name):
+            PipelineConfig().replace(**{name: bad})
+    for bad in ([";"], [" ; "], ["ok", "a\x00b"]):
+        with pytest.raises(ValueError, match="vocabulary"):
+            PipelineConfig().replace(vocabulary=tuple(bad))
     with pytest.raises(ValueError, match="sam2_input_size"):
         PipelineConfig().replace(sam2_input_size=500)
     with pytest.raises(ValueError, match="fp32"):

@@ -4,7 +4,23 @@ import torch
 import torch.nn.functional as F
 
 from textregion_ros.pooling import (fuse_multires_values, group_max, mask_pool_sum, masks_to_patch_weights,
-                                    patch_belonging_score, remove_global_patches, tile_boxes, uniform_in_mask)
+                                    patch_belonging_score, remove_global_patches, resampled_patch_weights,
+                                    resize_matrix, tile_boxes, uniform_in_mask)
+
+
+def test_composed_resample_equals_upsampling_to_the_frame_then_downsampling():
+    """The official path holds R frame-sized masks; the composed per-axis operator must not differ."""
+    g = torch.Generator().manual_seed(0)
+    low = torch.randn(5, 64, 64, generator=g) * 4
+    frame, grid = (480, 640), (28, 28)  # 2x2 tiles of 14 patches: the frame is no multiple of the grid
+    up = F.interpolate(low.clamp(0, 3)[:, None], frame, mode="bilinear", align_corners=False)
+    expect = F.interpolate(up, grid, mode="bilinear", align_corners=False).flatten(1).clamp(0, 1)
+    got = resampled_patch_weights(low.clamp(0, 3), frame, grid)
+    assert torch.allclose(got, expect, atol=1e-5)
+    # and it differs from downsampling the low-resolution masks directly (what we did before; the two
+    # agree only when the frame is an integer multiple of the grid)
+    assert not torch.allclose(masks_to_patch_weights(low.clamp(0, 3), grid), expect, atol=1e-3)
+    assert resize_matrix(4, 2).shape == (2, 4)
 
 
 def test_masks_downsample_bilinear_then_clamp():
@@ -52,12 +68,20 @@ def test_attention_pool_families_average_uniformly_inside_the_mask(fixture, requ
     w = torch.tensor([[0.2, 0.0, 0.9, 0.0]])
     att = enc.region_attention(w)
     assert torch.allclose(att, torch.tensor([[0.5, 0.0, 0.5, 0.0]]))
-    v = torch.randn(4, enc.head.proj.in_features)
-    with torch.no_grad():
-        got = enc.pool(v, att)
-        mean_inside = (v[0] + v[2]) / 2
-        x = enc.head.proj(mean_inside[None])  # MLP skipped; remaining projection and norms follow
-        expect = enc.model.visual.head(enc.trunk.head(enc.trunk.fc_norm(x)))
+    x_in = torch.randn(4, enc.head.proj.in_features)  # the pool's inputs (fused and filtered upstream)
+    kv = enc.head.kv
+    c = kv.out_features // 2
+    saved = kv.bias.detach().clone()
+    kv.bias.data.normal_(0, 1.0)  # a non-zero value bias must pass through exactly once
+    try:
+        with torch.no_grad():
+            got = enc.pool(x_in, att)
+            v = F.linear(x_in, kv.weight[c:], kv.bias[c:])  # value projection of every patch, then the mean
+            mean_inside = (v[0] + v[2]) / 2
+            x = enc.head.proj(mean_inside[None])  # MLP skipped; remaining projection and norms follow
+            expect = enc.model.visual.head(enc.trunk.head(enc.trunk.fc_norm(x)))
+    finally:
+        kv.bias.data.copy_(saved)
     assert torch.allclose(got, expect, atol=1e-5)
 
 

@@ -1,7 +1,20 @@
-"""Region classification and query grounding: cosine similarities to text embeddings."""
+"""Region classification and query grounding: similarities to text embeddings.
+
+Scores follow the official code. A region's logit for a label is its cosine, or for a
+sigmoid-trained model (SigLIP2) ``exp(t) * cosine + b`` with the model's own scale and bias.
+Label probabilities are the softmax of ``region_logit_scale`` times those logits.
+
+Grounding a query answers "is this region the thing named", so it needs something to lose to:
+* softmax models (CLIP, PE): P = softmax over {query} + background labels at the region logit
+  scale; with no background labels the query competes with the word "background";
+* sigmoid models (SigLIP2): P = sigmoid(exp(t) * cosine + b), the model's own pairwise match
+  probability, which needs no alternatives.
+The query's best region is the one with the highest cosine; it is "found" when P >= abstain.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import torch
 
@@ -23,20 +36,21 @@ def label_cosines(tokens: torch.Tensor, labels: LabelEmbeddings) -> torch.Tensor
     return group_max(cos, labels.group.to(tokens.device), len(labels))
 
 
-def classify(tokens: torch.Tensor, labels: LabelEmbeddings, scale: float = 50.0) -> Classification:
+def classify(tokens: torch.Tensor, labels: LabelEmbeddings, scale: float = 50.0,
+             sigmoid: Optional[Tuple[float, float]] = None) -> Classification:
     cos = label_cosines(tokens, labels)
-    probs = torch.softmax(cos * scale, dim=-1)
+    logits = cos if sigmoid is None else cos * sigmoid[0] + sigmoid[1]
+    probs = torch.softmax(logits * scale, dim=-1)
     prob, label = probs.max(dim=-1)
     return Classification(label, prob, cos.gather(-1, label[:, None])[:, 0], cos)
 
 
 def ground(tokens: torch.Tensor, queries: LabelEmbeddings, background: LabelEmbeddings | None,
-           scale: float = 50.0, abstain: float = 0.5):
+           scale: float = 50.0, abstain: float = 0.5, sigmoid: Optional[Tuple[float, float]] = None):
     """Best region per query, batched over queries. Returns tensors (region, prob, cosine, margin, found).
 
-    A region's query probability is the softmax of its logits over
-    {query, background labels}; the margin is the best region's probability
-    minus the runner-up region's.
+    The probability rule is in the module docstring; the margin is the best region's
+    probability minus the runner-up region's.
     """
     r = tokens.shape[0]
     q = len(queries)
@@ -44,11 +58,13 @@ def ground(tokens: torch.Tensor, queries: LabelEmbeddings, background: LabelEmbe
         z = torch.zeros(q, device=tokens.device)
         return (torch.full((q,), -1, dtype=torch.long, device=tokens.device), z, z, z, z.bool())
     cos_q = label_cosines(tokens, queries)  # (R, Q)
-    if background is not None and len(background):
+    if sigmoid is not None:
+        probs = torch.sigmoid(cos_q * sigmoid[0] + sigmoid[1])
+    elif background is not None and len(background):
         bg = torch.logsumexp(label_cosines(tokens, background) * scale, dim=-1, keepdim=True)  # (R, 1)
         probs = torch.sigmoid(cos_q * scale - bg)
     else:
-        probs = torch.ones_like(cos_q)
+        raise ValueError("grounding with a softmax model needs at least one background label")
     best_cos, best = cos_q.max(dim=0)  # (Q,)
     prob = probs.gather(0, best[None])[0]
     others = probs.scatter(0, best[None], float("-inf"))

@@ -7,10 +7,13 @@ so YAML, Python and ROS share one vocabulary of names.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+
+from .labels import MAX_LABELS, check_labels
 
 DEFAULT_VOCABULARY: Tuple[str, ...] = (
     "person", "chair", "sofa; couch", "table", "desk", "bed", "cabinet",
@@ -22,6 +25,28 @@ DEFAULT_VOCABULARY: Tuple[str, ...] = (
     "clock", "picture frame", "tool", "cable",
 )
 DEFAULT_BACKGROUND: Tuple[str, ...] = ("background", "wall", "floor", "ceiling")
+
+
+# Every numeric knob's closed range. NaN and inf are never accepted. The ROS parameter descriptors
+# are built from this table, so the node and the library reject the same values.
+NUMERIC_RANGES: Dict[str, Tuple[float, float]] = {
+    "sam2_input_size": (256, 2048),
+    "points_per_side": (1, 64),
+    "point_batch": (0, 4096),
+    "pred_iou_thresh": (0.0, 1.0),
+    "stability_score_thresh": (0.0, 1.0),
+    "stability_score_offset": (0.0, 10.0),
+    "box_nms_thresh": (0.0, 1.0),
+    "min_mask_area": (0, 65536),
+    "fuse_thresh": (0.0, 1.0),
+    "max_masks": (0, 1024),
+    "force_masks": (0, 1024),
+    "superpixel_segments": (2, 1024),
+    "global_weight": (0.0, 10.0),
+    "global_patch_threshold": (-2.0, 2.0),
+    "region_logit_scale": (0.0, 1000.0),
+    "abstain_threshold": (0.0, 1.0),
+}
 
 
 @dataclass
@@ -45,7 +70,9 @@ class PipelineConfig:
     stability_score_thresh: float = 0.6
     stability_score_offset: float = 1.0
     box_nms_thresh: float = 0.9
-    min_mask_area: int = 100  # pixels at frame resolution
+    # TextRegion's rule: drop masks of <= this many pixels on SAM2's 256x256 low-resolution grid
+    # (input 1024), after NMS. At other input sizes the count is scaled to the same image fraction.
+    min_mask_area: int = 100
     multimask: bool = True
     fuse_masks: bool = True
     fuse_thresh: float = 0.8
@@ -54,12 +81,18 @@ class PipelineConfig:
     superpixel_segments: int = 64
 
     # --- region tokens ---
-    tiles: Tuple[int, int] = (2, 2)  # rows, cols of the multi-resolution crop grid; (0, 0) = global only
+    # Multi-resolution crop grid: "auto" (the paper's rule: rescale to short side 672 / long side <= 2016,
+    # then floor(H/crop) x floor(W/crop) tiles that slide back inside the image), "RxC" (a fixed grid of
+    # the frame as it is), or "none" (the global view only).
+    tiles: str = "auto"
     use_global_view: bool = True
     global_weight: Optional[float] = None  # None = the encoder family's default (CLIP 1.0, SigLIP2/PE 0.5)
     remove_global_patches: bool = True
     global_patch_threshold: float = 0.07
-    use_head_mlp: bool = False
+    # CLIP only. The official code has two region heads: "segmentation" (model_semantic.py: raw values,
+    # no MLP) and "referring" (TextRegionSegmenter.py, used for referring expressions: L2-normalised
+    # values, then the last block's MLP). SigLIP2 and PE have one head each.
+    clip_head: str = "segmentation"
 
     # --- text and decisions ---
     templates: str = "imagenet"  # "imagenet" | "short" | "none"
@@ -73,6 +106,14 @@ class PipelineConfig:
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     compile: bool = False  # CUDA graphs for SAM2 and the encoder (CUDA only; ~1 min warm-up)
 
+    def resolved(self) -> "PipelineConfig":
+        """The same config with family-dependent defaults filled in (what actually runs)."""
+        if self.global_weight is not None:
+            return self
+        from .encoders import family_for  # late: encoders import open_clip
+
+        return dataclasses.replace(self, global_weight=family_for(self.encoder_model).default_global_weight)
+
     def replace(self, **overrides: Any) -> "PipelineConfig":
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
@@ -82,21 +123,36 @@ class PipelineConfig:
         return cfg
 
     def validate(self) -> None:
+        for name, (lo, hi) in NUMERIC_RANGES.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
+            if not lo <= value <= hi:
+                raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
         if self.mask_source not in ("sam2", "superpixels", "given"):
             raise ValueError(f"mask_source must be sam2, superpixels or given, not {self.mask_source!r}")
         if self.sam2_input_size % 64 != 0 or self.sam2_input_size < 256:
             raise ValueError("sam2_input_size must be a multiple of 64 and at least 256")
         if self.points_per_side < 1:
             raise ValueError("points_per_side must be >= 1")
-        rows, cols = self.tiles
-        if (rows == 0) != (cols == 0) or rows < 0 or cols < 0:
-            raise ValueError(f"tiles must be two positive ints or (0, 0), got {self.tiles}")
-        if rows == 0 and not self.use_global_view:
-            raise ValueError("with no tiles the global view is required")
+        check_labels(self.vocabulary, "vocabulary")
+        check_labels(self.background, "background")
+        if not self.vocabulary and not self.background:
+            raise ValueError("the vocabulary needs at least one label")
+        if len(self.vocabulary) + len(self.background) > MAX_LABELS:
+            raise ValueError(f"at most {MAX_LABELS} labels (vocabulary + background), got "
+                             f"{len(self.vocabulary) + len(self.background)}")
+        parse_tiles(self.tiles)  # raises with the reason
+        if self.tiles == "none" and not self.use_global_view:
+            raise ValueError("with tiles 'none' the global view is required")
+        if self.clip_head not in ("segmentation", "referring"):
+            raise ValueError(f"clip_head must be segmentation or referring, not {self.clip_head!r}")
         if self.templates not in ("imagenet", "short", "none"):
             raise ValueError(f"templates must be imagenet, short or none, not {self.templates!r}")
-        if not 0.0 <= self.abstain_threshold <= 1.0:
-            raise ValueError("abstain_threshold must be in [0, 1]")
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -119,22 +175,51 @@ class PipelineConfig:
 
 
 PRESETS: Dict[str, Dict[str, Any]] = {
-    # TextRegion reference defaults: SAM2.1-L, 16x16 points, ViT-L/14@336 multi-resolution.
+    # TextRegion reference defaults: SAM2.1-L, 16x16 points, ViT-L/14@336 multi-resolution with the
+    # official tiling, and the semantic-segmentation head its tables were measured with.
     "paper": {},
     # The node's default: camera frame rate on one GPU. SAM2 runs at 512: its mask decoder's
     # upscaling dominates at 1024, and 128x128 masks are finer than the 28x28 token grid.
     "realtime": dict(
         encoder_model="ViT-B-16", encoder_weights="openai", sam2_model="tiny",
-        sam2_input_size=512, points_per_side=16, tiles=(2, 2), templates="short",
-        dtype="auto", compile=True,  # CUDA graphs; ignored on the CPU
+        sam2_input_size=512, points_per_side=16, tiles="2x2", templates="short",
+        clip_head="referring", dtype="auto", compile=True,  # CUDA graphs; ignored on the CPU
     ),
+    # The node's presets use the referring head: its job is finding the region a phrase names, which is
+    # the official referring-expression path.
     # No GPU: smaller SAM2 input, fewer points, ViT-B/16 with a global view only.
     "cpu-lite": dict(
         encoder_model="ViT-B-16", encoder_weights="openai", sam2_model="tiny",
-        sam2_input_size=512, points_per_side=6, tiles=(0, 0), templates="short",
+        sam2_input_size=512, points_per_side=6, tiles="none", templates="short", clip_head="referring",
         max_masks=24, device="cpu", dtype="fp32",
     ),
 }
+
+
+def parse_tiles(tiles: str) -> Optional[Tuple[int, int]]:
+    """"auto" -> None; "none" -> (0, 0); "RxC" -> (R, C) with 1 <= R, C <= 8."""
+    if tiles == "auto":
+        return None
+    if tiles == "none":
+        return (0, 0)
+    parts = str(tiles).lower().split("x")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        rows, cols = int(parts[0]), int(parts[1])
+        if 1 <= rows <= 8 and 1 <= cols <= 8:
+            return rows, cols
+    raise ValueError(f"tiles must be 'auto', 'none' or 'RxC' with R and C in 1..8, not {tiles!r}")
+
+
+def auto_tiles(height: int, width: int, crop: int, long_side: int = 2016, short_side: int = 672
+               ) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """The official multi-resolution rule -> ((rescaled h, w), (rows, cols)).
+
+    mmcv ``imrescale(img, (2016, 672))``: one scale factor so the short side is 672 and the long
+    side at most 2016, sizes rounded half up; then ``max(h // crop, 1)`` x ``max(w // crop, 1)`` tiles.
+    """
+    scale = min(long_side / max(height, width), short_side / min(height, width))
+    h, w = int(height * scale + 0.5), int(width * scale + 0.5)
+    return (h, w), (max(h // crop, 1), max(w // crop, 1))
 
 
 def preset(name: str, **overrides: Any) -> PipelineConfig:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -21,11 +22,24 @@ from .classify import classify, ground
 from .config import PipelineConfig, preset
 from .encoders import ImageTextEncoder, create_encoder
 from .encoders.text import LabelEmbeddings, TextEmbedder
+from .labels import check_labels
 from .masks import MaskSource, create_mask_source, given_masks
 from .results import FrameResult
 from .tokens import encode_value_map, region_tokens
 
 MAX_PIXELS = 4096 * 4096
+MIN_SIDE = 16
+# What a query competes with when no background labels are set, so grounding can still abstain.
+FALLBACK_BACKGROUND = ("background",)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Labels and their embeddings, swapped in as one object."""
+    labels: Tuple[str, ...]  # vocabulary then background labels; label indices point here
+    num_background: int
+    label_emb: LabelEmbeddings
+    background_emb: Optional[LabelEmbeddings]
 
 
 def image_to_tensor(image, device: torch.device) -> torch.Tensor:
@@ -44,8 +58,8 @@ def image_to_tensor(image, device: torch.device) -> torch.Tensor:
         raise ValueError(f"image must be (H, W, 3) uint8 RGB or (3, H, W) float in [0, 1]; "
                          f"got shape {tuple(image.shape)} dtype {image.dtype}")
     h, w = image.shape[1:]
-    if h < 16 or w < 16 or h * w > MAX_PIXELS:
-        raise ValueError(f"image size {w}x{h} is outside 16x16 .. {MAX_PIXELS} pixels")
+    if h < MIN_SIDE or w < MIN_SIDE or h * w > MAX_PIXELS:
+        raise ValueError(f"image size {w}x{h} is outside {MIN_SIDE}x{MIN_SIDE} .. {MAX_PIXELS} pixels")
     return image
 
 
@@ -64,6 +78,8 @@ class Pipeline:
         self.text = TextEmbedder(self.encoder, config.templates)
         self.global_weight = (config.global_weight if config.global_weight is not None
                               else self.encoder.default_global_weight)
+        # The alternative a query competes with when the user gives no background labels (ground()).
+        self.fallback_background = self.text.embed_labels(FALLBACK_BACKGROUND)
         self.set_vocabulary(config.vocabulary, config.background)
 
     def _compile(self) -> None:
@@ -80,17 +96,38 @@ class Pipeline:
         return cls(preset(name, **overrides))
 
     # --- text -----------------------------------------------------------
-    def set_vocabulary(self, labels: Sequence[str], background: Sequence[str] = ()) -> None:
+    def prepare_vocabulary(self, labels: Sequence[str], background: Sequence[str] = ()) -> Vocabulary:
+        """Validate and embed a vocabulary without touching the one in use (any thread may call it)."""
         labels, background = tuple(labels), tuple(background)
         if not labels and not background:
             raise ValueError("the vocabulary needs at least one label")
-        self.labels = labels + background
-        self.num_background = len(background)
-        self.label_emb = self.text.embed_labels(self.labels)
-        self.background_emb = self.text.embed_labels(background) if background else None
+        check_labels(labels, "vocabulary")
+        check_labels(background, "background")
+        return Vocabulary(labels + background, len(background), self.text.embed_labels(labels + background),
+                          self.text.embed_labels(background) if background else None)
+
+    def use_vocabulary(self, vocab: Vocabulary) -> None:
+        """Swap in a prepared vocabulary; a frame in flight keeps the one it started with."""
+        self.vocab = vocab
+
+    def set_vocabulary(self, labels: Sequence[str], background: Sequence[str] = ()) -> None:
+        self.use_vocabulary(self.prepare_vocabulary(labels, background))
+
+    # Read-only views of the vocabulary in use.
+    labels = property(lambda self: self.vocab.labels)
+    num_background = property(lambda self: self.vocab.num_background)
+    label_emb = property(lambda self: self.vocab.label_emb)
+    background_emb = property(lambda self: self.vocab.background_emb)
 
     def embed_queries(self, queries: Sequence[str]) -> LabelEmbeddings:
         return self.text.embed_labels(queries)
+
+    def ground(self, tokens: torch.Tensor, queries: LabelEmbeddings, vocab: Optional[Vocabulary] = None):
+        """Grounding tensors (region, prob, cosine, margin, found) for pre-embedded queries."""
+        vocab = vocab or self.vocab
+        cfg = self.config
+        return ground(tokens, queries, vocab.background_emb or self.fallback_background, cfg.region_logit_scale,
+                      cfg.abstain_threshold, self.encoder.sigmoid_logit())
 
     def update(self, **overrides) -> None:
         """Change thresholds and other per-frame knobs at runtime (models are not rebuilt)."""
@@ -124,29 +161,32 @@ class Pipeline:
 
     @torch.inference_mode()
     def process(self, image, queries: Sequence[str] = (), masks: Optional[torch.Tensor] = None,
-                profile: bool = False) -> FrameResult:
-        """One frame. ``masks`` (R, H, W) bypasses the mask source; ``profile`` syncs per stage."""
+                profile: bool = False, query_embeddings: Optional[LabelEmbeddings] = None) -> FrameResult:
+        """One frame. ``masks`` (R, H, W) bypasses the mask source; ``profile`` syncs per stage.
+
+        ``query_embeddings`` (from embed_queries) skips embedding ``queries`` here.
+        """
         cfg = self.config
+        vocab = self.vocab  # one snapshot per frame: a swap mid-frame cannot mix two vocabularies
         timings: Dict[str, float] = {}
         img = image_to_tensor(image, self.device)
         frame_hw = (int(img.shape[1]), int(img.shape[2]))
-        q_emb = self.embed_queries(queries)
+        q_emb = query_embeddings if query_embeddings is not None else self.embed_queries(queries)
         with self._stage(timings, "masks", profile):
             maskset = given_masks(masks.to(self.device)) if masks is not None else self.mask_source.generate(img)
         with self._stage(timings, "encoder", profile):
-            values, grid_hw = encode_value_map(self.encoder, img, cfg.tiles, cfg.use_global_view,
-                                               self.global_weight)
+            fmap = encode_value_map(self.encoder, img, cfg.tiles, cfg.use_global_view, self.global_weight)
         with self._stage(timings, "pooling", profile):
-            rt = region_tokens(self.encoder, values, grid_hw, maskset.pooling_source(), cfg.remove_global_patches,
-                               cfg.global_patch_threshold, cfg.use_head_mlp)
+            rt = region_tokens(self.encoder, fmap, maskset.patch_weights(fmap.grid_hw), cfg.remove_global_patches,
+                               cfg.global_patch_threshold, cfg.clip_head)
             maskset = maskset.select(rt.kept)
             maskset.counts["tokens"] = int(rt.kept.numel())
         with self._stage(timings, "classify", profile):
-            tokens = rt.tokens if len(rt.kept) else torch.zeros((0, self.label_emb.embeddings.shape[1]),
+            tokens = rt.tokens if len(rt.kept) else torch.zeros((0, vocab.label_emb.embeddings.shape[1]),
                                                                 device=self.device)
-            classes = classify(tokens, self.label_emb, cfg.region_logit_scale)
-            grounding = ground(tokens, q_emb, self.background_emb, cfg.region_logit_scale, cfg.abstain_threshold)
-        return FrameResult(frame_hw=frame_hw, masks=maskset, tokens=tokens, classes=classes, labels=self.labels,
-                           num_background=self.num_background, queries=tuple(queries),
+            classes = classify(tokens, vocab.label_emb, cfg.region_logit_scale, self.encoder.sigmoid_logit())
+            grounding = self.ground(tokens, q_emb, vocab)
+        return FrameResult(frame_hw=frame_hw, masks=maskset, tokens=tokens, classes=classes, labels=vocab.labels,
+                           num_background=vocab.num_background, queries=tuple(q_emb.labels),
                            grounding_tensors=grounding, region_logit_scale=cfg.region_logit_scale,
                            timings=timings)

@@ -25,6 +25,33 @@ def masks_to_patch_weights(masks: torch.Tensor, grid_hw: Tuple[int, int]) -> tor
     return low.flatten(1).clamp_(0.0, 1.0)
 
 
+def resize_matrix(n_in: int, n_out: int, device=None) -> torch.Tensor:
+    """(n_out, n_in): 1-D linear resampling exactly as F.interpolate(align_corners=False) does it.
+
+    Bilinear resizing is separable, so a 2-D resize is M -> A_h @ M @ A_w^T with these matrices.
+    """
+    eye = torch.eye(n_in, device=device)[:, None, :]
+    return F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[:, 0, :].T.contiguous()
+
+
+def resampled_patch_weights(masks: torch.Tensor, frame_hw: Tuple[int, int],
+                            grid_hw: Tuple[int, int]) -> torch.Tensor:
+    """Low-resolution masks (R, h, w) -> (R, N) weights as the official code computes them.
+
+    The official code upsamples SAM2's clipped logits to the frame, then downsamples them to the
+    patch grid (both bilinear), then clamps to [0, 1]. Composing the two resizes per axis gives the
+    same weights without ever holding R frame-sized masks.
+    """
+    r, h, w = masks.shape
+    if r == 0:
+        return masks.new_zeros((0, grid_hw[0] * grid_hw[1]))
+    dev = masks.device
+    cy = resize_matrix(frame_hw[0], grid_hw[0], dev) @ resize_matrix(h, frame_hw[0], dev)  # (gh, h)
+    cx = resize_matrix(frame_hw[1], grid_hw[1], dev) @ resize_matrix(w, frame_hw[1], dev)  # (gw, w)
+    low = torch.einsum("gh,rhw,kw->rgk", cy, masks.float(), cx)
+    return low.flatten(1).clamp_(0.0, 1.0)
+
+
 def patch_belonging_score(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Per patch: mean similarity to the regions containing it minus to those that don't.
 

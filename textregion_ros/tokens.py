@@ -1,18 +1,23 @@
-"""Region tokens: multi-resolution value features pooled by region masks.
+"""Region tokens: multi-resolution features pooled by region masks.
 
-    image -> views (global + tiles) -> one batched encoder pass -> fused value
+    image -> views (global + tiles) -> one batched encoder pass -> fused feature
     map -> mask weights on that grid -> global patch removal -> pooled tokens
+
+Views are made as the official preprocessing makes them: torchvision's
+``v2.Resize`` with antialiasing, bicubic or bilinear as the encoder's tag says,
+and no clamping of the resized values.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from .config import auto_tiles, parse_tiles
 from .encoders.base import ImageTextEncoder
-from .pooling import fuse_multires_values, masks_to_patch_weights, remove_global_patches, tile_boxes
+from .pooling import fuse_multires_values, remove_global_patches, tile_boxes
 
 
 @dataclass
@@ -22,37 +27,75 @@ class RegionTokens:
     grid_hw: Tuple[int, int]
 
 
-def make_views(image01: torch.Tensor, size: int, tiles: Tuple[int, int], use_global: bool) -> torch.Tensor:
+@dataclass(frozen=True)
+class ViewPlan:
+    """How one frame is cut into encoder views."""
+    rescale_hw: Optional[Tuple[int, int]]  # the frame is first resized to this (the "auto" rule), or kept
+    grid: Tuple[int, int]  # tile rows, cols; (0, 0) = the global view only
+
+
+def plan_views(frame_hw: Tuple[int, int], tiles: str, crop: int) -> ViewPlan:
+    fixed = parse_tiles(tiles)
+    if fixed is not None:
+        return ViewPlan(None, fixed)
+    rescaled, grid = auto_tiles(frame_hw[0], frame_hw[1], crop)
+    return ViewPlan(rescaled, grid)
+
+
+def resize(images: torch.Tensor, size: int, interpolation: str) -> torch.Tensor:
+    """torchvision v2.Resize((size, size), interpolation, antialias=True) on float images."""
+    return F.interpolate(images, size=(size, size), mode=interpolation, align_corners=False, antialias=True)
+
+
+def make_views(image01: torch.Tensor, size: int, plan: ViewPlan, use_global: bool,
+               interpolation: str = "bicubic") -> torch.Tensor:
     """(3, H, W) float image in [0, 1] -> (V, 3, size, size): global view first, then tiles row-major."""
-    rows, cols = tiles
-    crops = [image01] if use_global else []
-    for y0, y1, x0, x1 in (tile_boxes(image01.shape[1], image01.shape[2], rows, cols) if rows else []):
-        crops.append(image01[:, y0:y1, x0:x1])
-    # Tiles share one size, so at most two resize calls (global + stacked tiles).
-    out = [F.interpolate(crops[0][None], size=(size, size), mode="bicubic", align_corners=False)] if use_global else []
+    if plan.rescale_hw is not None and tuple(plan.rescale_hw) != tuple(image01.shape[1:]):
+        # mmcv imrescale (cv2 INTER_LINEAR): bilinear without antialiasing.
+        image01 = F.interpolate(image01[None], size=plan.rescale_hw, mode="bilinear", align_corners=False)[0]
+    rows, cols = plan.grid
+    out = [resize(image01[None], size, interpolation)] if use_global else []
     if rows:
-        tiles_t = torch.stack(crops[int(use_global):])
-        out.append(F.interpolate(tiles_t, size=(size, size), mode="bicubic", align_corners=False))
-    return torch.cat(out).clamp_(0.0, 1.0)
+        crops = [image01[:, y0:y1, x0:x1] for y0, y1, x0, x1 in tile_boxes(image01.shape[1], image01.shape[2],
+                                                                          rows, cols)]
+        out.append(resize(torch.stack(crops), size, interpolation))  # tiles share one size: one call
+    return torch.cat(out)
 
 
-def encode_value_map(encoder: ImageTextEncoder, image01: torch.Tensor, tiles: Tuple[int, int],
-                     use_global: bool, global_weight: float) -> Tuple[torch.Tensor, Tuple[int, int]]:
-    """-> fused patch values (N, C) and their grid (rows*g, cols*g)."""
-    views = make_views(image01, encoder.image_size, tiles, use_global)
+@dataclass
+class FeatureMap:
+    values: torch.Tensor  # (N, C) fused features on the patch grid
+    grid_hw: Tuple[int, int]  # (rows*g, cols*g)
+    multires: bool  # tiles were encoded (the official "multi_resolution" path)
+
+
+def encode_value_map(encoder: ImageTextEncoder, image01: torch.Tensor, tiles: str, use_global: bool,
+                     global_weight: float) -> FeatureMap:
+    """-> fused features (N, C) on their grid."""
+    plan = plan_views((int(image01.shape[1]), int(image01.shape[2])), tiles, encoder.image_size)
+    views = make_views(image01, encoder.image_size, plan, use_global, encoder.interpolation)
     feats = encoder.encode_values(encoder.normalize(views))
-    rows, cols = tiles
+    rows, cols = plan.grid
     g = feats.grid
     values = fuse_multires_values(feats.patch_values, g, rows, cols, use_global, global_weight)
     grid_hw = (rows * g, cols * g) if rows else (g, g)
-    return values, grid_hw
+    return FeatureMap(values, grid_hw, rows > 0)
 
 
-def region_tokens(encoder: ImageTextEncoder, values: torch.Tensor, grid_hw: Tuple[int, int],
-                  masks: torch.Tensor, remove_global: bool = True, threshold: float = 0.07,
-                  use_mlp: bool = False) -> RegionTokens:
-    """Soft masks (R, h, w) over the image -> one token per surviving region."""
-    weights = masks_to_patch_weights(masks, grid_hw)
+def region_tokens(encoder: ImageTextEncoder, fmap: FeatureMap, weights: torch.Tensor, remove_global: bool = True,
+                  threshold: float = 0.07, clip_head: str = "segmentation") -> RegionTokens:
+    """Patch weights (R, N) on ``fmap.grid_hw`` -> one token per surviving region.
+
+    ``clip_head="referring"`` is the official referring path for CLIP: the last block's MLP runs on
+    the pooled token, and with multi-resolution views and global removal the fused values are
+    L2-normalised per patch before pooling. TextRegionSegmenter normalises them in place, through a
+    view, while scoring global patches; with one view its values are a copy and stay raw. We
+    reproduce both cases.
+    """
+    referring = clip_head == "referring" and encoder.family == "clip"
+    values, grid_hw = fmap.values, fmap.grid_hw
+    if referring and remove_global and fmap.multires:
+        values = F.normalize(values, dim=-1)
     if remove_global:
         weights, kept = remove_global_patches(values, weights, threshold)
     else:
@@ -60,5 +103,5 @@ def region_tokens(encoder: ImageTextEncoder, values: torch.Tensor, grid_hw: Tupl
         weights = weights[kept]
     if weights.shape[0] == 0:
         return RegionTokens(values.new_zeros((0, 0)).float(), kept, grid_hw)
-    pooled = encoder.pool(values, encoder.region_attention(weights).to(values.dtype), use_mlp=use_mlp)
+    pooled = encoder.pool(values, encoder.region_attention(weights).to(values.dtype), use_mlp=referring)
     return RegionTokens(F.normalize(pooled.float(), dim=-1), kept, grid_hw)

@@ -32,10 +32,8 @@ def family_for(model_name: str) -> Type[ImageTextEncoder]:
 def create_encoder(model_name: str, weights: str = "", random_weights: bool = False,
                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> ImageTextEncoder:
     cls = family_for(model_name)
-    model, tokenizer, cfg = load_open_clip(model_name, weights, random_weights, device, dtype)
-    mean = tuple(cfg["mean"]) if cfg and "mean" in cfg else None
-    std = tuple(cfg["std"]) if cfg and "std" in cfg else None
-    return cls(model, model_name, tokenizer=tokenizer, mean=mean, std=std)
+    model, tokenizer, meta = load_open_clip(model_name, weights, random_weights, device, dtype)
+    return cls(model, model_name, tokenizer=tokenizer, meta=meta)
 
 
 __all__ = ["AttentionPoolEncoder", "ClipEncoder", "FAMILIES", "ImageTextEncoder", "PEEncoder",

@@ -1,9 +1,13 @@
 """Shared head code for families that pool with timm's AttentionPoolLatent ("MAP").
 
-SigLIP2 and Perception Encoder both end in a latent-query attention pool. A
-region token runs that pool with attention that is uniform over the patches
-inside the mask (the reference's constant key), skips the pool's MLP, then
-applies the remaining projection and norms.
+SigLIP2 and Perception Encoder both end in a latent-query attention pool. The
+official code fuses resolutions and scores global patches on the pool's
+*inputs*, then applies the pool's value projection. A region token runs that
+pool with attention that is uniform over the patches inside the mask (the
+reference's constant key), skips the pool's MLP, then applies the remaining
+projection and norms. Because the value projection is affine and the
+attention sums to one, the inputs are pooled first and projected once per
+region: W (sum_i a_i x_i) + b = sum_i a_i (W x_i + b).
 """
 from __future__ import annotations
 
@@ -11,7 +15,6 @@ from typing import Optional
 
 import torch
 
-from ..pooling import mask_pool_sum
 from .base import ImageTextEncoder, ValueFeatures, attention_weights, check_pixels, first
 
 
@@ -21,8 +24,8 @@ class AttentionPoolEncoder(ImageTextEncoder):
     # Whether the trunk feeds its prefix (CLS) tokens to the pool.
     pool_includes_prefix = False
 
-    def __init__(self, model, model_name, tokenizer=None, mean=None, std=None):
-        super().__init__(model, model_name, tokenizer, mean or (0.5, 0.5, 0.5), std or (0.5, 0.5, 0.5))
+    def __init__(self, model, model_name, tokenizer=None, meta=None):
+        super().__init__(model, model_name, tokenizer, meta)
         self.trunk = model.visual.trunk
         self.head = self.trunk.attn_pool
         if self.head is None:
@@ -44,12 +47,29 @@ class AttentionPoolEncoder(ImageTextEncoder):
             x, prefix = x[:, prefix:], 0
         if self.head.pos_embed is not None:
             x = x + self.head.pos_embed.unsqueeze(0).to(x.dtype)
-        values = self.head.kv(x).chunk(2, dim=-1)[1]
-        return ValueFeatures(values=values, num_prefix=prefix, grid=self.grid, block_input=x)
+        return ValueFeatures(values=x, num_prefix=prefix, grid=self.grid, block_input=x)
+
+    def value_projection(self, pooled: torch.Tensor, weight_sum: torch.Tensor) -> torch.Tensor:
+        """The pool's value projection of attention-pooled inputs: (R, C) or per head (R, H, C) -> (R, C)."""
+        c = self.head.kv.out_features // 2
+        w_v, b_v = self.head.kv.weight[c:], self.head.kv.bias
+        b_v = b_v[c:] if b_v is not None else None
+        if pooled.ndim == 2:
+            out = pooled @ w_v.T.to(pooled.dtype)
+            return out if b_v is None else out + weight_sum[:, None] * b_v.to(out.dtype)
+        r, h, _ = pooled.shape
+        d = c // h
+        per_head = torch.einsum("rhc,hdc->rhd", pooled, w_v.view(h, d, -1).to(pooled.dtype))
+        if b_v is not None:
+            per_head = per_head + weight_sum[..., None] * b_v.view(h, d).to(per_head.dtype)
+        return per_head.reshape(r, c)
 
     def pool(self, values: torch.Tensor, weights: torch.Tensor,
              residual: Optional[torch.Tensor] = None, use_mlp: bool = False) -> torch.Tensor:
-        x = self.head.proj_drop(self.head.proj(mask_pool_sum(values, weights)))
+        """values: the pool's inputs (N, C); weights (R, N) or per head (R, H, N)."""
+        w = weights.to(values.dtype)
+        pooled = w @ values if w.ndim == 2 else torch.einsum("rhn,nc->rhc", w, values)
+        x = self.head.proj_drop(self.head.proj(self.value_projection(pooled, w.sum(-1))))
         if residual is not None:
             x = residual + x
         if use_mlp:

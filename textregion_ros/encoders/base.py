@@ -3,8 +3,11 @@
 A family file subclasses ``ImageTextEncoder`` and implements two methods over
 the open_clip model it wraps:
 
-* ``encode_values(pixels)`` returns the last attention block's value features
-  for every token of every view (prefix tokens first);
+* ``encode_values(pixels)`` returns, for every token of every view (prefix
+  tokens first), the features TextRegion fuses across resolutions and scores
+  for global patches: CLIP's last-block value projections, or the inputs of
+  SigLIP2's / PE's attention pool (the official code applies the pool's
+  key/value projection only after fusion and removal);
 * ``pool(values, weights, ...)`` runs the family's pooling head with the given
   attention weights in place of the model's own CLS/probe attention.
 
@@ -14,12 +17,13 @@ Region tokens, multi-resolution fusion and global patch removal are shared
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from ..pooling import uniform_in_mask
+from .weights import TagMetadata
 
 
 @dataclass
@@ -43,16 +47,24 @@ class ImageTextEncoder:
     default_global_weight: float = 1.0
     # What the family's head does with a region's soft mask (see region_attention).
     mask_pooling: str = "sum"  # "sum" (CLIP) | "uniform" (attention-pool heads)
+    # Preprocessing when no pretrained tag says otherwise (the official code's choices per family).
+    default_mean: Sequence[float] = (0.5, 0.5, 0.5)
+    default_std: Sequence[float] = (0.5, 0.5, 0.5)
+    default_interpolation: str = "bicubic"
 
     def __init__(self, model: torch.nn.Module, model_name: str, tokenizer=None,
-                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5)):
+                 meta: Optional[TagMetadata] = None):
+        meta = meta or TagMetadata()
         self.model = model
         self.model_name = model_name
+        self.meta = meta
         self._tokenizer = tokenizer
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
-        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+        self.mean = torch.tensor(meta.mean or self.default_mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(meta.std or self.default_std, device=self.device).view(1, 3, 1, 1)
+        # torchvision v2.Resize(antialias=True) with this mode, as the official preprocessing.
+        self.interpolation = meta.interpolation or self.default_interpolation
 
     # --- geometry -------------------------------------------------------
     @property
@@ -89,6 +101,16 @@ class ImageTextEncoder:
     def region_attention(self, weights: torch.Tensor) -> torch.Tensor:
         """Patch weights (R, N) -> the attention the family's head uses."""
         return weights if self.mask_pooling == "sum" else uniform_in_mask(weights)
+
+    def sigmoid_logit(self) -> Optional[Tuple[float, float]]:
+        """(scale, bias) for sigmoid-trained models (SigLIP2: logit = exp(t) * cos + b); None otherwise.
+
+        open_clip gives a model a ``logit_bias`` exactly when it was trained with the sigmoid loss.
+        """
+        bias = getattr(self.model, "logit_bias", None)
+        if bias is None:
+            return None
+        return float(self.model.logit_scale.exp()), float(bias)
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """The model's own image embedding (for checks); unnormalized."""

@@ -2,8 +2,8 @@
 
 The region token replaces the CLS row of the last block's attention with the
 region's soft mask: a weighted *sum* of value vectors, then ``out_proj``,
-``ln_post`` and ``proj``. The residual is dropped and the MLP is optional, as
-in TextRegion's evaluation path.
+``ln_post`` and ``proj``. The residual is dropped. The MLP runs only in the
+official referring head (``use_mlp``), as ``x + mlp(ln_2(x))``.
 """
 from __future__ import annotations
 
@@ -20,18 +20,19 @@ class ClipEncoder(ImageTextEncoder):
     family = "clip"
     default_global_weight = 1.0
     mask_pooling = "sum"
+    default_mean = (0.48145466, 0.4578275, 0.40821073)
+    default_std = (0.26862954, 0.26130258, 0.27577711)
+    default_interpolation = "bicubic"
 
     @staticmethod
     def handles(model_name: str) -> bool:
         return model_name.startswith("ViT-") and "SigLIP" not in model_name
 
-    def __init__(self, model, model_name, tokenizer=None, mean=None, std=None):
+    def __init__(self, model, model_name, tokenizer=None, meta=None):
         visual = model.visual
         if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") != "tok":
             raise ValueError(f"{model_name}: only CLS-token pooled ViTs are supported by the CLIP family")
-        super().__init__(model, model_name, tokenizer,
-                         mean or (0.48145466, 0.4578275, 0.40821073),
-                         std or (0.26862954, 0.26130258, 0.27577711))
+        super().__init__(model, model_name, tokenizer, meta)
         self.visual = visual
         self.last = visual.transformer.resblocks[-1]
 

@@ -11,6 +11,7 @@ from .attention_pool import AttentionPoolEncoder
 class PEEncoder(AttentionPoolEncoder):
     family = "pe"
     pool_includes_prefix = True
+    default_interpolation = "bilinear"  # the official PE preprocessing
 
     @staticmethod
     def handles(model_name: str) -> bool:

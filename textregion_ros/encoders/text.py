@@ -7,12 +7,15 @@ so a vocabulary or query is encoded once, not per frame.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
+from ..labels import split_synonyms
 from .base import ImageTextEncoder
 
 TEMPLATE_SETS: Dict[str, Tuple[str, ...]] = {
@@ -44,15 +47,9 @@ TEMPLATE_SETS: Dict[str, Tuple[str, ...]] = {
         "a photo of a small {}.", "a tattoo of the {}."),
 }
 
-MAX_QUERY_BYTES = 1024
-
-
-def split_synonyms(label: str) -> List[str]:
-    names = [s.strip() for s in label.split(";")]
-    names = [s for s in names if s]
-    if not names:
-        raise ValueError(f"label {label!r} has no text")
-    return names
+# Distinct synonyms kept in memory. Queries from the network are unbounded, so the cache is an LRU;
+# labels in use are re-embedded only if more than this many other strings came since.
+CACHE_SIZE = 4096
 
 
 @dataclass
@@ -66,21 +63,29 @@ class LabelEmbeddings:
 
 
 class TextEmbedder:
-    def __init__(self, encoder: ImageTextEncoder, templates: str = "imagenet"):
+    def __init__(self, encoder: ImageTextEncoder, templates: str = "imagenet", cache_size: int = CACHE_SIZE):
         if templates not in TEMPLATE_SETS:
             raise ValueError(f"unknown template set {templates!r}; choose one of {sorted(TEMPLATE_SETS)}")
         self.encoder = encoder
         self.templates = TEMPLATE_SETS[templates]
-        self._cache: Dict[str, torch.Tensor] = {}
+        self.cache_size = cache_size
+        self._cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+        self._lock = threading.Lock()  # the node embeds from its inference, text and service threads
 
     def embed_name(self, name: str) -> torch.Tensor:
-        """One synonym -> (E,) template-ensembled, normalized embedding (cached)."""
-        hit = self._cache.get(name)
-        if hit is None:
-            with torch.inference_mode():
-                per_template = self.encoder.encode_text([t.format(name) for t in self.templates])
-                hit = F.normalize(per_template.mean(0), dim=-1)
+        """One synonym -> (E,) template-ensembled, normalized embedding (LRU-cached)."""
+        with self._lock:
+            hit = self._cache.get(name)
+            if hit is not None:
+                self._cache.move_to_end(name)
+                return hit
+        with torch.inference_mode():
+            per_template = self.encoder.encode_text([t.format(name) for t in self.templates])
+            hit = F.normalize(per_template.mean(0), dim=-1)
+        with self._lock:
             self._cache[name] = hit
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         return hit
 
     def embed_labels(self, labels: Sequence[str]) -> LabelEmbeddings:

@@ -1,11 +1,16 @@
-"""Where open_clip weights come from, and the errors when they can't be had.
+"""Where open_clip weights come from, what their pretrained tag says about them, and the errors.
 
-Weights are an open_clip pretrained tag (fetched from the hub and cached), a
-local checkpoint path, or, only when asked for by name, random.
+Weights are an open_clip pretrained tag (fetched from the hub and cached), a local checkpoint
+path, or, only when asked for by name, random. A tag carries metadata the weights were trained
+with: the activation (OpenAI's CLIP uses QuickGELU while open_clip's ``ViT-B-16`` config builds
+GELU), the normalisation mean/std and the resize interpolation. We apply it the way
+``open_clip.create_model_and_transforms`` does, also to random weights built for a tag, so tests
+run the architecture users run.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import open_clip
@@ -16,33 +21,58 @@ class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be found or loaded; never silently replaced by random ones."""
 
 
-def resolve_pretrained(model_name: str, weights: str, random_weights: bool) -> Optional[str]:
-    """-> the ``pretrained`` argument for open_clip: a tag, a path, or None for random weights."""
+@dataclass(frozen=True)
+class TagMetadata:
+    """What a pretrained tag says about its weights (empty for a local checkpoint)."""
+    tag: Optional[str] = None
+    quick_gelu: bool = False
+    mean: Optional[Tuple[float, float, float]] = None
+    std: Optional[Tuple[float, float, float]] = None
+    interpolation: Optional[str] = None  # "bicubic" | "bilinear"
+    resize_mode: Optional[str] = None
+
+
+def tag_metadata(model_name: str, tag: Optional[str]) -> TagMetadata:
+    if not tag:
+        return TagMetadata()
+    cfg = open_clip.get_pretrained_cfg(model_name, tag) or {}
+    return TagMetadata(tag=tag, quick_gelu=bool(cfg.get("quick_gelu", False)),
+                       mean=tuple(cfg["mean"]) if "mean" in cfg else None,
+                       std=tuple(cfg["std"]) if "std" in cfg else None,
+                       interpolation=cfg.get("interpolation"), resize_mode=cfg.get("resize_mode"))
+
+
+def resolve_weights(model_name: str, weights: str, random_weights: bool) -> Tuple[Optional[str], Optional[str]]:
+    """-> (open_clip ``pretrained`` argument: a tag, a path or None for random; the tag whose metadata applies)."""
     if model_name not in open_clip.list_models():
         raise ValueError(f"unknown open_clip model {model_name!r}; see open_clip.list_models()")
-    if random_weights:
-        return None
     tags = open_clip.list_pretrained_tags_by_model(model_name)
-    if not weights:
-        if not tags:
-            raise WeightsUnavailableError(f"{model_name} has no open_clip pretrained tag; give a checkpoint path")
-        return tags[0]
-    if os.path.isfile(os.path.expanduser(weights)):
-        return os.path.expanduser(weights)
-    if weights in tags:
-        return weights
-    if os.sep in weights or weights.endswith((".pt", ".pth", ".bin", ".safetensors")):
-        raise WeightsUnavailableError(f"checkpoint file not found: {weights}")
-    raise WeightsUnavailableError(f"{weights!r} is not a pretrained tag of {model_name}; known tags: {tags}")
+    expanded = os.path.expanduser(weights) if weights else ""
+    if expanded and os.path.isfile(expanded):
+        return (None if random_weights else expanded), None
+    if weights and weights not in tags:
+        if random_weights:
+            return None, None
+        if os.sep in weights or weights.endswith((".pt", ".pth", ".bin", ".safetensors")):
+            raise WeightsUnavailableError(f"checkpoint file not found: {weights}")
+        raise WeightsUnavailableError(f"{weights!r} is not a pretrained tag of {model_name}; known tags: {tags}")
+    tag = weights or (tags[0] if tags else None)
+    if tag is None and not random_weights:
+        raise WeightsUnavailableError(f"{model_name} has no open_clip pretrained tag; give a checkpoint path")
+    return (None if random_weights else tag), tag
 
 
 def load_open_clip(model_name: str, weights: str = "", random_weights: bool = False,
                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-                   ) -> Tuple[torch.nn.Module, object, Optional[dict]]:
-    """-> (model in eval mode on device/dtype, tokenizer or None, pretrained cfg or None)."""
-    pretrained = resolve_pretrained(model_name, weights, random_weights)
+                   ) -> Tuple[torch.nn.Module, object, TagMetadata]:
+    """-> (model in eval mode on device/dtype, tokenizer or None, the tag's metadata)."""
+    pretrained, tag = resolve_weights(model_name, weights, random_weights)
+    meta = tag_metadata(model_name, tag)
     try:
-        model = open_clip.create_model(model_name, pretrained=pretrained, device=device)
+        # force_quick_gelu follows the tag, as create_model_and_transforms would have it; without it
+        # open_clip builds GELU for the OpenAI tags and only warns.
+        model = open_clip.create_model(model_name, pretrained=pretrained, device=device,
+                                       force_quick_gelu=meta.quick_gelu)
     except Exception as exc:  # open_clip raises many types for missing or broken downloads
         raise WeightsUnavailableError(
             f"could not load weights {pretrained!r} for open_clip model {model_name}: {exc}\n"
@@ -55,7 +85,4 @@ def load_open_clip(model_name: str, weights: str = "", random_weights: bool = Fa
         tokenizer = open_clip.get_tokenizer(model_name)
     except Exception:  # SigLIP2's tokenizer lives on the hub; text can still be encoded from ids
         tokenizer = None
-    cfg = None
-    if isinstance(pretrained, str) and not os.path.isfile(pretrained):
-        cfg = open_clip.get_pretrained_cfg(model_name, pretrained) or None
-    return model, tokenizer, cfg
+    return model, tokenizer, meta

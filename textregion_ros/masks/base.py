@@ -7,6 +7,8 @@ from typing import Dict, Protocol, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..pooling import masks_to_patch_weights, resampled_patch_weights
+
 
 @dataclass
 class MaskSet:
@@ -33,6 +35,17 @@ class MaskSet:
     def pooling_source(self) -> torch.Tensor:
         """Non-negative weights to downsample to the patch grid (clamped to [0, 1] after)."""
         return self.masks.clamp(0.0, 3.0) if self.is_logits else self.masks
+
+    def patch_weights(self, grid_hw: Tuple[int, int]) -> torch.Tensor:
+        """(R, N) pooling weights on the patch grid, as TextRegion computes them.
+
+        SAM2 logits: clamp to [0, 3], upsample to the frame, downsample to the grid, clamp to
+        [0, 1] (composed exactly, see pooling.resampled_patch_weights). Soft masks at their own
+        resolution are downsampled directly.
+        """
+        if self.is_logits:
+            return resampled_patch_weights(self.pooling_source(), self.frame_hw, grid_hw)
+        return masks_to_patch_weights(self.masks, grid_hw)
 
     def at_frame(self, hw: Tuple[int, int] | None = None) -> torch.Tensor:
         """(R, H, W) mask probabilities in [0, 1] at frame resolution (computed on demand)."""

@@ -25,6 +25,8 @@ def sam2_size(name: str) -> str:
     return size
 
 
+# TextRegion builds SAM2 with apply_postprocessing=False: no dynamic multimask switching and no hole
+# filling, so the decoder's raw multimask outputs reach the filters.
 def build_sam2_model(name: str, weights: str = "", random_weights: bool = False,
                      device: torch.device | str = "cpu") -> torch.nn.Module:
     """SAM2 by size. ``weights``: "" (the size's HF id), an HF id, or a local .pt path."""
@@ -32,18 +34,18 @@ def build_sam2_model(name: str, weights: str = "", random_weights: bool = False,
 
     config, hf_id = SAM2_MODELS[sam2_size(name)]
     if random_weights:
-        return build_sam2(config, None, device=str(device))
+        return build_sam2(config, None, device=str(device), apply_postprocessing=False)
     path = os.path.expanduser(weights)
     if weights and os.path.isfile(path):
         try:
-            return build_sam2(config, path, device=str(device))
+            return build_sam2(config, path, device=str(device), apply_postprocessing=False)
         except Exception as exc:
             raise WeightsUnavailableError(f"could not load SAM2 checkpoint {path} as {config}: {exc}") from exc
     if weights and not weights.startswith("facebook/"):
         raise WeightsUnavailableError(f"SAM2 checkpoint not found: {weights}")
     model_id = weights or hf_id
     try:
-        return build_sam2_hf(model_id, device=str(device))
+        return build_sam2_hf(model_id, device=str(device), apply_postprocessing=False)
     except Exception as exc:
         raise WeightsUnavailableError(
             f"could not obtain SAM2 weights {model_id}: {exc}\n"

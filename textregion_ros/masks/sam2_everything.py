@@ -7,9 +7,11 @@ sam_prompt_encoder, sam_mask_decoder) without patching them:
    derived from the input, not hard-coded to 1024's);
 2. decode every grid point in one batch on the GPU (``point_batch`` chunks it;
    the CPU default is 64, which decodes faster there);
-3. filter the low-resolution logits (input/4) by predicted IoU, stability,
-   minimum area and box NMS; no RLE, no per-mask host round trips;
-4. fuse contained masks (fusion.py) and keep the logits at low resolution.
+3. filter the low-resolution logits (input/4) as TextRegion's generator does:
+   predicted IoU and stability, box NMS on the low-resolution boxes, then the
+   minimum area on the low-resolution grid; no RLE, no per-mask host round trips;
+4. fuse contained masks (fusion.py, soft containment) and keep the logits at
+   low resolution.
 
 Upsampling happens later, only for surviving masks, and only to the
 resolutions a consumer asks for (MaskSet.at_frame, the token grid).
@@ -20,11 +22,11 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import torch
-from sam2.utils.amg import build_point_grid, calculate_stability_score
+from sam2.utils.amg import batched_mask_to_box, build_point_grid, calculate_stability_score
 from sam2.utils.transforms import SAM2Transforms
 from torchvision.ops import nms
 
-from .base import MaskSet, boxes_from_masks, check_image
+from .base import MaskSet, check_image
 from .fusion import fuse_groups, merge_by_owner
 
 # SAM2 masks come as 3 outputs per point; the reference ranks whole objects first.
@@ -145,15 +147,18 @@ class Sam2Everything:
             stability = calculate_stability_score(logits, 0.0, self.stability_score_offset)
             keep &= stability >= self.stability_score_thresh
         binary = logits > 0
-        scale = torch.tensor([fw / w, fh / h, fw / w, fh / h], device=logits.device)
-        boxes = boxes_from_masks(binary) * scale
-        if self.min_mask_area > 0:
-            keep &= binary.sum((1, 2)) * (fh * fw / (h * w)) > self.min_mask_area
+        # sam2's own boxes on the low-resolution masks (inclusive max), as the official NMS and fusion use.
+        boxes = batched_mask_to_box(binary).float()
         idx = torch.nonzero(keep).squeeze(-1)
         counts["thresholds"] = int(idx.numel())
         if self.box_nms_thresh < 1.0 and idx.numel():
             idx = idx[nms(boxes[idx], iou[idx], self.box_nms_thresh)]
         counts["nms"] = int(idx.numel())
+        if self.min_mask_area > 0:
+            # The official rule counts pixels on the 256x256 grid of a 1024 input, after NMS.
+            min_area = self.min_mask_area * (h * w) / (256 * 256)
+            idx = idx[binary[idx].sum((1, 2)) > min_area]
+        counts["min_area"] = int(idx.numel())
         # Priority order: whole > part > sub-part, then predicted IoU.
         idx = idx[torch.argsort(iou[idx], descending=True, stable=True)]
         idx = idx[torch.argsort(raw.size_class[idx], descending=True, stable=True)]
@@ -161,7 +166,7 @@ class Sam2Everything:
         soft = logits[idx].clamp(-32.0, 32.0)
         scores = iou[idx]
         if self.fuse_masks and idx.numel() > 1:
-            owner = fuse_groups(binary[idx].flatten(1), boxes[idx], self.fuse_thresh)
+            owner = fuse_groups(soft.clamp(0.0, 3.0).flatten(1), boxes[idx], self.fuse_thresh)
             soft = merge_by_owner(soft, owner)
             leaders = torch.nonzero(owner == torch.arange(owner.numel(), device=owner.device)).squeeze(-1)
             soft, scores, idx = soft[leaders], scores[leaders], idx[leaders]

@@ -1,0 +1,110 @@
+"""Our region tokens against an independent implementation of the official formulas.
+
+Models are built by open_clip with each family's pretrained-tag metadata (QuickGELU for OpenAI
+CLIP), random weights, and randomly redrawn biases where TextRegion's formulas see them. The
+oracle (official_textregion.py) is written from the official code and shares no code with ours.
+"""
+import numpy as np
+import pytest
+import torch
+
+from official_textregion import (clip_region_features, cosine_rows, official_feature_masks, official_inputs,
+                                 pe_region_features, redraw_biases, siglip_region_features)
+from textregion_ros.encoders import create_encoder
+from textregion_ros.masks.base import MaskSet
+from textregion_ros.tokens import encode_value_map, region_tokens
+
+FAMILIES = {
+    "clip-segmentation": ("ViT-B-16", "openai", "segmentation", clip_region_features),
+    "clip-referring": ("ViT-B-16", "openai", "referring", clip_region_features),
+    "siglip2": ("ViT-B-16-SigLIP2", "webli", "segmentation", siglip_region_features),
+    "pe": ("PE-Core-B-16", "meta", "segmentation", pe_region_features),
+}
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    cache = {}
+
+    def get(model, tag):
+        if (model, tag) not in cache:
+            torch.manual_seed(0)
+            enc = create_encoder(model, weights=tag, random_weights=True)
+            assert redraw_biases(enc.model, std=0.5, seed=1) > 5
+            cache[(model, tag)] = enc
+        return cache[(model, tag)]
+    return get
+
+
+def blob_logits(frame_hw, low=128, seed=0):
+    """SAM2-like low-resolution logits: soft ellipses and boxes of several sizes, some overlapping."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:low, 0:low].astype(np.float32)
+    out = []
+    for i in range(14):
+        cy, cx = rng.uniform(10, low - 10, 2)
+        ry, rx = rng.uniform(4, 40, 2)
+        d = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
+        out.append(8.0 * (1.0 - d) + rng.normal(0, 0.5, d.shape))
+    return torch.from_numpy(np.clip(np.stack(out), -32, 32)).float()
+
+
+def ours(enc, rgb, logits, tiles, head):
+    img = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
+    ms = MaskSet(masks=logits, scores=torch.ones(len(logits)), frame_hw=rgb.shape[:2], is_logits=True)
+    with torch.no_grad():
+        fmap = encode_value_map(enc, img, tiles, True, enc.default_global_weight)
+        rt = region_tokens(enc, fmap, ms.patch_weights(fmap.grid_hw), True, 0.07, head)
+    return rt.tokens, rt.kept
+
+
+def official(enc, rgb, logits, multi, head, fn):
+    image01 = rgb.astype(np.float32) / 255.0
+    clip_inputs, geo = official_inputs(image01, enc.image_size, enc.patch_size, enc.interpolation,
+                                       enc.mean.flatten().tolist(), enc.std.flatten().tolist(), multi)
+    fm, kept0 = official_feature_masks(logits, rgb.shape[:2], geo)
+    kw = {"referring": head == "referring"} if fn is clip_region_features else {}
+    with torch.no_grad():
+        feats, kept = fn(enc.model, clip_inputs, geo, fm.clone(), multi_resolution=multi, **kw)
+    return feats, kept0[kept], fm
+
+
+@pytest.mark.parametrize("multi", [True, False], ids=["multires", "single"])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_region_tokens_match_the_official_formulas(family, multi, encoders, scene):
+    model, tag, head, fn = FAMILIES[family]
+    enc = encoders(model, tag)
+    rgb = scene.rgb
+    logits = blob_logits(rgb.shape[:2])
+    ref, ref_kept, fm = official(enc, rgb, logits, multi, head, fn)
+    got, kept = ours(enc, rgb, logits, "auto" if multi else "none", head)
+    assert len(ref_kept) >= 1
+    assert kept.tolist() == ref_kept.tolist(), "the same regions are kept, in the same order"
+    cos = cosine_rows(got, ref)
+    print(f"{family} {'multi' if multi else 'single'}: min cosine {cos.min():.6f} over {len(cos)} regions")
+    assert cos.min().item() >= 0.999
+
+
+def test_the_comparison_sees_a_deviation(encoders, scene):
+    """Fusing SigLIP2's value projections (our old path) instead of the pool inputs moves tokens
+    below the bar once biases are non-zero: the test above can fail."""
+    enc = encoders("ViT-B-16-SigLIP2", "webli")
+    rgb = scene.rgb
+    logits = blob_logits(rgb.shape[:2])
+    ref, ref_kept, _ = official(enc, rgb, logits, True, "segmentation", siglip_region_features)
+    kv = enc.head.kv
+    c = kv.out_features // 2
+    img = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
+    ms = MaskSet(masks=logits, scores=torch.ones(len(logits)), frame_hw=rgb.shape[:2], is_logits=True)
+    with torch.no_grad():
+        fmap = encode_value_map(enc, img, "auto", True, 0.5)
+        # The old path fused value projections: global 0.5 * (W g + b) + tile (W t + b), one 0.5 * b_v too many.
+        old = torch.nn.functional.linear(fmap.values, kv.weight[c:], kv.bias[c:]) + 0.5 * kv.bias[c:]
+        w = ms.patch_weights(fmap.grid_hw)
+        rt = region_tokens(enc, fmap, w, True, 0.07)
+        inside = (w[rt.kept] > 0).float()
+        inside = inside / inside.sum(-1, keepdim=True)
+        x = enc.head.proj(inside @ old)
+        tok = torch.nn.functional.normalize(enc.model.visual.head(enc.trunk.head(enc.trunk.fc_norm(x))), dim=-1)
+    assert rt.kept.tolist() == ref_kept.tolist()
+    assert cosine_rows(tok, ref).min().item() < 0.999

@@ -1,0 +1,90 @@
+"""Pretrained weights through the real loading path, from a local Hugging Face cache, offline.
+
+Files are laid out exactly as huggingface_hub caches them, under the real repo ids and file names,
+so open_clip's and sam2's own download code finds them with HF_HUB_OFFLINE=1. The weights are
+random (none can be downloaded here); what is tested is the path and the tag's metadata.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from textregion_ros.encoders import create_encoder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def hf_cache_file(hub: str, repo_id: str, filename: str) -> str:
+    repo = os.path.join(hub, "models--" + repo_id.replace("/", "--"))
+    os.makedirs(os.path.join(repo, "refs"), exist_ok=True)
+    with open(os.path.join(repo, "refs", "main"), "w") as f:
+        f.write(SNAPSHOT)
+    snap = os.path.join(repo, "snapshots", SNAPSHOT)
+    os.makedirs(snap, exist_ok=True)
+    return os.path.join(snap, filename)
+
+
+def run_offline(hub: str, code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": hub, "PYTHONPATH": ROOT + os.pathsep +
+           os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_openai_tag_loads_from_the_hub_cache_with_quickgelu(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    enc = create_encoder("ViT-B-16", weights="openai", random_weights=True)  # the tag's architecture
+    act = enc.model.visual.transformer.resblocks[0].mlp.gelu
+    assert type(act).__name__ == "QuickGELU", "random weights built for the openai tag use its activation"
+    path = hf_cache_file(str(tmp_path), "timm/vit_base_patch16_clip_224.openai", "open_clip_model.safetensors")
+    save_file({k: v.contiguous() for k, v in enc.model.state_dict().items()}, path)
+    probe = float(enc.model.visual.proj[0, 0])
+    code = f"""
+import logging, torch
+from textregion_ros.encoders import create_encoder
+enc = create_encoder("ViT-B-16", weights="openai")
+m = enc.model
+print("ACT", type(m.visual.transformer.resblocks[-1].mlp.gelu).__name__)
+print("PROBE", float(m.visual.proj[0, 0]))
+print("META", enc.meta.quick_gelu, enc.interpolation, tuple(round(x, 4) for x in enc.mean.flatten().tolist()))
+"""
+    out = run_offline(str(tmp_path), code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ACT QuickGELU" in out.stdout
+    assert f"PROBE {probe}" in out.stdout, "the cached file's weights were loaded"
+    assert "META True bicubic (0.4815, 0.4578, 0.4082)" in out.stdout
+    assert "QuickGELU mismatch" not in out.stderr
+
+
+def test_sam2_default_id_loads_from_the_hub_cache(tmp_path, sam2_tiny):
+    path = hf_cache_file(str(tmp_path), "facebook/sam2.1-hiera-tiny", "sam2.1_hiera_tiny.pt")
+    torch.save({"model": sam2_tiny.state_dict()}, path)
+    name, p = next(iter(sam2_tiny.named_parameters()))
+    code = f"""
+from textregion_ros.masks.sam2_build import build_sam2_model
+m = build_sam2_model("tiny", "")
+print("PROBE", float(dict(m.named_parameters())[{name!r}].flatten()[0]))
+"""
+    out = run_offline(str(tmp_path), code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"PROBE {float(p.flatten()[0])}" in out.stdout
+
+
+def test_missing_weights_fail_fast_and_offline(tmp_path):
+    code = """
+import time
+from textregion_ros.encoders import create_encoder, WeightsUnavailableError
+t = time.monotonic()
+try:
+    create_encoder("ViT-B-16", weights="openai")
+except WeightsUnavailableError as e:
+    print("ERR", time.monotonic() - t)
+"""
+    out = run_offline(str(tmp_path), code)
+    assert "ERR" in out.stdout, out.stderr[-2000:]
+    assert float(out.stdout.split("ERR")[1]) < 10
+    json.dumps(out.stdout)
