@@ -87,6 +87,10 @@ class Harness:
         Pending first, then busy: the node sets busy as it takes the pending frame."""
         assert self.wait(lambda: self.node._pending is None and not self.node.busy, timeout)
 
+    def wait_text(self, timeout: float = 120.0):
+        """Vocabulary and standing queries are embedded on the node's text thread; wait until it is done."""
+        assert self.wait(lambda: not self.node._text_jobs and not self.node.text_busy, timeout)
+
     def now(self):
         return self.tester.get_clock().now().to_msg()
 

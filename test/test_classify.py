@@ -1,4 +1,5 @@
 """Classification and grounding on constructed tokens where the answer is known."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -53,8 +54,27 @@ def test_abstains_when_the_query_loses_to_background():
 
 def test_several_queries_at_once_and_empty_inputs():
     queries = labels(["a", "b"], [E[0], E[1]])
+    background = labels(["wall"], [E[3]])
     tokens = torch.stack([E[1], E[0]])
-    region, *_ = ground(tokens, queries, None)
+    region, *_ = ground(tokens, queries, background)
     assert region.tolist() == [1, 0]
-    region, prob, cos, margin, found = ground(torch.zeros(0, 8), queries, None)
+    region, prob, cos, margin, found = ground(torch.zeros(0, 8), queries, background)
     assert region.tolist() == [-1, -1] and not found.any()
+    with pytest.raises(ValueError, match="background"):
+        ground(tokens, queries, None)  # a softmax model always needs something to lose to
+
+
+def test_sigmoid_models_use_their_own_scale_and_bias():
+    """SigLIP2: P = sigmoid(exp(t) * cos + b), no background needed; it abstains on weak matches."""
+    queries = labels(["a"], [E[0]])
+    tokens = torch.stack([F.normalize(E[0] + 2 * E[1], dim=0), F.normalize(E[0] + 0.1 * E[1], dim=0)])
+    scale, bias = 10.0, -5.0
+    region, prob, cos, margin, found = ground(tokens, queries, None, 50.0, 0.5, sigmoid=(scale, bias))
+    c = float(F.normalize(E[0] + 0.1 * E[1], dim=0) @ E[0])
+    assert region.tolist() == [1] and torch.isclose(prob[0], torch.sigmoid(torch.tensor(scale * c + bias)))
+    _, prob, _, _, found = ground(tokens, queries, None, 50.0, 0.5, sigmoid=(scale, -20.0))
+    assert prob[0] < 0.01 and not found[0]
+    # classification: softmax of region_logit_scale * (exp(t) * cos + b), as the official code
+    c2 = classify(tokens, labels(["a", "b"], [E[0], E[1]]), 2.0, sigmoid=(scale, bias))
+    logits = (tokens @ torch.stack([E[0], E[1]]).T) * scale + bias
+    assert torch.allclose(c2.prob, torch.softmax(logits * 2.0, -1).max(-1).values)

@@ -205,16 +205,20 @@ def test_corrupt_compressed_frames_and_incompatible_qos_on_a_second_node(h, scen
 
 
 def test_runtime_parameter_updates(h, scene):
+    preset_vocab = list(h.node.get_parameter("vocabulary").value)
     res = h.node.set_parameters([Parameter("vocabulary", value=["red mug", "blue ball"])])
     assert res[0].successful
+    h.wait_text()
     hdr = h.send(scene.rgb)
     r = h.output("regions", hdr)
     assert list(r.labels)[:2] == ["red mug", "blue ball"] and len(r.labels) == 2 + r.num_background
     res = h.node.set_parameters([Parameter("encoder_model", value="ViT-L-14")])
-    assert not res[0].successful and "restart" in res[0].reason
+    assert not res[0].successful and "read-only" in res[0].reason
+    assert "restart" in h.node.describe_parameter("encoder_model").description
     res = h.node.set_parameters([Parameter("abstain_threshold", value=3.0)])
     assert not res[0].successful
-    h.node.set_parameters([Parameter("vocabulary", value=[""])])  # back to the preset's vocabulary
+    assert h.node.set_parameters([Parameter("vocabulary", value=preset_vocab)])[0].successful
+    h.wait_text()
 
 
 def test_sim_time_and_max_age(h, scene):

@@ -25,11 +25,21 @@ def test_package_xml_is_format_3_with_rosdep_keys():
     assert root.findtext("member_of_group") == "rosidl_interface_packages"
 
 
-def test_yaml_lists_every_knob():
-    with open(os.path.join(ROOT, "config", "perceive.yaml")) as f:
-        params = yaml.safe_load(f)["/**"]["ros__parameters"]
+def test_yaml_names_every_knob_and_pins_no_placeholder():
+    """Each knob appears, set or as a commented example; what is set is a real value, never a
+    placeholder, and no pipeline knob is pinned against the preset except random_weights."""
+    path = os.path.join(ROOT, "config", "perceive.yaml")
+    with open(path) as f:
+        text = f.read()
+    params = yaml.safe_load(text)["/**"]["ros__parameters"]
+    named = set(re.findall(r"^\s*#?\s*([a-z_0-9]+):", text, flags=re.M))
     knobs = set(PipelineConfig.__dataclass_fields__) | set(NodeSettings.__dataclass_fields__) | {"preset"}
-    assert knobs == set(params), knobs ^ set(params)
+    assert knobs <= named, knobs - named
+    assert set(params) <= knobs
+    for name, value in params.items():
+        assert value not in ("", -1, -1.0, [""], [-1]), (name, value)
+    pinned = set(params) & set(PipelineConfig.__dataclass_fields__)
+    assert pinned == {"random_weights"}, pinned
 
 
 def test_colcon_install_has_messages_and_modules_together():

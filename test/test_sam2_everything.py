@@ -88,6 +88,7 @@ def structured_candidates(points=12, low=256, seed=0):
     g = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.arange(low).float(), torch.arange(low).float(), indexing="ij")
     logits = torch.empty(points, 3, low, low)
+    cy_prev = cx_prev = low / 2
     for p in range(points):
         cy, cx = (torch.rand(2, generator=g) * (low - 60) + 30).tolist()
         if p % 4 == 3:  # a near-duplicate of the previous point's object

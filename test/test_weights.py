@@ -43,7 +43,7 @@ def test_openai_tag_loads_from_the_hub_cache_with_quickgelu(tmp_path):
     path = hf_cache_file(str(tmp_path), "timm/vit_base_patch16_clip_224.openai", "open_clip_model.safetensors")
     save_file({k: v.contiguous() for k, v in enc.model.state_dict().items()}, path)
     probe = float(enc.model.visual.proj[0, 0])
-    code = f"""
+    code = """
 import logging, torch
 from textregion_ros.encoders import create_encoder
 enc = create_encoder("ViT-B-16", weights="openai")

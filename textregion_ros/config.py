@@ -26,6 +26,12 @@ DEFAULT_VOCABULARY: Tuple[str, ...] = (
 )
 DEFAULT_BACKGROUND: Tuple[str, ...] = ("background", "wall", "floor", "ceiling")
 
+# Frames the pipeline accepts. Work at frame resolution is chunked (compose.py), so memory stays
+# bounded up to this size; larger frames are refused before any decoding or upload.
+MAX_PIXELS = 4096 * 4096
+MAX_SIDE = 8192
+MIN_SIDE = 16
+
 
 # Every numeric knob's closed range. NaN and inf are never accepted. The ROS parameter descriptors
 # are built from this table, so the node and the library reject the same values.

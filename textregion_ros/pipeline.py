@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .classify import classify, ground
-from .config import PipelineConfig, preset
+from .config import MAX_PIXELS, MIN_SIDE, PipelineConfig, preset
 from .encoders import ImageTextEncoder, create_encoder
 from .encoders.text import LabelEmbeddings, TextEmbedder
 from .labels import check_labels
@@ -27,8 +27,6 @@ from .masks import MaskSource, create_mask_source, given_masks
 from .results import FrameResult
 from .tokens import encode_value_map, region_tokens
 
-MAX_PIXELS = 4096 * 4096
-MIN_SIDE = 16
 # What a query competes with when no background labels are set, so grounding can still abstain.
 FALLBACK_BACKGROUND = ("background",)
 
@@ -189,4 +187,4 @@ class Pipeline:
         return FrameResult(frame_hw=frame_hw, masks=maskset, tokens=tokens, classes=classes, labels=vocab.labels,
                            num_background=vocab.num_background, queries=tuple(q_emb.labels),
                            grounding_tensors=grounding, region_logit_scale=cfg.region_logit_scale,
-                           timings=timings)
+                           timings=timings, vocab=vocab)

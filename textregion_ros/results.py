@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ class FrameResult:
     grounding_tensors: Tuple[torch.Tensor, ...]  # region, prob, cosine, margin, found, each (Q,)
     region_logit_scale: float = 50.0
     timings: Dict[str, float] = field(default_factory=dict)
+    vocab: Any = None  # the pipeline.Vocabulary these labels come from (for grounding later queries)
 
     def __len__(self) -> int:
         return self.tokens.shape[0]

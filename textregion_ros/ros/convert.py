@@ -6,14 +6,16 @@ ImageError with a short reason that the node counts in diagnostics.
 """
 from __future__ import annotations
 
+import io
 import sys
 
 import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-MAX_SIDE = 8192
-MAX_PIXELS = 40_000_000
+from ..config import MAX_PIXELS, MAX_SIDE, MIN_SIDE
+
+NS_PER_S = 1_000_000_000
 
 # encoding -> (dtype, channels)
 ENCODINGS = {
@@ -47,10 +49,9 @@ def image_to_array(msg: Image) -> np.ndarray:
         raise ImageError("unsupported_encoding", f"encoding {enc!r} is not supported")
     dtype, channels = ENCODINGS[enc]
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h == 0 or w == 0:
-        raise ImageError("empty_image", f"{w}x{h} image")
-    if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
-        raise ImageError("image_too_large", f"{w}x{h} exceeds {MAX_SIDE} per side / {MAX_PIXELS} pixels")
+    check_size(w, h)
+    if channels == 2 and w % 2:
+        raise ImageError("bad_size", f"{enc} needs an even width (two pixels share chroma), got {w}")
     itemsize = np.dtype(dtype).itemsize
     row = w * channels * itemsize
     if step < row:
@@ -65,6 +66,40 @@ def image_to_array(msg: Image) -> np.ndarray:
     arr = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(order))
     arr = arr.astype(np.dtype(dtype).newbyteorder("="), copy=False)
     return arr.reshape(h, w, channels) if channels > 1 else arr.reshape(h, w)
+
+
+def check_size(w: int, h: int) -> None:
+    """Any image: not empty, not beyond the pixel cap."""
+    if h == 0 or w == 0:
+        raise ImageError("empty_image", f"{w}x{h} image")
+    if h > MAX_SIDE or w > MAX_SIDE or h * w > MAX_PIXELS:
+        raise ImageError("image_too_large", f"{w}x{h} exceeds {MAX_SIDE} per side / {MAX_PIXELS} pixels")
+
+
+def check_frame_size(w: int, h: int) -> None:
+    """A camera frame the pipeline can process: check_size and at least MIN_SIDE per side."""
+    check_size(w, h)
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise ImageError("image_too_small", f"{w}x{h} is below {MIN_SIDE}x{MIN_SIDE}")
+
+
+def stamp_ns(stamp) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds; ImageError("bad_stamp") for impossible stamps.
+
+    rclpy's Time.from_msg raises on negative seconds; a message must never reach it unchecked.
+    """
+    sec, nsec = int(stamp.sec), int(stamp.nanosec)
+    if sec < 0 or not 0 <= nsec < NS_PER_S:
+        raise ImageError("bad_stamp", f"stamp {sec}.{nsec:09d} is not a valid time")
+    return sec * NS_PER_S + nsec
+
+
+def frame_to_rgb8(msg) -> np.ndarray:
+    """A camera frame (Image or CompressedImage) -> (H, W, 3) uint8 RGB, size-checked before any work."""
+    if isinstance(msg, CompressedImage):
+        return compressed_to_rgb8(msg)
+    check_frame_size(int(msg.width), int(msg.height))
+    return image_to_rgb8(msg)
 
 
 def image_to_rgb8(msg: Image) -> np.ndarray:
@@ -106,16 +141,28 @@ def depth_to_meters(msg: Image) -> np.ndarray:
     return depth
 
 
+def compressed_size(payload: bytes) -> tuple:
+    """(width, height) from the compressed header alone; a 200 kB PNG can hold 16000x16000 pixels."""
+    from PIL import Image as PILImage, UnidentifiedImageError
+
+    try:
+        with PILImage.open(io.BytesIO(payload)) as im:  # lazy: reads the header, decodes nothing
+            return im.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageError("corrupt_compressed", f"unreadable header: {exc}") from None
+
+
 def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    if data.size == 0:
+    payload = bytes(msg.data)
+    if not payload:
         raise ImageError("corrupt_compressed", "empty payload")
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    w, h = compressed_size(payload)
+    check_frame_size(int(w), int(h))
+    bgr = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ImageError("corrupt_compressed", f"cannot decode {msg.format!r} payload of {data.size} bytes")
-    h, w = bgr.shape[:2]
-    if h > MAX_SIDE or w > MAX_SIDE:
-        raise ImageError("image_too_large", f"{w}x{h}")
+        raise ImageError("corrupt_compressed", f"cannot decode {msg.format!r} payload of {len(payload)} bytes")
+    if bgr.shape[:2] != (h, w):
+        raise ImageError("corrupt_compressed", f"header says {w}x{h}, decoded {bgr.shape[1]}x{bgr.shape[0]}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

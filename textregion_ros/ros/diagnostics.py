@@ -1,24 +1,36 @@
-"""Counters and rates for /diagnostics (diagnostic_msgs), and throttled bad-input accounting."""
+"""Counters and rates for /diagnostics (diagnostic_msgs).
+
+Counts are cumulative (``bad_input/<reason>``, ``depth/<reason>``, ``errors/<where>``, drops).
+The status level looks at a recent window only: one bad frame an hour ago is no reason to stay
+at WARN, while bad input now is.
+"""
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter, deque
-from typing import Deque, Dict
+from typing import Deque, Dict, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+PROBLEM_PREFIXES = ("bad_input/", "errors/", "depth/", "qos/")
+
 
 class Stats:
-    def __init__(self, window_s: float = 5.0):
+    def __init__(self, window_s: float = 5.0, level_window_s: float = 10.0):
         self.window_s = window_s
+        self.level_window_s = level_window_s
         self.lock = threading.Lock()
         self.received: Deque[float] = deque()
         self.processed: Deque[float] = deque()
+        self.published: Dict[str, Deque[float]] = {}
         self.latency: Deque[float] = deque(maxlen=100)
         self.compute: Deque[float] = deque(maxlen=100)
         self.pipeline: Deque[float] = deque(maxlen=100)
-        self.counts: Counter = Counter()  # dropped_stale, dropped_old, bad_input/<reason>, depth/<reason>, ...
+        self.publish: Deque[float] = deque(maxlen=100)
+        self.recent_problems: Deque[Tuple[float, str]] = deque(maxlen=1000)
+        self.counts: Counter = Counter()
+        self.flags: Dict[str, str] = {}
 
     def _trim(self, q: Deque[float], now: float) -> None:
         while q and now - q[0] > self.window_s:
@@ -29,21 +41,36 @@ class Stats:
             self.received.append(time.monotonic())
             self.counts["received"] += 1
 
-    def on_processed(self, latency_s: float, compute_s: float, pipeline_s: float) -> None:
-        """latency: image stamp to published; compute: conversion + pipeline + publishing."""
+    def on_processed(self, compute_s: float, pipeline_s: float) -> None:
+        """compute: conversion + pipeline (the inference stage)."""
         with self.lock:
             self.processed.append(time.monotonic())
-            self.latency.append(latency_s)
             self.compute.append(compute_s)
             self.pipeline.append(pipeline_s)
             self.counts["processed"] += 1
 
+    def on_published(self, latency_s: float, publish_s: float, outputs) -> None:
+        """latency: image stamp to published; publish: the publish stage's own time."""
+        now = time.monotonic()
+        with self.lock:
+            self.latency.append(latency_s)
+            self.publish.append(publish_s)
+            for name in outputs:
+                self.published.setdefault(name, deque()).append(now)
+
     def count(self, key: str, n: int = 1) -> None:
         with self.lock:
             self.counts[key] += n
+            if key.startswith(PROBLEM_PREFIXES):
+                self.recent_problems.append((time.monotonic(), key))
+
+    def set_flag(self, key: str, value: str) -> None:
+        with self.lock:
+            self.flags[key] = value
 
     def snapshot(self) -> Dict[str, float]:
         now = time.monotonic()
+        mean = lambda q: sum(q) / len(q) if q else float("nan")  # noqa: E731
         with self.lock:
             self._trim(self.received, now)
             self._trim(self.processed, now)
@@ -51,23 +78,38 @@ class Stats:
             out: Dict[str, float] = dict(self.counts)
             out["input_rate_hz"] = len(self.received) / self.window_s
             out["processed_rate_hz"] = len(self.processed) / self.window_s
-            out["latency_mean_s"] = sum(lat) / len(lat) if lat else float("nan")
+            for name, q in self.published.items():
+                self._trim(q, now)
+                out[f"published_rate_hz/{name}"] = len(q) / self.window_s
+            out["latency_mean_s"] = mean(lat)
+            out["latency_p95_s"] = lat[int(0.95 * (len(lat) - 1))] if lat else float("nan")
             out["latency_max_s"] = lat[-1] if lat else float("nan")
-            out["compute_mean_s"] = sum(self.compute) / len(self.compute) if self.compute else float("nan")
-            out["pipeline_mean_s"] = sum(self.pipeline) / len(self.pipeline) if self.pipeline else float("nan")
+            out["compute_mean_s"] = mean(self.compute)
+            out["pipeline_mean_s"] = mean(self.pipeline)
             out["ros_overhead_mean_s"] = out["compute_mean_s"] - out["pipeline_mean_s"]
+            out["publish_mean_s"] = mean(self.publish)
+            recent = Counter(k for t, k in self.recent_problems if now - t <= self.level_window_s)
+        out["recent_problems"] = sum(recent.values())
+        out["_recent"] = recent
         return out
 
     def message(self, stamp, name: str, hardware_id: str) -> DiagnosticArray:
         snap = self.snapshot()
+        recent: Counter = snap.pop("_recent")
         status = DiagnosticStatus()
         status.name, status.hardware_id = name, hardware_id
         bad = sum(v for k, v in snap.items() if k.startswith("bad_input/"))
-        status.level = DiagnosticStatus.WARN if bad or snap.get("errors/inference", 0) else DiagnosticStatus.OK
-        status.message = (f"{snap['processed_rate_hz']:.1f} Hz processed of {snap['input_rate_hz']:.1f} Hz in, "
-                          f"{int(bad)} bad inputs")
-        status.values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v))
-                         for k, v in sorted(snap.items())]
+        with self.lock:
+            flags = dict(self.flags)
+        status.level = DiagnosticStatus.WARN if recent else DiagnosticStatus.OK
+        state = "idle: no output has a subscriber" if flags.get("idle") == "true" else (
+            f"{snap['processed_rate_hz']:.1f} Hz processed of {snap['input_rate_hz']:.1f} Hz in")
+        recent_txt = (", last %.0f s: " % self.level_window_s + ", ".join(f"{k} x{v}" for k, v in recent.most_common(3))
+                      if recent else "")
+        status.message = f"{state}, {int(bad)} bad inputs{recent_txt}"
+        values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in sorted(snap.items())]
+        values += [KeyValue(key=k, value=v) for k, v in sorted(flags.items())]
+        status.values = values
         arr = DiagnosticArray()
         arr.header.stamp = stamp
         arr.status = [status]

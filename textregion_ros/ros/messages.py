@@ -1,84 +1,79 @@
-"""FrameResult -> textregion_ros messages. Host transfers happen here, once per frame."""
+"""FrameOutputs (host arrays from compose()) -> textregion_ros messages. Filling fields only."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional
+import math
+from typing import List, Optional, Sequence
 
 import numpy as np
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, PointStamped
 from sensor_msgs.msg import RegionOfInterest
 
-from ..results import FrameResult, Grounding
+from ..compose import FrameOutputs
+from ..results import Grounding
 from .convert import array_to_image
 
 NAN = float("nan")
 
 
-@dataclass
-class HostFrame:
-    """Per-region values on the host, computed once and shared by every output."""
-    label: np.ndarray
-    prob: np.ndarray
-    cosine: np.ndarray
-    boxes: np.ndarray  # (R, 4) xyxy exclusive
-    area: np.ndarray
-    masks: Optional[np.ndarray]  # (R, H, W) bool, only when someone needs pixels
-    points: Optional[np.ndarray]  # (R, 3) metres, NaN without depth
-    tokens: Optional[np.ndarray]
-
-
-def host_frame(result: FrameResult, need_masks: bool, points, need_tokens: bool) -> HostFrame:
-    d = result.to_numpy()
-    masks = result.binary_masks.cpu().numpy() if need_masks and len(result) else None
-    pts = points.float().cpu().numpy() if points is not None else None
-    tokens = result.tokens.float().cpu().numpy() if need_tokens else None
-    return HostFrame(d["label"], d["prob"], d["cosine"], d["boxes"], d["area"], masks, pts, tokens)
-
-
-def region_msg(Region, result: FrameResult, host: HostFrame, i: int, header, with_mask: bool = True):
+def region_msg(Region, labels: Sequence[str], out: FrameOutputs, i: int, header, with_mask: bool = True,
+               tokens: Optional[np.ndarray] = None):
     r = Region()
     r.id = i
-    r.label_index = int(host.label[i])
-    r.label = result.labels[r.label_index]
-    r.score = float(host.prob[i])
-    r.cosine = float(host.cosine[i])
-    x0, y0, x1, y1 = (int(v) for v in host.boxes[i])
+    r.label_index = int(out.label[i])
+    r.label = labels[r.label_index]
+    r.score = float(out.prob[i])
+    r.cosine = float(out.cosine[i])
+    x0, y0, x1, y1 = (int(v) for v in out.boxes[i])
     r.bbox = RegionOfInterest(x_offset=x0, y_offset=y0, width=max(x1 - x0, 0), height=max(y1 - y0, 0))
-    r.area = int(host.area[i])
-    if with_mask and host.masks is not None and x1 > x0 and y1 > y0:
-        crop = host.masks[i, y0:y1, x0:x1].astype(np.uint8) * 255
-        r.mask = array_to_image(crop, "mono8", header)
-    p = host.points[i] if host.points is not None else (NAN, NAN, NAN)
+    r.area = int(out.area[i])
+    if with_mask and out.crop_data is not None and x1 > x0 and y1 > y0:
+        r.mask = array_to_image(out.crop(i) * np.uint8(255), "mono8", header)
+    p = out.points[i] if out.points is not None else (NAN, NAN, NAN)
     r.centroid = Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
-    if host.tokens is not None:
-        r.token = host.tokens[i].astype(np.float32).tolist()
+    if tokens is not None:
+        r.token = tokens[i].astype(np.float32).tolist()
     return r
 
 
-def region_array_msg(msgs, result: FrameResult, host: HostFrame, header):
-    out = msgs.RegionArray()
-    out.header = header
-    out.labels = list(result.labels)
-    out.num_background = result.num_background
-    out.regions = [region_msg(msgs.Region, result, host, i, header) for i in range(len(result))]
-    return out
+def region_array_msg(msgs, labels: Sequence[str], num_background: int, out: FrameOutputs, header,
+                     tokens: Optional[np.ndarray] = None):
+    msg = msgs.RegionArray()
+    msg.header = header
+    msg.labels = list(labels)
+    msg.num_background = num_background
+    msg.regions = [region_msg(msgs.Region, labels, out, i, header, True, tokens) for i in range(len(out))]
+    return msg
 
 
-def grounded_msg(msgs, result: Optional[FrameResult], host: Optional[HostFrame], g: Grounding, header):
-    out = msgs.GroundedRegion()
-    out.header = header
-    out.query = g.query
-    out.found = bool(g.found)
-    out.score, out.cosine, out.margin = float(g.prob), float(g.cosine), float(g.margin)
-    if result is not None and host is not None and g.region >= 0:
-        out.region = region_msg(msgs.Region, result, host, g.region, header)
+def grounded_msg(msgs, labels: Sequence[str], out: Optional[FrameOutputs], g: Grounding, header,
+                 with_mask: bool = True):
+    msg = msgs.GroundedRegion()
+    msg.header = header
+    msg.query = g.query
+    msg.found = bool(g.found)
+    msg.score, msg.cosine, msg.margin = float(g.prob), float(g.cosine), float(g.margin)
+    if out is not None and 0 <= g.region < len(out):
+        msg.region = region_msg(msgs.Region, labels, out, g.region, header, with_mask)
     else:
-        out.region.centroid = Point(x=NAN, y=NAN, z=NAN)
-    return out
+        msg.region.centroid = Point(x=NAN, y=NAN, z=NAN)
+    return msg
 
 
 def grounded_array_msg(msgs, items: List, header):
-    out = msgs.GroundedRegionArray()
-    out.header = header
-    out.results = items
-    return out
+    msg = msgs.GroundedRegionArray()
+    msg.header = header
+    msg.results = items
+    return msg
+
+
+def grounded_point(out: FrameOutputs, g: Optional[Grounding], header) -> Optional[PointStamped]:
+    """The grounded region's median 3D point, when found and its depth is valid."""
+    if g is None or not g.found or not 0 <= g.region < len(out) or out.points is None:
+        return None
+    p = out.points[g.region]
+    if not all(math.isfinite(float(v)) for v in p):
+        return None
+    ps = PointStamped()
+    ps.header = header
+    ps.point.x, ps.point.y, ps.point.z = (float(v) for v in p)
+    return ps

@@ -1,30 +1,37 @@
 """The textregion node: a thin adapter between ROS topics and the core Pipeline.
 
-Threads: the executor runs subscriptions, the query topic, parameters, the
-``ground`` service and diagnostics; one worker thread runs inference on the
-newest frame only (a single slot, overwritten, never a queue).
+Threads, each with one job:
+* the executor runs subscriptions, the query topic, parameters, the ``ground`` service and
+  diagnostics; callbacks only validate, count and hand over;
+* the inference stage takes the newest frame (one overwritten slot, never a queue) with its
+  depth matched at that moment and one snapshot of the queries, and runs the pipeline;
+* the publish stage composes frame t on the device and publishes it while frame t+1 is inferred
+  (a one-frame hand-over: a newer result replaces one not yet published);
+* the text stage embeds new vocabularies and standing queries, then swaps them in, so a
+  1000-label vocabulary never stalls frames.
+Anything a client sends is validated where it arrives; what cannot be used is counted under
+``bad_input/<reason>`` with a throttled log line, and nothing is published from it.
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections import deque
-from typing import Deque, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
 import rclpy
 import torch
+from collections import deque
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import ParameterType, SetParametersResult
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
@@ -32,55 +39,95 @@ from visualization_msgs.msg import MarkerArray
 import textregion_ros.msg as trmsg
 import textregion_ros.srv as trsrv
 
-from ..classify import ground
-from ..encoders.text import MAX_QUERY_BYTES
+from ..compose import ComposeRequest, FrameOutputs, compose
+from ..encoders.text import LabelEmbeddings
 from ..encoders.weights import WeightsUnavailableError
-from ..geometry import region_points
+from ..labels import LabelError, normalize_query
 from ..pipeline import Pipeline
 from ..results import FrameResult, Grounding
 from . import messages, viz
-from .convert import ImageError, array_to_image, compressed_to_rgb8, depth_to_meters, image_to_rgb8
+from .convert import ImageError, array_to_image, depth_to_meters, frame_to_rgb8, stamp_ns
 from .diagnostics import Stats
-from .params import RUNTIME_KNOBS, NodeSettings, node_settings, parameter_defaults, pipeline_config
+from .params import (RUNTIME_KNOBS, NodeSettings, descriptor, effective_defaults, node_settings,
+                     pipeline_config)
 
-MODEL_KNOBS = ("preset", "encoder_model", "encoder_weights", "random_weights", "mask_source", "sam2_model",
-               "sam2_weights", "sam2_input_size", "points_per_side", "device", "dtype", "compile", "templates",
-               "tiles", "use_global_view", "global_weight", "multimask", "point_batch", "stability_score_offset",
-               "superpixel_segments", "use_head_mlp", "compressed", "image_qos")
 RANDOM_BANNER = "RANDOM WEIGHTS: every label, score and grounding here is meaningless"
+ARRAY_PARAMS = ("vocabulary", "background", "queries")
+SERVICE_QUEUE = 1000  # ground requests held while earlier ones are answered
 
 
 class StartupError(RuntimeError):
     pass
 
 
-def validate_query(text: str) -> Optional[str]:
-    """-> a reason to reject, or None."""
-    if len(text.encode("utf-8", errors="replace")) > MAX_QUERY_BYTES:
-        return f"query longer than {MAX_QUERY_BYTES} bytes"
-    if text.strip() and not any(ch.isprintable() and not ch.isspace() for ch in text):
-        return "query has only control characters"
-    return None
+@dataclass(frozen=True)
+class QuerySet:
+    """Standing queries then the active one, with their embeddings: swapped as one object."""
+    standing: Tuple[str, ...]
+    active: str
+    embeddings: LabelEmbeddings
+
+    @property
+    def texts(self) -> Tuple[str, ...]:
+        return self.standing + ((self.active,) if self.active else ())
+
+
+@dataclass
+class Frame:
+    """What the inference stage takes: the image, its depth matched at hand-over, the queries."""
+    msg: Any
+    seq: int
+    newest: int
+    depth: Optional[Image]
+    K: Optional[np.ndarray]
+    queries: QuerySet
+
+
+@dataclass
+class Processed:
+    result: FrameResult
+    image: torch.Tensor  # (H, W, 3) uint8 on the device
+    header: Any
+    depth: Optional[Image]
+    K: Optional[np.ndarray]
+    queries: QuerySet
+    stamp_ns: int
+
+
+def valid_K(msg: CameraInfo) -> Optional[np.ndarray]:
+    K = np.array(msg.k, dtype=np.float64).reshape(3, 3)
+    if not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+        return None
+    return K
 
 
 class TextRegionNode(Node):
     def __init__(self, pipeline: Optional[Pipeline] = None, **kwargs):
         super().__init__("textregion", **kwargs)
         self.stats = Stats()
-        preset_name = self.declare_parameter("preset", "realtime").value
         try:
-            self._defaults = parameter_defaults(preset_name)
-            for name, value in self._defaults.items():
-                if name != "preset":
-                    self.declare_parameter(name, value)
-            values = {name: self.get_parameter(name).value for name in self._defaults}
+            preset_name = self.declare_parameter("preset", "realtime", descriptor("preset", "realtime")).value
+            defaults = effective_defaults(preset_name)
+            values: Dict[str, Any] = {"preset": preset_name}
+            for name, value in defaults.items():
+                if name == "preset":
+                    continue
+                d = descriptor(name, value)
+                if name in ARRAY_PARAMS:
+                    d.type = ParameterType.PARAMETER_STRING_ARRAY
+                    d.dynamic_typing = True  # an empty list arrives typed as a byte array; we check elements
+                values[name] = self.declare_parameter(name, value, d).value
+            values = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in values.items()}
+            for name in ARRAY_PARAMS:
+                if not all(isinstance(x, str) for x in values[name]):
+                    raise ValueError(f"{name} must be a list of strings")
             self.config = pipeline_config(values)
             self.settings: NodeSettings = node_settings(values)
-        except ValueError as exc:
+        except (ValueError, TypeError, rclpy.exceptions.ParameterException) as exc:
             raise StartupError(f"bad parameters: {exc}") from exc
         if pipeline is None:
-            self.get_logger().info(f"loading models: {self.config.encoder_model} ({self.config.encoder_weights or 'default'}), "
-                                   f"SAM2 {self.config.sam2_model}, preset {values['preset']}")
+            self.get_logger().info(f"loading models: {self.config.encoder_model} ({self.config.encoder_weights}), "
+                                   f"SAM2 {self.config.sam2_model}, preset {preset_name}")
             try:
                 pipeline = Pipeline(self.config)
             except (WeightsUnavailableError, ValueError, RuntimeError) as exc:
@@ -88,23 +135,39 @@ class TextRegionNode(Node):
         self.pipeline = pipeline
         if self.config.random_weights:
             self.get_logger().warning(RANDOM_BANNER + " (random_weights:=true is for tests and benchmarks)")
-        self.active_query = ""
-        self.busy = False  # the worker is inside a frame
         self._lock = threading.Condition()
-        self._pending: Optional[Tuple[object, int]] = None
+        self._pending: Optional[Tuple[Any, int]] = None
         self._received_seq = 0
-        self._updates: dict = {}
-        self._last: Optional[tuple] = None  # (FrameResult, HostFrame, header) of the newest frame
+        self.busy = False  # the inference stage is inside a frame
+        self._updates: Dict[str, Any] = {}
+        self._config_lock = threading.Lock()
+        self._handover = threading.Condition()
+        self._to_publish: Optional[Processed] = None
+        self.publishing = False
+        self._last: Optional[Tuple[Processed, FrameOutputs]] = None
         self.frame_log: Deque[Tuple[int, int]] = deque(maxlen=10000)  # (processed seq, newest seq at start)
         self._depth: Deque[Tuple[int, Image]] = deque(maxlen=30)
         self._K: Optional[np.ndarray] = None
         self._warned_qos = False
+        self._frame_period = deque(maxlen=20)
+        self._queries = QuerySet(self.settings.queries, "", self.pipeline.embed_queries(self.settings.queries))
+        self._query_lock = threading.Lock()
+        self._text_jobs: Dict[str, Any] = {}
+        self._text_cv = threading.Condition()
+        self.text_busy = False
         self._create_interfaces()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._running = True
-        self._worker = threading.Thread(target=self._work, name="textregion-inference", daemon=True)
-        self._worker.start()
+        self._threads = [threading.Thread(target=fn, name=name, daemon=True) for fn, name in (
+            (self._inference_loop, "textregion-inference"), (self._publish_loop, "textregion-publish"),
+            (self._text_loop, "textregion-text"))]
+        for t in self._threads:
+            t.start()
         self.get_logger().info("ready: publish queries on 'query' (std_msgs/String)")
+
+    @property
+    def active_query(self) -> str:
+        return self._queries.active
 
     # --- interfaces -------------------------------------------------------
     def _create_interfaces(self) -> None:
@@ -139,9 +202,17 @@ class TextRegionNode(Node):
         self.pub_overlay = self.create_publisher(Image, "overlay", 2)
         self.pub_markers = self.create_publisher(MarkerArray, "markers", 2)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(trsrv.Ground, "ground", self._on_ground, callback_group=group)
+        # KEEP_ALL: a burst of concurrent calls is queued and every caller gets an answer.
+        service_qos = QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=SERVICE_QUEUE,
+                                 reliability=ReliabilityPolicy.RELIABLE)
+        self.create_service(trsrv.Ground, "ground", self._on_ground, qos_profile=service_qos, callback_group=group)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
         self.pub_active.publish(String(data=""))
+
+    def _outputs_wanted(self) -> bool:
+        return any(p.get_subscription_count() > 0 for p in (
+            self.pub_regions, self.pub_instance, self.pub_grounded, self.pub_grounded_all, self.pub_point,
+            self.pub_overlay, self.pub_markers))
 
     def _on_incompatible_qos(self, event) -> None:
         self.stats.count("qos/incompatible")
@@ -152,13 +223,18 @@ class TextRegionNode(Node):
                 f"camera inputs use image_qos={self.settings.image_qos!r}: set image_qos:=reliable or make the "
                 f"publisher best-effort")
 
-    def _bad_input(self, reason: str, detail: str) -> None:
+    def _bad_input(self, reason: str, detail: str, what: str = "frame") -> None:
         self.stats.count(f"bad_input/{reason}")
-        self.get_logger().warning(f"skipping frame: {detail}", throttle_duration_sec=5.0)
+        self.get_logger().warning(f"skipping {what}: {detail}", throttle_duration_sec=5.0)
 
     # --- inputs -----------------------------------------------------------
     def _on_image(self, msg) -> None:
         self.stats.on_received()
+        try:
+            stamp_ns(msg.header.stamp)
+        except ImageError as exc:
+            self._bad_input(exc.reason, str(exc))
+            return
         with self._lock:
             self._received_seq += 1
             if self._pending is not None:
@@ -167,54 +243,113 @@ class TextRegionNode(Node):
             self._lock.notify()
 
     def _on_depth(self, msg: Image) -> None:
-        self._depth.append((Time.from_msg(msg.header.stamp).nanoseconds, msg))
+        try:
+            t = stamp_ns(msg.header.stamp)
+        except ImageError as exc:
+            self._bad_input(f"depth_{exc.reason}", str(exc), "depth")
+            return
+        self._depth.append((t, msg))
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        K = np.array(msg.k, dtype=np.float64).reshape(3, 3)
-        if K[0, 0] > 0 and K[1, 1] > 0:
-            self._K = K
-        else:
-            self.stats.count("depth/bad_camera_info")
+        K = valid_K(msg)
+        if K is None:
+            self._bad_input("camera_info", f"K must be finite with fx, fy > 0, got {list(msg.k)}", "camera_info")
+            return
+        self._K = K
 
     def _on_query(self, msg: String) -> None:
-        reason = validate_query(msg.data)
-        if reason:
-            self.stats.count("bad_input/query")
-            self.get_logger().warning(f"rejected query: {reason}", throttle_duration_sec=2.0)
+        try:
+            text = normalize_query(msg.data)
+        except LabelError as exc:
+            self._bad_input("query", f"{exc}; keeping {self._queries.active!r}", "query")
             return
-        self.active_query = msg.data.strip()
-        self.pub_active.publish(String(data=self.active_query))
-        self.get_logger().info(f"active query: {self.active_query!r}" if self.active_query else "query cleared")
+        self._set_queries(active=text)
+        self.pub_active.publish(String(data=text))
+        self.get_logger().info(f"active query: {text!r}" if text else "query cleared")
 
     def _on_set_parameters(self, params) -> SetParametersResult:
-        updates, settings = {}, {}
-        for p in params:
-            if p.name in MODEL_KNOBS:
-                return SetParametersResult(successful=False, reason=f"{p.name} needs a node restart")
-            if p.name in RUNTIME_KNOBS:
-                updates[p.name] = p.value
-            elif p.name in self._defaults:
-                settings[p.name] = p.value
+        """Validate everything first; apply only when the whole set is valid."""
+        updates, settings, text = {}, {}, {}
         try:
-            if updates:
-                merged = {**{k: getattr(self.pipeline.config, k) for k in RUNTIME_KNOBS}, **self._updates, **updates}
-                probe = pipeline_config({"preset": self.get_parameter("preset").value, **{
-                    k: (list(v) if isinstance(v, tuple) else v) for k, v in merged.items()}})
-                updates = {k: getattr(probe, k) for k in updates}
-            if settings:
-                current = {k: getattr(self.settings, k) for k in NodeSettings.__dataclass_fields__}
-                new_settings = node_settings({**current, **settings})
+            for p in params:
+                value = p.value
+                if p.name in ARRAY_PARAMS:
+                    if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
+                        raise ValueError(f"{p.name} must be a list of strings")
+                    value = tuple(value)
+                if p.name in ("vocabulary", "background"):
+                    text[p.name] = value
+                elif p.name in RUNTIME_KNOBS:
+                    updates[p.name] = value
+                elif p.name in NodeSettings.__dataclass_fields__:
+                    settings[p.name] = value
+            with self._config_lock:
+                probe = self.pipeline.config.replace(**updates, **text)  # validates ranges, NaN, labels
+            new_settings = node_settings({**self.settings.__dict__, **settings}) if settings else None
         except (ValueError, TypeError) as exc:
+            self.stats.count("bad_input/parameter")
             return SetParametersResult(successful=False, reason=str(exc))
-        if settings:
-            self.settings = new_settings
         if updates:
             with self._lock:
                 self._updates.update(updates)
+        if text:
+            self._submit_text("vocabulary", (probe.vocabulary, probe.background))
+        if new_settings is not None:
+            if new_settings.queries != self.settings.queries:
+                self._submit_text("queries", new_settings.queries)
+            self.settings = new_settings
         return SetParametersResult(successful=True)
 
-    # --- inference worker -------------------------------------------------
-    def _take_newest(self) -> Optional[Tuple[object, int, int]]:
+    def _set_queries(self, standing: Optional[Tuple[str, ...]] = None, active: Optional[str] = None) -> None:
+        """Replace one part of the query set; the other part is read under the same lock."""
+        with self._query_lock:
+            cur = self._queries
+            standing = cur.standing if standing is None else tuple(standing)
+            active = cur.active if active is None else active
+            emb = self.pipeline.embed_queries(standing + ((active,) if active else ()))
+            self._queries = QuerySet(standing, active, emb)
+
+    # --- text stage ---------------------------------------------------------
+    def _submit_text(self, kind: str, payload) -> None:
+        with self._text_cv:
+            self._text_jobs[kind] = payload  # the newest request of a kind replaces an older one
+            self.stats.set_flag("vocabulary_pending", "true")
+            self._text_cv.notify()
+
+    def _text_loop(self) -> None:
+        while self._running:
+            with self._text_cv:
+                while self._running and not self._text_jobs:
+                    self._text_cv.wait(0.2)
+                if not self._running:
+                    return
+                kind, payload = next(iter(self._text_jobs.items()))
+                del self._text_jobs[kind]
+                self.text_busy = True
+            try:
+                t0 = time.perf_counter()
+                if kind == "vocabulary":
+                    vocab = self.pipeline.prepare_vocabulary(*payload)
+                    with self._config_lock:
+                        self.pipeline.config = self.pipeline.config.replace(vocabulary=payload[0],
+                                                                            background=payload[1])
+                        self.pipeline.use_vocabulary(vocab)
+                    self.get_logger().info(f"vocabulary ready: {len(vocab.labels)} labels embedded in "
+                                           f"{time.perf_counter() - t0:.1f} s")
+                else:
+                    self.pipeline.embed_queries(payload)  # the slow part, outside the lock
+                    self._set_queries(standing=payload)
+            except Exception as exc:  # our fault: inputs were validated before submission
+                self.stats.count("errors/text")
+                self.get_logger().error(f"embedding {kind} failed: {type(exc).__name__}: {exc}")
+            finally:
+                with self._text_cv:
+                    self.text_busy = False
+                    if not self._text_jobs:
+                        self.stats.set_flag("vocabulary_pending", "false")
+
+    # --- inference stage -------------------------------------------------
+    def _take_newest(self) -> Optional[Frame]:
         with self._lock:
             while self._running and self._pending is None:
                 self._lock.wait(0.1)
@@ -224,29 +359,27 @@ class TextRegionNode(Node):
             self._pending = None
             # Set with the hand-over, so "no pending frame and not busy" really means idle.
             self.busy = True
-            return msg, seq, self._received_seq
+            newest = self._received_seq
+        depth, K = self._match_depth(msg.header)
+        return Frame(msg, seq, newest, depth, K, self._queries)
 
-    def _work(self) -> None:
+    def _inference_loop(self) -> None:
         last_start = 0.0
         while self._running:
-            item = self._take_newest()
-            if item is None:
-                return
-            if self.settings.max_rate > 0:
+            if self.settings.max_rate > 0:  # wait first, then take: the frame taken is the newest
                 wait = last_start + 1.0 / self.settings.max_rate - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
-                    with self._lock:  # a newer frame may have arrived while we waited
-                        if self._pending is not None:
-                            self.stats.count("dropped_stale")
-                            item = (*self._pending, self._received_seq)
-                            self._pending = None
-            msg, seq, newest = item
-            last_start = time.monotonic()
-            self.frame_log.append((seq, newest))
+            frame = self._take_newest()
+            if frame is None:
+                return
             try:
-                self._process(msg)
+                last_start = time.monotonic()
+                self.frame_log.append((frame.seq, frame.newest))
+                self._infer(frame)
             except Exception as exc:  # the node must survive anything a frame can do
+                if not self._running or not rclpy.ok(self.context):
+                    return  # shutting down: the context is gone, nothing to report
                 self.stats.count("errors/inference")
                 if isinstance(exc, torch.cuda.OutOfMemoryError):
                     torch.cuda.empty_cache()
@@ -258,61 +391,107 @@ class TextRegionNode(Node):
         with self._lock:
             updates, self._updates = self._updates, {}
         if updates:
-            self.pipeline.update(**updates)
+            with self._config_lock:
+                self.pipeline.update(**updates)
             self.get_logger().info(f"applied parameter updates: {sorted(updates)}")
 
-    def _frame_age(self, header) -> float:
-        return (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds * 1e-9
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
 
-    def _process(self, msg) -> None:
-        header = msg.header
-        if self.settings.max_age > 0 and self._frame_age(header) > self.settings.max_age:
+    def _infer(self, frame: Frame) -> None:
+        header = frame.msg.header
+        t_ns = stamp_ns(header.stamp)  # validated on arrival
+        s = self.settings
+        now = self._now_ns()
+        if s.max_future > 0 and t_ns - now > s.max_future * 1e9:
+            self._bad_input("future_stamp", f"stamped {(t_ns - now) * 1e-9:.1f} s ahead of this node's clock "
+                                            f"(max_future {s.max_future} s)")
+            return
+        if s.max_age > 0 and now - t_ns > s.max_age * 1e9:
             self.stats.count("dropped_old")
             return
+        if not self._outputs_wanted():
+            self.stats.count("idle_skipped")
+            self.stats.set_flag("idle", "true")
+            return
+        self.stats.set_flag("idle", "false")
         t0 = time.perf_counter()
         try:
-            rgb = compressed_to_rgb8(msg) if isinstance(msg, CompressedImage) else image_to_rgb8(msg)
+            rgb = frame_to_rgb8(frame.msg)
         except ImageError as exc:
             self._bad_input(exc.reason, str(exc))
             return
         self._apply_updates()
-        queries = list(self.settings.queries) + ([self.active_query] if self.active_query else [])
+        image = torch.from_numpy(rgb).to(self.pipeline.device, non_blocking=True)
         t1 = time.perf_counter()
-        result = self.pipeline.process(rgb, queries=queries)
+        result = self.pipeline.process(image, query_embeddings=frame.queries.embeddings)
         if result.tokens.is_cuda:
             torch.cuda.synchronize(result.tokens.device)  # so the pipeline/overhead split is honest
         t2 = time.perf_counter()
-        self._publish(result, rgb, header, active=bool(self.active_query))
-        self.stats.on_processed(max(self._frame_age(header), 0.0), time.perf_counter() - t0, t2 - t1)
+        self.stats.on_processed(t2 - t0, t2 - t1)
+        done = Processed(result, image, header, frame.depth, frame.K, frame.queries, t_ns)
+        with self._handover:
+            if self._to_publish is not None:
+                self.stats.count("dropped_publish")  # the publish stage fell behind: newest wins
+            self._to_publish = done
+            self._handover.notify()
 
-    def _match_depth(self, header, hw) -> Tuple[Optional[torch.Tensor], Optional[np.ndarray]]:
+    def _match_depth(self, header) -> Tuple[Optional[Image], Optional[np.ndarray]]:
+        """At hand-over: the buffered depth frame nearest the image's stamp, kept with the frame."""
         if not self._depth:
             return None, None
-        t = Time.from_msg(header.stamp).nanoseconds
+        t = stamp_ns(header.stamp)
         stamp, depth_msg = min(list(self._depth), key=lambda d: abs(d[0] - t))
         if abs(stamp - t) > self.settings.sync_tolerance * 1e9:
             self.stats.count("depth/unmatched_stamp")
             self.get_logger().warning("no depth within sync_tolerance of the image; 3D values are NaN",
-                                   throttle_duration_sec=5.0)
+                                      throttle_duration_sec=5.0)
             return None, None
         if self._K is None:
             self.stats.count("depth/no_camera_info")
             self.get_logger().warning("depth without camera_info; 3D values are NaN", throttle_duration_sec=5.0)
             return None, None
+        return depth_msg, self._K
+
+    # --- publish stage ----------------------------------------------------
+    def _publish_loop(self) -> None:
+        while self._running:
+            with self._handover:
+                while self._running and self._to_publish is None:
+                    self._handover.wait(0.1)
+                if not self._running:
+                    return
+                item, self._to_publish = self._to_publish, None
+                self.publishing = True
+            try:
+                self._publish(item)
+            except Exception as exc:
+                if not self._running or not rclpy.ok(self.context):
+                    return
+                self.stats.count("errors/publish")
+                self.get_logger().error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+            finally:
+                self.publishing = False
+
+    def _depth_tensor(self, item: Processed) -> Optional[torch.Tensor]:
+        if item.depth is None:
+            return None
         try:
-            depth = depth_to_meters(depth_msg)
+            depth = depth_to_meters(item.depth)
         except ImageError as exc:
             self.stats.count(f"depth/{exc.reason}")
             self.get_logger().warning(f"unreadable depth: {exc}", throttle_duration_sec=5.0)
-            return None, None
-        if depth.shape != tuple(hw):
+            return None
+        if depth.shape != tuple(item.result.frame_hw):
             self.stats.count("depth/size_mismatch")
-            self.get_logger().warning(f"depth {depth.shape[::-1]} does not match the image {tuple(hw)[::-1]}; "
-                                   f"3D values are NaN", throttle_duration_sec=5.0)
-            return None, None
-        return torch.from_numpy(depth).to(self.pipeline.device), self._K
+            self.get_logger().warning(f"depth {depth.shape[::-1]} does not match the image "
+                                      f"{tuple(item.result.frame_hw)[::-1]}; 3D values are NaN",
+                                      throttle_duration_sec=5.0)
+            return None
+        return torch.from_numpy(depth).to(self.pipeline.device, non_blocking=True)
 
-    def _publish(self, result: FrameResult, rgb: np.ndarray, header, active: bool) -> None:
+    def _publish(self, item: Processed) -> None:
+        t0 = time.perf_counter()
         s = self.settings
         subs = lambda pub: pub.get_subscription_count() > 0  # noqa: E731
         want_regions, want_point = subs(self.pub_regions), subs(self.pub_point)
@@ -320,74 +499,105 @@ class TextRegionNode(Node):
         want_overlay = s.publish_overlay and subs(self.pub_overlay)
         want_markers = s.publish_markers and subs(self.pub_markers)
         want_instance = s.publish_instance_mask and subs(self.pub_instance)
-        points, K = None, None
-        if want_regions or want_point or want_markers or want_grounded or want_all:
-            depth, K = self._match_depth(header, result.frame_hw)
-            if depth is not None and len(result):
-                points = region_points(result.binary_masks, depth, torch.as_tensor(K), stride=s.depth_stride)
-                if not torch.isfinite(points).all():
-                    self.stats.count("depth/region_without_valid_depth", int((~torch.isfinite(points[:, 2])).sum()))
-        need_masks = want_regions or want_grounded or want_all
-        host = messages.host_frame(result, need_masks, points, s.publish_tokens)
-        self._last = (result, host, header)
+        result, header = item.result, item.header
         groundings = result.groundings
+        active = bool(item.queries.active)
         active_g: Optional[Grounding] = groundings[-1] if active and groundings else None
+        need_3d = want_regions or want_point or want_markers or want_grounded or want_all
+        req = ComposeRequest(instance=want_instance, crops=want_regions or want_grounded or want_all,
+                             overlay=want_overlay, depth=self._depth_tensor(item) if need_3d else None,
+                             K=item.K, depth_stride=s.depth_stride, alpha=s.overlay_alpha,
+                             grounded=active_g.region if active_g else -1)
+        out = compose(result, item.image, req)
+        labels = result.labels
+        names = [labels[int(i)] for i in out.label]
+        if out.points is not None and len(out):
+            missing = int((~np.isfinite(out.points[:, 2])).sum())
+            if missing:
+                self.stats.count("depth/region_without_valid_depth", missing)
+        published: List[str] = []
         if want_regions:
-            self.pub_regions.publish(messages.region_array_msg(trmsg, result, host, header))
-        # One instance map and one list of label names serve every output that needs them.
-        inst = result.instance_map().cpu().numpy() if (want_instance or want_overlay) else None
-        labels = [result.labels[int(i)] for i in host.label]
+            tokens = result.tokens.float().cpu().numpy() if s.publish_tokens else None
+            self.pub_regions.publish(messages.region_array_msg(trmsg, labels, result.num_background, out, header,
+                                                               tokens))
+            published.append("regions")
         if want_instance:
-            self.pub_instance.publish(array_to_image(inst.astype(np.uint16), "mono16", header))
-        g_msgs = [messages.grounded_msg(trmsg, result, host, g, header) for g in groundings] \
-            if (want_grounded or want_all or want_point) else []
+            self.pub_instance.publish(array_to_image(out.instance, "mono16", header))
+            published.append("instance_mask")
+        g_msgs = [messages.grounded_msg(trmsg, labels, out, g, header) for g in groundings] \
+            if (want_grounded or want_all) else []
         if active_g is not None and want_grounded:
             self.pub_grounded.publish(g_msgs[-1])
+            published.append("grounded")
         if groundings and want_all:
             self.pub_grounded_all.publish(messages.grounded_array_msg(trmsg, g_msgs, header))
-        gpoint = None
-        if active_g is not None and active_g.found and active_g.region >= 0 and host.points is not None:
-            p = host.points[active_g.region]
-            if all(math.isfinite(float(v)) for v in p):
-                gpoint = p
-                if want_point:
-                    ps = PointStamped()
-                    ps.header = header
-                    ps.point.x, ps.point.y, ps.point.z = (float(v) for v in p)
-                    self.pub_point.publish(ps)
+            published.append("grounded_all")
+        point = messages.grounded_point(out, active_g, header)
+        if point is not None and want_point:
+            self.pub_point.publish(point)
+            published.append("grounded_point")
         if want_overlay:
             banner = RANDOM_BANNER if self.config.random_weights else ""
-            img = viz.draw_overlay(rgb, inst, labels, host.boxes, host.prob,
-                                   grounded=active_g.region if active_g else None,
-                                   query=active_g.query if active_g else "", found=bool(active_g and active_g.found),
-                                   banner=banner, alpha=s.overlay_alpha)
+            img = viz.draw_labels(out.overlay, names, out.boxes, out.prob, out.colors,
+                                  grounded=active_g.region if active_g else None,
+                                  query=active_g.query if active_g else "",
+                                  found=bool(active_g and active_g.found), banner=banner)
             self.pub_overlay.publish(array_to_image(img, "rgb8", header))
+            published.append("overlay")
         if want_markers:
-            arr = viz.markers(header, labels, host.points, gpoint)
-            arr.markers.extend(viz.box_markers(header, host.boxes, host.points, K))
+            lifetime = self._marker_lifetime()
+            gp = (point.point.x, point.point.y, point.point.z) if point is not None else None
+            arr = viz.markers(header, names, out.points, gp, out.colors, lifetime_s=lifetime)
+            arr.markers.extend(viz.box_markers(header, out.boxes, out.points, item.K, out.colors,
+                                               lifetime_s=lifetime))
             self.pub_markers.publish(arr)
+            published.append("markers")
+        # Keep what the ground service needs, not the frame-sized arrays.
+        out.instance = out.overlay = None
+        self._last = (item, out)
+        item.image = None
+        self._frame_period.append(time.monotonic())
+        latency = max((self._now_ns() - item.stamp_ns) * 1e-9, 0.0)
+        self.stats.on_published(latency, time.perf_counter() - t0, published)
+
+    def _marker_lifetime(self) -> float:
+        """Markers outlive the gap to the next frame, so a slow device does not make them blink."""
+        if len(self._frame_period) < 2:
+            return 2.0
+        period = (self._frame_period[-1] - self._frame_period[0]) / (len(self._frame_period) - 1)
+        return float(min(max(3.0 * period, 0.5), 60.0))
 
     # --- service and diagnostics -----------------------------------------
     def _on_ground(self, request, response):
-        reason = validate_query(request.query)
-        if reason or not request.query.strip():
-            response.success, response.message = False, reason or "empty query"
+        try:
+            return self._ground(request, response)
+        except Exception as exc:  # our fault: requests are validated first; answer anyway
+            self.stats.count("errors/service")
+            self.get_logger().error(f"ground failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+            response.success, response.message = False, f"internal error: {type(exc).__name__}"
+            return response
+
+    def _ground(self, request, response):
+        try:
+            query = normalize_query(request.query)
+        except LabelError as exc:
+            self.stats.count("bad_input/query")
+            response.success, response.message = False, f"rejected query: {exc}"
+            return response
+        if not query:
+            response.success, response.message = False, "empty query"
             return response
         last = self._last
         if last is None:
             response.success, response.message = False, "no frame has been processed yet"
             return response
-        result, host, header = last
-        cfg = self.pipeline.config
-        q = self.pipeline.embed_queries([request.query.strip()])
-        region, prob, cos, margin, found = (t.float().cpu() for t in ground(
-            result.tokens, q, self.pipeline.background_emb, cfg.region_logit_scale, cfg.abstain_threshold))
-        g = Grounding(request.query.strip(), int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]),
-                      bool(found[0]))
-        if host.masks is None and len(result):
-            host = messages.host_frame(result, True, None, False)
-            host.points = last[1].points
-        response.result = messages.grounded_msg(trmsg, result, host, g, header)
+        item, out = last
+        q = self.pipeline.embed_queries([query])
+        region, prob, cos, margin, found = (t.float().cpu() for t in self.pipeline.ground(
+            item.result.tokens, q, item.result.vocab))
+        g = Grounding(query, int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]), bool(found[0]))
+        response.result = messages.grounded_msg(trmsg, item.result.labels, out, g, item.header,
+                                                with_mask=bool(request.include_mask))
         response.success = True
         response.message = "found" if g.found else "not found (abstained)"
         return response
@@ -398,24 +608,32 @@ class TextRegionNode(Node):
                                                  str(self.pipeline.device)))
 
     def destroy_node(self):
-        worker = getattr(self, "_worker", None)  # absent when the constructor failed
-        if worker is not None:
-            self._running = False
-            with self._lock:
-                self._lock.notify_all()
-            if worker.is_alive() and threading.current_thread() is not worker:
-                worker.join(timeout=10.0)
+        threads = getattr(self, "_threads", [])  # absent when the constructor failed
+        self._running = False
+        for cv in (getattr(self, "_lock", None), getattr(self, "_handover", None), getattr(self, "_text_cv", None)):
+            if cv is not None:
+                with cv:
+                    cv.notify_all()
+        for t in threads:
+            if t.is_alive() and threading.current_thread() is not t:
+                t.join(timeout=10.0)
         return super().destroy_node()
 
 
 def main(args: Optional[List[str]] = None) -> int:
     rclpy.init(args=args)
+    node = None
     try:
         node = TextRegionNode()
     except StartupError as exc:
         rclpy.logging.get_logger("textregion").fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
         return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        # Ctrl-C while models load: leave quietly, as a user who changed their mind expects.
+        rclpy.logging.get_logger("textregion").info("interrupted during startup")
+        rclpy.try_shutdown()
+        return 0
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:

@@ -1,23 +1,27 @@
-"""ROS parameters <-> PipelineConfig and the node's own settings.
+"""ROS parameters: every knob declared with its effective value, a description and a range.
 
-The ``preset`` parameter picks the base PipelineConfig. Every pipeline knob
-is also a parameter; a YAML value of "" (strings), -1 (numbers) or [""] / [-1]
-(lists) means "keep the preset's value", so config/perceive.yaml can list every knob
-without pinning the preset's choices.
+The ``preset`` parameter is resolved first; every PipelineConfig field is then declared with that
+preset's value (the family default filled in), so ``ros2 param get`` shows what runs, and YAML
+or command-line overrides win as usual. Ranges come from config.NUMERIC_RANGES, so the node and
+the library reject the same values. Model knobs are read-only: they need a restart.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
-from ..config import PipelineConfig, preset
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-# Knobs that can change while running (no model reload).
+from ..config import NUMERIC_RANGES, PRESETS, PipelineConfig, preset
+from ..labels import LabelError, check_labels
+
+# Knobs that change while running (no model reload). Everything else in PipelineConfig is read-only.
 RUNTIME_KNOBS = ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "min_mask_area", "fuse_masks",
-                 "fuse_thresh", "max_masks", "force_masks", "global_patch_threshold", "region_logit_scale", "abstain_threshold",
-                 "remove_global_patches", "vocabulary", "background")
-UNSET = {str: "", int: -1, float: -1.0}
+                 "fuse_thresh", "max_masks", "force_masks", "global_patch_threshold", "region_logit_scale",
+                 "abstain_threshold", "remove_global_patches", "vocabulary", "background")
+MAX_STANDING_QUERIES = 32
 
 
 @dataclass
@@ -26,6 +30,7 @@ class NodeSettings:
     image_qos: str = "sensor_data"  # sensor_data (best effort, keep last 1) | reliable
     sync_tolerance: float = 0.05  # s between image and depth stamps
     max_age: float = 1.0  # s; older frames are dropped (0 = no limit)
+    max_future: float = 5.0  # s; frames stamped further ahead of the node's clock are refused (0 = no limit)
     max_rate: float = 0.0  # Hz; 0 = as fast as frames come
     queries: Tuple[str, ...] = ()
     publish_tokens: bool = False
@@ -36,6 +41,65 @@ class NodeSettings:
     depth_stride: int = 2
 
 
+NODE_RANGES: Dict[str, Tuple[float, float]] = {
+    "sync_tolerance": (0.0, 10.0), "max_age": (0.0, 3600.0), "max_future": (0.0, 86400.0),
+    "max_rate": (0.0, 1000.0), "overlay_alpha": (0.0, 1.0), "depth_stride": (1, 16),
+}
+NODE_READ_ONLY = ("compressed", "image_qos")
+
+DESCRIPTIONS: Dict[str, str] = {
+    "preset": f"base configuration: one of {sorted(PRESETS)}; every other knob defaults to its value",
+    "encoder_model": "open_clip model name (CLIP ViT-*, ViT-*-SigLIP2*, PE-Core-*)",
+    "encoder_weights": "open_clip pretrained tag (its metadata applies: QuickGELU, mean/std, interpolation) "
+                       "or a local checkpoint path",
+    "random_weights": "random weights for tests and benchmarks; every label is then meaningless",
+    "mask_source": "sam2 | superpixels | given",
+    "sam2_model": "SAM2.1 size: tiny | small | base_plus | large",
+    "sam2_weights": "Hugging Face id or local .pt; empty = the size's facebook/sam2.1-hiera-* id",
+    "sam2_input_size": "SAM2 input side in pixels (multiple of 64); 1024 is the paper's",
+    "points_per_side": "SAM2 point grid per side (points_per_side^2 prompts)",
+    "point_batch": "prompts per decoder batch; 0 = all at once on CUDA, 64 on the CPU",
+    "pred_iou_thresh": "drop masks whose predicted IoU is not above this",
+    "stability_score_thresh": "drop masks whose stability score is below this",
+    "stability_score_offset": "logit offset of the stability score",
+    "box_nms_thresh": "box IoU above which NMS drops the lower-scoring mask (1 = off)",
+    "min_mask_area": "drop masks of at most this many pixels on SAM2's 256x256 grid (scaled at other sizes)",
+    "multimask": "three masks per prompt (whole, part, sub-part)",
+    "fuse_masks": "merge masks contained in a higher-priority mask (soft containment)",
+    "fuse_thresh": "containment above which masks are merged",
+    "max_masks": "keep at most this many masks by score (0 = no cap)",
+    "force_masks": "benchmarks only: exactly this many masks (0 = off)",
+    "superpixel_segments": "SLIC segments when mask_source is superpixels",
+    "tiles": "multi-resolution views: auto (the paper's rule), RxC (fixed grid) or none (global view only)",
+    "use_global_view": "encode the whole frame as well as the tiles",
+    "global_weight": "weight of the global view in multi-resolution fusion (CLIP 1.0, SigLIP2/PE 0.5)",
+    "remove_global_patches": "zero patches that look alike inside and outside regions (global patch removal)",
+    "global_patch_threshold": "belonging-score threshold of global patch removal",
+    "clip_head": "CLIP region head: segmentation (raw values, no MLP) or referring (normalised values + MLP)",
+    "templates": "prompt templates: imagenet (80) | short (5) | none",
+    "region_logit_scale": "softmax temperature of region labels and groundings",
+    "abstain_threshold": "a query is found when its best region's probability reaches this",
+    "vocabulary": "labels to classify regions into; 'a; b' are synonyms scored as the max",
+    "background": "labels that regions may match but that are never reported as objects",
+    "device": "auto | cpu | cuda | cuda:N",
+    "dtype": "auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16",
+    "compile": "CUDA graphs for SAM2 and the encoder (CUDA only; about a minute of warm-up)",
+    "compressed": "subscribe to <image>/compressed (sensor_msgs/CompressedImage) instead of <image>",
+    "image_qos": "camera subscription QoS: sensor_data (best effort) | reliable",
+    "sync_tolerance": "seconds between an image and the depth frame matched to it",
+    "max_age": "seconds; frames older than this when taken are skipped (0 = no limit)",
+    "max_future": "seconds; frames stamped further ahead of the node's clock are refused (0 = no limit)",
+    "max_rate": "processing rate cap in Hz (0 = as fast as frames come)",
+    "queries": f"standing queries grounded on every frame (at most {MAX_STANDING_QUERIES})",
+    "publish_tokens": "include each region's token in RegionArray",
+    "publish_overlay": "publish the overlay image",
+    "publish_markers": "publish RViz markers",
+    "publish_instance_mask": "publish the mono16 instance mask",
+    "overlay_alpha": "opacity of the masks in the overlay",
+    "depth_stride": "depth subsampling for 3D medians (1 = every pixel)",
+}
+
+
 def _kind(value: Any) -> type:
     if isinstance(value, bool):
         return bool
@@ -44,64 +108,69 @@ def _kind(value: Any) -> type:
     return type(value)
 
 
-def parameter_defaults(preset_name: str = "realtime") -> Dict[str, Any]:
-    """Declared defaults: "unset" for every knob, so only YAML values override the preset.
+def descriptor(name: str, value: Any) -> ParameterDescriptor:
+    d = ParameterDescriptor(name=name, description=DESCRIPTIONS.get(name, ""))
+    rng = NUMERIC_RANGES.get(name) or NODE_RANGES.get(name)
+    if rng is not None and isinstance(value, float):
+        d.floating_point_range = [FloatingPointRange(from_value=float(rng[0]), to_value=float(rng[1]), step=0.0)]
+    elif rng is not None and isinstance(value, int) and not isinstance(value, bool):
+        d.integer_range = [IntegerRange(from_value=int(rng[0]), to_value=int(rng[1]), step=1)]
+    d.read_only = name == "preset" or name in NODE_READ_ONLY or (
+        name in {f.name for f in dataclasses.fields(PipelineConfig)} and name not in RUNTIME_KNOBS)
+    if rng is not None:
+        d.additional_constraints = f"finite, in [{rng[0]}, {rng[1]}]"
+    if d.read_only:
+        d.description += " (read-only: set it in the params file and restart the node)"
+    return d
 
-    Booleans have no "unset" value, so they default to the chosen preset's.
-    """
-    base = preset(preset_name)
+
+def effective_defaults(preset_name: str) -> Dict[str, Any]:
+    """Every parameter's value under ``preset_name``, in ROS types (lists, no None)."""
+    cfg = preset(preset_name).resolved()
     out: Dict[str, Any] = {"preset": preset_name}
     for f in dataclasses.fields(PipelineConfig):
-        value = getattr(base, f.name)
-        kind = _kind(value) if value is not None else float
-        if kind is bool:
-            out[f.name] = value
-        elif kind is tuple:
-            out[f.name] = [""] if isinstance(value[0] if value else "", str) else [-1]
-        else:
-            out[f.name] = UNSET[kind]
+        v = getattr(cfg, f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
     for f in dataclasses.fields(NodeSettings):
-        value = getattr(NodeSettings(), f.name)
-        out[f.name] = list(value) if isinstance(value, tuple) else value
-    out["queries"] = [""]
+        v = getattr(NodeSettings(), f.name)
+        out[f.name] = list(v) if isinstance(v, tuple) else v
     return out
 
 
 def pipeline_config(values: Dict[str, Any]) -> PipelineConfig:
-    """Parameter values -> PipelineConfig (preset + the knobs that were set)."""
+    """Parameter values -> validated PipelineConfig (raises ValueError with the reason)."""
     cfg = preset(values.get("preset") or "realtime")
     overrides: Dict[str, Any] = {}
     for f in dataclasses.fields(PipelineConfig):
-        if f.name not in values:
-            continue
-        v = values[f.name]
-        current = getattr(cfg, f.name)
-        kind = _kind(current) if current is not None else float
-        if kind is bool:
-            overrides[f.name] = bool(v)
-        elif kind is tuple:
-            items = [x for x in (v or []) if x not in ("", -1)]
-            if items:
-                overrides[f.name] = tuple(int(x) for x in items) if f.name == "tiles" else tuple(items)
-        elif kind is float:
-            if v is not None and float(v) != -1.0:
-                overrides[f.name] = float(v)
-        elif kind is int:
-            if int(v) != -1:
-                overrides[f.name] = int(v)
-        elif kind is str:
-            if v != "":
-                overrides[f.name] = str(v)
+        if f.name in values:
+            v = values[f.name]
+            overrides[f.name] = tuple(v) if isinstance(v, (list, tuple)) else v
     return cfg.replace(**overrides)
 
 
 def node_settings(values: Dict[str, Any]) -> NodeSettings:
-    kw = {}
-    for f in dataclasses.fields(NodeSettings):
-        if f.name in values:
-            v = values[f.name]
-            kw[f.name] = tuple(x for x in v if x.strip()) if f.name == "queries" else v
+    kw = {f.name: values[f.name] for f in dataclasses.fields(NodeSettings) if f.name in values}
+    if "queries" in kw:
+        kw["queries"] = tuple(q.strip() for q in kw["queries"])
     s = NodeSettings(**kw)
+    validate_settings(s)
+    return s
+
+
+def validate_settings(s: NodeSettings) -> None:
     if s.image_qos not in ("sensor_data", "reliable"):
         raise ValueError(f"image_qos must be sensor_data or reliable, not {s.image_qos!r}")
-    return s
+    for name, (lo, hi) in NODE_RANGES.items():
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+            raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {v!r}")
+    if len(s.queries) > MAX_STANDING_QUERIES:
+        raise ValueError(f"at most {MAX_STANDING_QUERIES} standing queries, got {len(s.queries)}")
+    try:
+        check_labels(s.queries, "queries")
+    except LabelError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def names() -> List[str]:
+    return list(effective_defaults("realtime"))

@@ -1,0 +1,197 @@
+"""Everything a frame publishes, composed on the device, then one host transfer.
+
+The per-region outputs (boxes, areas, 3D medians, mask crops), the instance map and the overlay
+all derive from the regions' masks at frame resolution. Those are never held for all regions at
+once: regions are upsampled in chunks sized to a fixed element budget, so a 4000x4000 frame costs
+the same peak memory per chunk as a VGA one costs in total. Mask crops are packed in one
+boolean-index per chunk (region-major, row-major: exactly the concatenated crops), and every
+array crosses to the host in a single copy of one byte buffer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .geometry import region_points
+from .results import FrameResult
+
+# Elements of frame-resolution work held at once (float32: 128 MB).
+CHUNK_ELEMENTS = 32 * 1024 * 1024
+
+
+@dataclass
+class ComposeRequest:
+    instance: bool = False  # (H, W) uint16 region id + 1
+    crops: bool = False  # packed mono8 crops of every region's mask
+    overlay: bool = False  # (H, W, 3) uint8 blend of the masks over the image
+    depth: Optional[torch.Tensor] = None  # (H, W) metres on the device, NaN/0 = hole
+    K: Optional[np.ndarray] = None  # (3, 3) intrinsics for ``depth``
+    depth_stride: int = 2
+    grounded: int = -1  # region to highlight in the overlay
+    alpha: float = 0.45
+    colors: Optional[torch.Tensor] = None  # (R, 3) uint8 per region, default palette by index
+
+
+@dataclass
+class FrameOutputs:
+    """Host arrays of one frame; built by compose(), shared by every message."""
+    label: np.ndarray  # (R,) label index
+    prob: np.ndarray
+    cosine: np.ndarray
+    boxes: np.ndarray  # (R, 4) int64 xyxy, exclusive max; zeros for empty masks
+    area: np.ndarray  # (R,) pixels
+    points: Optional[np.ndarray] = None  # (R, 3) metres, NaN without valid depth
+    instance: Optional[np.ndarray] = None  # (H, W) uint16
+    overlay: Optional[np.ndarray] = None  # (H, W, 3) uint8
+    crop_data: Optional[np.ndarray] = None  # concatenated crops, uint8 0/1 (in score order)
+    crop_start: Optional[np.ndarray] = None  # (R,) where region i's crop starts in crop_data
+    colors: Optional[np.ndarray] = None  # (R, 3) uint8
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def crop(self, i: int) -> np.ndarray:
+        """Region i's mask inside its box, (h, w) uint8 0/1 (a view into the packed buffer)."""
+        x0, y0, x1, y1 = (int(v) for v in self.boxes[i])
+        start = int(self.crop_start[i])
+        return self.crop_data[start:start + (y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
+
+
+def palette(n: int, device=None) -> torch.Tensor:
+    """n distinct RGB colors (golden-ratio hues, HSV s=0.75 v=0.95), (n, 3) uint8."""
+    h = (torch.arange(max(n, 1), dtype=torch.float64, device=device) * 0.618034) % 1.0
+    s, v = 0.75, 0.95
+    k = torch.tensor([5.0, 3.0, 1.0], dtype=torch.float64, device=device)
+    kk = (k[None] + h[:, None] * 6.0) % 6.0
+    rgb = v - v * s * torch.clamp(torch.minimum(kk, 4.0 - kk), 0.0, 1.0)
+    return (rgb * 255).to(torch.uint8)
+
+
+def _chunks(r: int, hw: Tuple[int, int]) -> List[Tuple[int, int]]:
+    step = max(1, CHUNK_ELEMENTS // max(hw[0] * hw[1], 1))
+    return [(s, min(s + step, r)) for s in range(0, r, step)]
+
+
+def _boxes(binary: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) bool -> (C, 4) int64 xyxy exclusive; zeros where empty."""
+    c, h, w = binary.shape
+    rows, cols = binary.any(2), binary.any(1)
+    ar_h = torch.arange(h, device=binary.device)
+    ar_w = torch.arange(w, device=binary.device)
+    y0 = torch.where(rows, ar_h, h).amin(1)
+    y1 = torch.where(rows, ar_h + 1, 0).amax(1)
+    x0 = torch.where(cols, ar_w, w).amin(1)
+    x1 = torch.where(cols, ar_w + 1, 0).amax(1)
+    boxes = torch.stack([x0, y0, x1, y1], dim=-1)
+    return boxes * rows.any(1)[:, None]
+
+
+def _to_host(tensors: Sequence[Optional[torch.Tensor]]) -> List[Optional[np.ndarray]]:
+    """One device->host copy for all arrays: concatenate their bytes, copy once, split on the host."""
+    present = [t.contiguous() for t in tensors if t is not None]
+    if not present:
+        return [None] * len(tensors)
+    flat = [t.reshape(-1).view(torch.uint8) for t in present]
+    buf = torch.cat(flat).cpu().numpy()
+    out, pos, it = [], 0, iter(present)
+    for t in tensors:
+        if t is None:
+            out.append(None)
+            continue
+        src = next(it)
+        n = src.numel() * src.element_size()
+        dtype = torch.empty((), dtype=src.dtype).numpy().dtype
+        out.append(buf[pos:pos + n].view(dtype).reshape(tuple(src.shape)))
+        pos += n
+    return out
+
+
+@torch.inference_mode()
+def compose(result: FrameResult, image: Optional[torch.Tensor], req: ComposeRequest) -> FrameOutputs:
+    """FrameResult (+ the frame as an (H, W, 3) uint8 device tensor for the overlay) -> FrameOutputs."""
+    h, w = result.frame_hw
+    dev = result.tokens.device
+    r = len(result)
+    order = torch.argsort(result.classes.prob, descending=True, stable=True)  # ties go to the higher score
+    boxes = torch.zeros((r, 4), dtype=torch.int64, device=dev)
+    area = torch.zeros(r, dtype=torch.int64, device=dev)
+    points = None
+    if req.depth is not None and req.K is not None:
+        points = torch.full((r, 3), float("nan"), device=dev)
+        K = torch.as_tensor(req.K, dtype=torch.float64)
+    best = torch.zeros((h, w), device=dev) if req.instance or req.overlay else None
+    inst = torch.zeros((h, w), dtype=torch.int16, device=dev) if best is not None else None
+    crop_parts: List[torch.Tensor] = []
+    crop_start = torch.zeros(r, dtype=torch.int64, device=dev) if req.crops else None
+    packed = torch.zeros((), dtype=torch.int64, device=dev)  # bytes packed so far, kept on the device
+    for a, b in _chunks(r, (h, w)):
+        idx = order[a:b]
+        prob = result.masks.select(idx).at_frame((h, w))  # (C, H, W) in [0, 1]
+        binary = prob >= 0.5
+        bx = _boxes(binary)
+        boxes[idx] = bx
+        area[idx] = binary.sum((1, 2))
+        if points is not None:
+            points[idx] = region_points(binary, req.depth, K, stride=max(1, int(req.depth_stride)))
+        if best is not None:
+            cmax, carg = prob.max(0)
+            better = cmax > best  # strict: an earlier (higher-scoring) region keeps a tie
+            best = torch.where(better, cmax, best)
+            inst = torch.where(better, (idx[carg] + 1).to(torch.int16), inst)
+        if req.crops:
+            ys = torch.arange(h, device=dev)[None, :, None]
+            xs = torch.arange(w, device=dev)[None, None, :]
+            inbox = ((ys >= bx[:, 1, None, None]) & (ys < bx[:, 3, None, None]) &
+                     (xs >= bx[:, 0, None, None]) & (xs < bx[:, 2, None, None]))
+            # Boolean indexing walks C order: region by region, row by row -> the crops, concatenated.
+            crop_parts.append(binary[inbox].to(torch.uint8))
+            sizes = (bx[:, 2] - bx[:, 0]) * (bx[:, 3] - bx[:, 1])
+            crop_start[idx] = packed + torch.cumsum(sizes, 0) - sizes
+            packed = packed + sizes.sum()
+        del prob, binary
+    if inst is not None:
+        inst = torch.where(best >= 0.5, inst, torch.zeros_like(inst))
+    crop_data = None
+    if req.crops:
+        crop_data = torch.cat(crop_parts) if crop_parts else torch.zeros(0, dtype=torch.uint8, device=dev)
+    colors = req.colors if req.colors is not None else palette(r, dev)
+    overlay = None
+    if req.overlay and image is not None:
+        overlay = draw_overlay_device(image, inst, colors, req.alpha, result, req.grounded)
+    host = _to_host([result.classes.label, result.classes.prob.float(), result.classes.cosine.float(), boxes, area,
+                     points, inst, overlay, crop_data, crop_start, colors])
+    label, prob, cos, boxes_h, area_h, pts, inst_h, ov, cd, co, col = host
+    return FrameOutputs(label=label, prob=prob, cosine=cos, boxes=boxes_h, area=area_h, points=pts,
+                        instance=inst_h.view(np.uint16) if inst_h is not None else None, overlay=ov,
+                        crop_data=cd, crop_start=co, colors=col)
+
+
+def _outline(ids: torch.Tensor) -> torch.Tensor:
+    """Pixels whose right or lower neighbour belongs to another region (or to none)."""
+    edge = torch.zeros_like(ids, dtype=torch.bool)
+    edge[:, :-1] |= ids[:, :-1] != ids[:, 1:]
+    edge[:-1, :] |= ids[:-1, :] != ids[1:, :]
+    return edge & (ids > 0)
+
+
+def draw_overlay_device(image: torch.Tensor, inst: torch.Tensor, colors: torch.Tensor, alpha: float,
+                        result: FrameResult, grounded: int) -> torch.Tensor:
+    """Masks blended over the image with outlines, the grounded region's border thick and green."""
+    img = image.float()
+    ids = inst.long()
+    table = torch.cat([torch.zeros((1, 3), dtype=torch.uint8, device=img.device), colors.to(img.device)])
+    color = table[ids].float()  # (H, W, 3)
+    on = (ids > 0)[..., None]
+    out = torch.where(on, img * (1.0 - alpha) + color * alpha, img)
+    out = torch.where(_outline(ids)[..., None], color, out)
+    if 0 <= grounded < len(result):
+        g = result.masks.select(torch.tensor([grounded], device=img.device)).at_frame(result.frame_hw)[0] >= 0.5
+        thick = F.max_pool2d(g[None, None].float(), 7, stride=1, padding=3)[0, 0] > 0
+        border = thick & ~g
+        out = torch.where(border[..., None], torch.tensor([0.0, 255.0, 0.0], device=img.device), out)
+    return out.clamp_(0, 255).to(torch.uint8)
