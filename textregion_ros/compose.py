@@ -171,6 +171,14 @@ def compose(result: FrameResult, image: Optional[torch.Tensor], req: ComposeRequ
                         crop_data=cd, crop_start=co, colors=col)
 
 
+@torch.inference_mode()
+def region_crop(result: FrameResult, i: int) -> np.ndarray:
+    """Region i's mask inside its box, (h, w) uint8 0/1, computed on demand from the low-res mask."""
+    m = result.masks.select(torch.tensor([i], device=result.tokens.device)).at_frame(result.frame_hw)[0] >= 0.5
+    x0, y0, x1, y1 = (int(v) for v in _boxes(m[None])[0])
+    return m[y0:y1, x0:x1].to(torch.uint8).cpu().numpy()
+
+
 def _outline(ids: torch.Tensor) -> torch.Tensor:
     """Pixels whose right or lower neighbour belongs to another region (or to none)."""
     edge = torch.zeros_like(ids, dtype=torch.bool)

@@ -9,7 +9,7 @@ from typing import List, Sequence
 
 MAX_QUERY_BYTES = 1024
 MAX_SYNONYMS = 16
-MAX_LABELS = 512  # vocabulary + background; each label costs one text-encoder pass per template
+MAX_LABELS = 2048  # vocabulary + background (LVIS has 1203); a large vocabulary is embedded off the frame thread
 
 
 class LabelError(ValueError):

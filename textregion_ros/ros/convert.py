@@ -148,6 +148,8 @@ def compressed_size(payload: bytes) -> tuple:
     try:
         with PILImage.open(io.BytesIO(payload)) as im:  # lazy: reads the header, decodes nothing
             return im.size
+    except PILImage.DecompressionBombError as exc:  # PIL refuses past 2 x its own pixel limit
+        raise ImageError("image_too_large", str(exc)) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError("corrupt_compressed", f"unreadable header: {exc}") from None
 

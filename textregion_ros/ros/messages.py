@@ -16,7 +16,7 @@ NAN = float("nan")
 
 
 def region_msg(Region, labels: Sequence[str], out: FrameOutputs, i: int, header, with_mask: bool = True,
-               tokens: Optional[np.ndarray] = None):
+               tokens: Optional[np.ndarray] = None, crop: Optional[np.ndarray] = None):
     r = Region()
     r.id = i
     r.label_index = int(out.label[i])
@@ -26,8 +26,10 @@ def region_msg(Region, labels: Sequence[str], out: FrameOutputs, i: int, header,
     x0, y0, x1, y1 = (int(v) for v in out.boxes[i])
     r.bbox = RegionOfInterest(x_offset=x0, y_offset=y0, width=max(x1 - x0, 0), height=max(y1 - y0, 0))
     r.area = int(out.area[i])
-    if with_mask and out.crop_data is not None and x1 > x0 and y1 > y0:
-        r.mask = array_to_image(out.crop(i) * np.uint8(255), "mono8", header)
+    if crop is None and with_mask and out.crop_data is not None and x1 > x0 and y1 > y0:
+        crop = out.crop(i)
+    if with_mask and crop is not None and crop.size:
+        r.mask = array_to_image(crop * np.uint8(255), "mono8", header)
     p = out.points[i] if out.points is not None else (NAN, NAN, NAN)
     r.centroid = Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
     if tokens is not None:
@@ -46,14 +48,14 @@ def region_array_msg(msgs, labels: Sequence[str], num_background: int, out: Fram
 
 
 def grounded_msg(msgs, labels: Sequence[str], out: Optional[FrameOutputs], g: Grounding, header,
-                 with_mask: bool = True):
+                 with_mask: bool = True, crop: Optional[np.ndarray] = None):
     msg = msgs.GroundedRegion()
     msg.header = header
     msg.query = g.query
     msg.found = bool(g.found)
     msg.score, msg.cosine, msg.margin = float(g.prob), float(g.cosine), float(g.margin)
     if out is not None and 0 <= g.region < len(out):
-        msg.region = region_msg(msgs.Region, labels, out, g.region, header, with_mask)
+        msg.region = region_msg(msgs.Region, labels, out, g.region, header, with_mask, crop=crop)
     else:
         msg.region.centroid = Point(x=NAN, y=NAN, z=NAN)
     return msg

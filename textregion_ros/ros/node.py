@@ -14,6 +14,7 @@ Anything a client sends is validated where it arrives; what cannot be used is co
 """
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from visualization_msgs.msg import MarkerArray
 import textregion_ros.msg as trmsg
 import textregion_ros.srv as trsrv
 
-from ..compose import ComposeRequest, FrameOutputs, compose
+from ..compose import ComposeRequest, FrameOutputs, compose, region_crop
 from ..encoders.text import LabelEmbeddings
 from ..encoders.weights import WeightsUnavailableError
 from ..labels import LabelError, normalize_query
@@ -54,6 +55,18 @@ from .params import (RUNTIME_KNOBS, NodeSettings, descriptor, effective_defaults
 RANDOM_BANNER = "RANDOM WEIGHTS: every label, score and grounding here is meaningless"
 ARRAY_PARAMS = ("vocabulary", "background", "queries")
 SERVICE_QUEUE = 1000  # ground requests held while earlier ones are answered
+
+
+# After frames this large, hand freed heap back to the OS: glibc keeps freed arena memory otherwise,
+# and one 4000x4000 frame would leave the process hundreds of MB larger for good.
+TRIM_PIXELS = 4_000_000
+
+
+def release_free_memory() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 class StartupError(RuntimeError):
@@ -194,12 +207,14 @@ class TextRegionNode(Node):
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_active = self.create_publisher(String, "active_query", latched)
-        self.pub_regions = self.create_publisher(trmsg.RegionArray, "regions", 5)
-        self.pub_instance = self.create_publisher(Image, "instance_mask", 5)
+        # Frame-sized outputs keep one sample in the writer's history: a reliable KEEP_LAST 5 would hold
+        # five RegionArrays of a 4000x4000 camera (hundreds of MB) for no reader's benefit.
+        self.pub_regions = self.create_publisher(trmsg.RegionArray, "regions", 1)
+        self.pub_instance = self.create_publisher(Image, "instance_mask", 1)
         self.pub_grounded = self.create_publisher(trmsg.GroundedRegion, "grounded", 5)
         self.pub_grounded_all = self.create_publisher(trmsg.GroundedRegionArray, "grounded_all", 5)
         self.pub_point = self.create_publisher(PointStamped, "grounded_point", 5)
-        self.pub_overlay = self.create_publisher(Image, "overlay", 2)
+        self.pub_overlay = self.create_publisher(Image, "overlay", 1)
         self.pub_markers = self.create_publisher(MarkerArray, "markers", 2)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # KEEP_ALL: a burst of concurrent calls is queued and every caller gets an answer.
@@ -552,10 +567,12 @@ class TextRegionNode(Node):
                                                lifetime_s=lifetime))
             self.pub_markers.publish(arr)
             published.append("markers")
-        # Keep what the ground service needs, not the frame-sized arrays.
-        out.instance = out.overlay = None
+        # Keep what the ground service needs, not the frame-sized arrays (a mask is recomputed on request).
+        out.instance = out.overlay = out.crop_data = None
         self._last = (item, out)
         item.image = None
+        if result.frame_hw[0] * result.frame_hw[1] >= TRIM_PIXELS:
+            release_free_memory()
         self._frame_period.append(time.monotonic())
         latency = max((self._now_ns() - item.stamp_ns) * 1e-9, 0.0)
         self.stats.on_published(latency, time.perf_counter() - t0, published)
@@ -596,8 +613,9 @@ class TextRegionNode(Node):
         region, prob, cos, margin, found = (t.float().cpu() for t in self.pipeline.ground(
             item.result.tokens, q, item.result.vocab))
         g = Grounding(query, int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]), bool(found[0]))
+        crop = region_crop(item.result, g.region) if request.include_mask and g.region >= 0 else None
         response.result = messages.grounded_msg(trmsg, item.result.labels, out, g, item.header,
-                                                with_mask=bool(request.include_mask))
+                                                with_mask=bool(request.include_mask), crop=crop)
         response.success = True
         response.message = "found" if g.found else "not found (abstained)"
         return response
