@@ -21,16 +21,16 @@ VPY="$ROOT/.venv/bin/python"
 export VIRTUAL_ENV="$ROOT/.venv" PATH="$ROOT/.venv/bin:$PATH"
 
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
-REQ_STAMP="$(stamp_of requirements-torch.txt requirements-ml.txt requirements-ros.txt)"
+REQ_STAMP="$(stamp_of requirements-torch.txt requirements.txt requirements-dev.txt requirements-ros.txt)"
 if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$REQ_STAMP" ]; then
   step "installing pinned Python packages (first run downloads several GB of torch/CUDA wheels)"
   "$VPY" -m pip install --disable-pip-version-check -q --upgrade pip wheel
   "$VPY" -m pip install --disable-pip-version-check -q -r requirements-torch.txt
   # sam2 ships as an sdist that builds against the installed torch; its CUDA extension is optional.
   SAM2_BUILD_CUDA=0 "$VPY" -m pip install --disable-pip-version-check -q --no-build-isolation \
-    -r requirements-torch.txt -r requirements-ml.txt
+    -r requirements-torch.txt -r requirements-dev.txt
   "$VPY" -m pip install --disable-pip-version-check -q -r requirements-ros.txt
-  "$VPY" -c "import torch, torchvision, open_clip, sam2, rclpy, cv2, skimage; torchvision.ops.nms" \
+  "$VPY" -c "import torch, torchvision, open_clip, sam2, rclpy, cv2, skimage, hypothesis, PIL; torchvision.ops.nms" \
     || fail "installed packages do not import"
   echo "$REQ_STAMP" > .venv/.requirements-stamp
 fi
