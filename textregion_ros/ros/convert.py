@@ -29,6 +29,7 @@ ENCODINGS = {
     "bayer_rggb16": (np.uint16, 1), "bayer_bggr16": (np.uint16, 1),
     "bayer_gbrg16": (np.uint16, 1), "bayer_grbg16": (np.uint16, 1),
 }
+COLOR_ENCODINGS = frozenset(e for e in ENCODINGS if e != "32FC1")
 # OpenCV names Bayer patterns by the second row's first two pixels (as cv_bridge maps them).
 _BAYER = {"rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB,
           "gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB}
@@ -42,8 +43,8 @@ class ImageError(ValueError):
         self.reason = reason
 
 
-def image_to_array(msg: Image) -> np.ndarray:
-    """Image -> (H, W[, C]) array in the message's own encoding (a copy, native byte order)."""
+def check_image_header(msg: Image) -> int:
+    """Every check that needs no pixel work: encoding, size, step, data length. -> bytes per row."""
     enc = msg.encoding
     if enc not in ENCODINGS:
         raise ImageError("unsupported_encoding", f"encoding {enc!r} is not supported")
@@ -52,15 +53,22 @@ def image_to_array(msg: Image) -> np.ndarray:
     check_size(w, h)
     if channels == 2 and w % 2:
         raise ImageError("bad_size", f"{enc} needs an even width (two pixels share chroma), got {w}")
-    itemsize = np.dtype(dtype).itemsize
-    row = w * channels * itemsize
+    row = w * channels * np.dtype(dtype).itemsize
     if step < row:
         raise ImageError("bad_step", f"step {step} < {row} bytes per row for {w}x{enc}")
+    if len(msg.data) < step * (h - 1) + row:
+        raise ImageError("bad_size", f"{len(msg.data)} data bytes < {step} step x {h} rows")
+    return row
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """Image -> (H, W[, C]) array in the message's own encoding (a copy, native byte order)."""
+    row = check_image_header(msg)
+    dtype, channels = ENCODINGS[msg.encoding]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
     data = msg.data
     buf = np.frombuffer(bytes(data) if not isinstance(data, (bytes, bytearray, memoryview, np.ndarray)) else data,
                         dtype=np.uint8)
-    if buf.size < step * (h - 1) + row:
-        raise ImageError("bad_size", f"{buf.size} data bytes < {step} step x {h} rows")
     rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(step, 1))
     order = ">" if msg.is_bigendian else "<"
     arr = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(order))
@@ -92,6 +100,24 @@ def stamp_ns(stamp) -> int:
     if sec < 0 or not 0 <= nsec < NS_PER_S:
         raise ImageError("bad_stamp", f"stamp {sec}.{nsec:09d} is not a valid time")
     return sec * NS_PER_S + nsec
+
+
+def check_frame_header(msg) -> None:
+    """What a camera frame can be refused for on arrival, before it takes the newest-frame slot.
+
+    A bad frame refused here never displaces a good pending one, and is always counted (a frame
+    checked only when the inference stage takes it may be replaced by a newer one first).
+    """
+    if isinstance(msg, CompressedImage):
+        if not len(msg.data):
+            raise ImageError("corrupt_compressed", "empty payload")
+        w, h = compressed_size(bytes(msg.data))
+        check_frame_size(int(w), int(h))
+        return
+    check_image_header(msg)
+    if msg.encoding not in COLOR_ENCODINGS:
+        raise ImageError("unsupported_encoding", f"{msg.encoding!r} is not a color encoding")
+    check_frame_size(int(msg.width), int(msg.height))
 
 
 def frame_to_rgb8(msg) -> np.ndarray:

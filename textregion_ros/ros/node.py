@@ -47,7 +47,8 @@ from ..labels import LabelError, normalize_query
 from ..pipeline import Pipeline
 from ..results import FrameResult, Grounding
 from . import messages, viz
-from .convert import ImageError, array_to_image, depth_to_meters, frame_to_rgb8, stamp_ns
+from .convert import (ImageError, array_to_image, check_frame_header, depth_to_meters, frame_to_rgb8,
+                      stamp_ns)
 from .diagnostics import Stats
 from .params import (RUNTIME_KNOBS, NodeSettings, descriptor, effective_defaults, node_settings,
                      pipeline_config)
@@ -246,9 +247,15 @@ class TextRegionNode(Node):
     def _on_image(self, msg) -> None:
         self.stats.on_received()
         try:
-            stamp_ns(msg.header.stamp)
+            t_ns = stamp_ns(msg.header.stamp)
+            check_frame_header(msg)
         except ImageError as exc:
             self._bad_input(exc.reason, str(exc))
+            return
+        ahead = t_ns - self._now_ns()
+        if self.settings.max_future > 0 and ahead > self.settings.max_future * 1e9:
+            self._bad_input("future_stamp", f"stamped {ahead * 1e-9:.1f} s ahead of this node's clock "
+                                            f"(max_future {self.settings.max_future} s)")
             return
         with self._lock:
             self._received_seq += 1
@@ -418,10 +425,6 @@ class TextRegionNode(Node):
         t_ns = stamp_ns(header.stamp)  # validated on arrival
         s = self.settings
         now = self._now_ns()
-        if s.max_future > 0 and t_ns - now > s.max_future * 1e9:
-            self._bad_input("future_stamp", f"stamped {(t_ns - now) * 1e-9:.1f} s ahead of this node's clock "
-                                            f"(max_future {s.max_future} s)")
-            return
         if s.max_age > 0 and now - t_ns > s.max_age * 1e9:
             self.stats.count("dropped_old")
             return
