@@ -53,8 +53,9 @@ class Harness:
         self.executor.add_node(self.node)
         self.executor.add_node(self.tester)
         self.got: Dict[str, List] = defaultdict(list)
+        self.got_at: Dict[str, List[float]] = defaultdict(list)  # wall-clock receipt time of each message
         for name, typ in OUTPUTS.items():
-            self.tester.create_subscription(typ, name, lambda m, n=name: self.got[n].append(m), 10)
+            self.tester.create_subscription(typ, name, lambda m, n=name: self._receive(n, m), 10)
         self.tester.create_subscription(DiagnosticArray, "/diagnostics", lambda m: self.got["diag"].append(m), 10)
         self.pub_image = self.tester.create_publisher(Image, "image", camera_qos)
         self.pub_compressed = self.tester.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
@@ -67,6 +68,10 @@ class Harness:
                                   or self.pub_compressed.get_subscription_count() > 0)
                          and self.pub_query.get_subscription_count() > 0
                          and all(self.node.count_subscribers(f"{namespace}/{n}") for n in OUTPUTS), 30)
+
+    def _receive(self, name, msg):
+        self.got_at[name].append(time.time())
+        self.got[name].append(msg)
 
     def close(self):
         self.executor.shutdown(timeout_sec=5)

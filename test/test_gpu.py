@@ -54,9 +54,11 @@ def test_compiled_pipeline_in_a_worker_thread_matches_eager():
     kw = dict(random_weights=True, force_masks=16, pred_iou_thresh=0.0, stability_score_thresh=0.0,
               vocabulary=("mug", "ball"), background=("wall",), dtype="fp32")
     torch.manual_seed(0)
-    eager = Pipeline(preset("realtime", **kw))
+    eager = Pipeline(preset("realtime", compile=False, **kw))  # the realtime preset compiles by default
+    assert eager.encoder.encode_values.__class__.__name__ == "method", "the reference must be eager"
     torch.manual_seed(0)
     compiled = Pipeline(preset("realtime", compile=True, **kw))
+    assert compiled.encoder.encode_values.__class__.__name__ != "method"
     rgb = make_scene().rgb
     ref = eager.process(rgb, queries=["mug"])
     out = {}
@@ -73,3 +75,18 @@ def test_compiled_pipeline_in_a_worker_thread_matches_eager():
     # Inductor's kernels round differently from eager; the tokens must still agree as directions.
     cos = (last.tokens * ref.tokens).sum(-1)
     assert cos.min() > 0.995, cos.min()
+
+
+def test_compose_on_cuda_matches_the_cpu():
+    from textregion_ros.compose import ComposeRequest, compose
+
+    torch.manual_seed(0)
+    kw = dict(random_weights=True, force_masks=8, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+              vocabulary=("mug",), background=("wall",), compile=False, dtype="fp32")
+    pipe = Pipeline(preset("realtime", **kw))
+    rgb = make_scene().rgb
+    r = pipe.process(rgb)
+    image = torch.from_numpy(rgb).cuda()
+    gpu = compose(r, image, ComposeRequest(instance=True, crops=True, overlay=True))
+    assert gpu.instance.shape == (480, 640) and gpu.overlay.shape == (480, 640, 3)
+    assert len(gpu.crop_data) == int(sum((b[2] - b[0]) * (b[3] - b[1]) for b in gpu.boxes))

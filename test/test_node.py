@@ -282,6 +282,13 @@ def test_latest_frame_wins_at_60_fps_without_queue_growth(h):
     assert snap["dropped_stale"] - stats0.get("dropped_stale", 0) > 0
     stamps = [stamp_key(m.header) for m in h.got["regions"][regions0:]]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    # Seen from outside: stamp-to-receipt latency stays about one frame's work. A queue of 60 fps
+    # frames behind a ~2 s pipeline would grow it by seconds with every processed frame.
+    lat = [t - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)
+           for m, t in zip(h.got["regions"][regions0:], h.got_at["regions"][regions0:])]
+    frame_s = snap["compute_mean_s"] + snap["publish_mean_s"]
+    assert max(lat) < 3 * frame_s + 2.0, (max(lat), frame_s)
+    assert max(lat[len(lat) // 2:]) < max(lat[:len(lat) // 2]) + frame_s + 1.0, "latency grows over the run"
     half = len(rss) // 2
     assert max(rss[half:]) - max(rss[:half]) < 150e6, "memory grows with the input rate"
 

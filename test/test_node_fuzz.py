@@ -257,6 +257,7 @@ def run_case(ctx, case):
     assert h.output("regions", hdr, 60) is not None
     assert counts(h).get("errors/inference", 0) == 0 and counts(h).get("errors/service", 0) == 0
     h.got.clear()
+    h.got_at.clear()
 
 
 FUZZ_DEFAULTS = {}

@@ -209,6 +209,7 @@ def test_09_a_4000x4000_frame_is_bounded_and_memory_returns(h, client, scene):
     assert r is not None and (inst.height, inst.width) == (4000, 4000)
     del r, inst
     h.got.clear()  # the tester lives in this process: its copies of the outputs are not the node's memory
+    h.got_at.clear()
     h.wait_idle()
     time.sleep(1.0)
     release_free_memory()  # the tester's freed copies; buffers the node still references cannot be released

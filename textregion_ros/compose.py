@@ -164,7 +164,7 @@ def compose(result: FrameResult, image: Optional[torch.Tensor], req: ComposeRequ
     if req.overlay and image is not None:
         overlay = draw_overlay_device(image, inst, colors, req.alpha, result, req.grounded)
     host = _to_host([result.classes.label, result.classes.prob.float(), result.classes.cosine.float(), boxes, area,
-                     points, inst, overlay, crop_data, crop_start, colors])
+                     points, inst if req.instance else None, overlay, crop_data, crop_start, colors])
     label, prob, cos, boxes_h, area_h, pts, inst_h, ov, cd, co, col = host
     return FrameOutputs(label=label, prob=prob, cosine=cos, boxes=boxes_h, area=area_h, points=pts,
                         instance=inst_h.view(np.uint16) if inst_h is not None else None, overlay=ov,
