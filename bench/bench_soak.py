@@ -119,7 +119,7 @@ def main() -> int:
     sub.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     proc = psutil.Process(node.pid)
     deadline = time.monotonic() + 300
-    while "processed" not in last_diag and time.monotonic() < deadline and node.poll() is None:
+    while not last_diag and time.monotonic() < deadline and node.poll() is None:  # the node is up
         rclpy.spin_once(sub, timeout_sec=0.2)
     seconds = args.minutes * 60
     cam = subprocess.Popen([sys.executable, "-c", CAMERA, str(seconds), str(args.fps), str(args.bad_every)],

@@ -1,36 +1,78 @@
-"""ros2 launch textregion_ros perceive.launch.py [image:=/camera/color/image_raw] [rviz:=true] ..."""
+"""ros2 launch textregion_ros perceive.launch.py [image:=/camera/color/image_raw] [rviz:=true] ...
+
+The node's parameters live in the params file (config/perceive.yaml). Launch arguments left unset
+do not override it. If the node exits with an error (missing weights, bad parameters), the whole
+launch shuts down and ``ros2 launch`` exits non-zero; closing RViz ends the launch too.
+"""
+import shutil
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.actions import (DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler,
+                            Shutdown)
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown as ShutdownEvent
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+ARGS = [
+    ("namespace", "textregion", "namespace of the node and its topics"),
+    ("params_file", None, "YAML with the node's parameters (default: the package's config/perceive.yaml)"),
+    ("image", "/camera/color/image_raw", "camera image topic (sensor_msgs/Image)"),
+    ("depth", "/camera/aligned_depth_to_color/image_raw", "depth registered to the image (16UC1 mm or 32FC1 m)"),
+    ("camera_info", "/camera/color/camera_info", "camera_info of the image (K is used)"),
+    ("compressed", "", "true: subscribe to <image>/compressed; empty: keep the params file's value"),
+    ("use_sim_time", "", "true for bag replay with /clock; empty: keep the params file's value"),
+    ("rviz", "false", "start RViz with the overlay, markers and grounded point"),
+    ("fixed_frame", "camera_color_optical_frame", "RViz fixed frame: the camera's optical frame id"),
+]
+
+
+class NodeFailed(RuntimeError):
+    pass
+
+
+def _fail_on_error(event, context):
+    """A non-zero exit of the node is an error of the launch: raising makes `ros2 launch` exit 1."""
+    if event.returncode not in (0, None, -2, -15):  # -2 / -15: stopped by Ctrl-C or by the launch itself
+        raise NodeFailed(f"textregion node exited with code {event.returncode}; see its log above")
+    return [EmitEvent(event=ShutdownEvent(reason="textregion node exited"))]
+
+
+def _setup(context):
+    cfg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    share = FindPackageShare("textregion_ros").perform(context)
+    params = [cfg("params_file") or f"{share}/config/perceive.yaml"]
+    overrides = {name: cfg(name).lower() == "true" for name in ("compressed", "use_sim_time") if cfg(name)}
+    if overrides:
+        params.append(overrides)
+    image = cfg("image")
+    node = Node(package="textregion_ros", executable="textregion_node", name="textregion",
+                namespace=cfg("namespace"), output="screen", parameters=params,
+                remappings=[("image", image), ("image/compressed", image + "/compressed"),
+                            ("depth", cfg("depth")), ("camera_info", cfg("camera_info"))])
+    actions = [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_fail_on_error))]
+    if cfg("rviz").lower() == "true":
+        if shutil.which("rviz2") is None:
+            try:
+                FindPackageShare("rviz2").perform(context)
+                found = True
+            except Exception:
+                found = False
+            if not found:
+                actions.append(LogInfo(msg="rviz:=true but rviz2 is not installed (apt install ros-$ROS_DISTRO-rviz2); "
+                                           "the node runs without it"))
+                return actions
+        from textregion_ros.ros.rviz_config import write_rendered
+
+        rviz_cfg = write_rendered(f"{share}/config/perceive.rviz", cfg("namespace"), cfg("fixed_frame"))
+        sim = {"use_sim_time": overrides["use_sim_time"]} if "use_sim_time" in overrides else {}
+        actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+                            arguments=["-d", rviz_cfg], parameters=[sim] if sim else [], on_exit=Shutdown()))
+    return actions
+
 
 def generate_launch_description():
-    share = FindPackageShare("textregion_ros")
-    args = [
-        DeclareLaunchArgument("namespace", default_value="textregion"),
-        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "perceive.yaml"])),
-        DeclareLaunchArgument("image", default_value="/camera/color/image_raw"),
-        DeclareLaunchArgument("depth", default_value="/camera/aligned_depth_to_color/image_raw"),
-        DeclareLaunchArgument("camera_info", default_value="/camera/color/camera_info"),
-        DeclareLaunchArgument("compressed", default_value="false"),
-        DeclareLaunchArgument("use_sim_time", default_value="false"),
-        DeclareLaunchArgument("rviz", default_value="false"),
-    ]
-    cfg = LaunchConfiguration
-    node = Node(
-        package="textregion_ros", executable="textregion_node", name="textregion",
-        namespace=cfg("namespace"), output="screen",
-        parameters=[cfg("params_file"), {"use_sim_time": cfg("use_sim_time"), "compressed": cfg("compressed")}],
-        remappings=[("image", cfg("image")), ("image/compressed", [cfg("image"), "/compressed"]),
-                    ("depth", cfg("depth")), ("camera_info", cfg("camera_info"))],
-    )
-    rviz = Node(
-        package="rviz2", executable="rviz2", name="rviz2", output="screen",
-        arguments=["-d", PathJoinSubstitution([share, "config", "perceive.rviz"])],
-        parameters=[{"use_sim_time": cfg("use_sim_time")}],
-        condition=IfCondition(cfg("rviz")),
-    )
-    return LaunchDescription(args + [node, rviz])
+    declared = [DeclareLaunchArgument(name, default_value=default if default is not None else "",
+                                      description=description) for name, default, description in ARGS]
+    return LaunchDescription(declared + [OpaqueFunction(function=_setup)])

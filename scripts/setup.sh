@@ -36,17 +36,30 @@ if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$REQ_STAMP" ]; then
 fi
 
 step "include links expected by the ros-kilted wheels' CMake configs"
-PY_INC="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
-NP_INC="$("$VPY" -c 'import numpy; print(numpy.get_include())')"
+# The wheels' CMake configs name fixed paths under /opt/python. The links must not point into this
+# checkout (two checkouts set up at once would re-point them under each other): they point to the
+# base interpreter's headers and to a shared copy of numpy's headers keyed by numpy's version, so
+# every checkout with the same pins writes the same links, each replaced atomically.
+PY_INC="$("$VPY" -c 'import sysconfig; print(sysconfig.get_config_var("INCLUDEPY"))')"
+NP_VER="$("$VPY" -c 'import numpy; print(numpy.__version__)')"
+NP_SRC="$("$VPY" -c 'import numpy; print(numpy.get_include())')"
+NP_SHARED=/opt/python/shared/numpy-$NP_VER/include
 PY_LINK=/opt/python/cp311-cp311/include/python3.11
 NP_LINK=/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include
-for pair in "$PY_LINK=$PY_INC" "$NP_LINK=$NP_INC"; do
+[ -f "$PY_INC/Python.h" ] || fail "missing headers in $PY_INC (install the Python 3.11 development headers)"
+if [ ! -f "$NP_SHARED/numpy/arrayobject.h" ]; then
+  mkdir -p /opt/python/shared 2>/dev/null || fail "cannot create /opt/python/shared: run once as root"
+  tmp="$(mktemp -d /opt/python/shared/.numpy-XXXXXX)"
+  cp -r "$NP_SRC" "$tmp/include"
+  mkdir -p "$(dirname "$NP_SHARED")"
+  mv -T "$tmp/include" "$NP_SHARED" 2>/dev/null || true  # another checkout may have won the race: same content
+  rm -rf "$tmp"
+fi
+for pair in "$PY_LINK=$PY_INC" "$NP_LINK=$NP_SHARED"; do
   link="${pair%%=*}"; target="${pair#*=}"
-  [ -f "$target/$( [ "$link" = "$PY_LINK" ] && echo Python.h || echo numpy/arrayobject.h)" ] \
-    || fail "missing headers in $target (install the Python 3.11 development headers)"
   if [ "$(readlink "$link" 2>/dev/null)" != "$target" ]; then
     mkdir -p "$(dirname "$link")" 2>/dev/null || fail "cannot create $(dirname "$link"): run once as root"
-    ln -sfn "$target" "$link" || fail "cannot link $link -> $target: run once as root"
+    ln -s "$target" "$link.tmp.$$" && mv -T "$link.tmp.$$" "$link" || fail "cannot link $link -> $target"
   fi
 done
 

@@ -1,29 +1,67 @@
-"""The launch file, where the ROS 2 launch packages exist (not on PyPI)."""
-import importlib.util
+"""The launch file. Without the ROS 2 launch packages (not on PyPI) it is checked as source: it
+compiles, every argument has a description, and the RViz config it renders follows the namespace
+and frame. Running it (exit codes, RViz, argument overrides) needs a ROS install: those tests
+carry the `launch` marker and skip here with the reason printed."""
+import ast
 import os
+import subprocess
+import sys
 
 import pytest
+import yaml
 
 from ros_harness import ROOT
+from textregion_ros.ros.rviz_config import render
+
+LAUNCH = os.path.join(ROOT, "launch", "perceive.launch.py")
+
+
+def launch_args():
+    tree = ast.parse(open(LAUNCH).read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ARGS":
+            return ast.literal_eval(node.value)
+    raise AssertionError("ARGS not found")
+
+
+def test_launch_file_compiles_and_every_argument_is_described():
+    compile(open(LAUNCH).read(), "perceive.launch.py", "exec")
+    args = {name: (default, desc) for name, default, desc in launch_args()}
+    assert {"namespace", "params_file", "image", "depth", "camera_info", "compressed", "use_sim_time", "rviz",
+            "fixed_frame"} <= set(args)
+    assert all(len(desc) > 10 for _, desc in args.values())
+    # Left unset, these two must not override the params file.
+    assert args["compressed"][0] == "" and args["use_sim_time"][0] == ""
+    src = open(LAUNCH).read()
+    assert "OnProcessExit" in src and "on_exit=Shutdown()" in src and 'executable="textregion_node"' in src
+
+
+def test_rviz_config_follows_the_namespace_and_the_camera_frame():
+    with open(os.path.join(ROOT, "config", "perceive.rviz")) as f:
+        template = f.read()
+    cfg = yaml.safe_load(render(template, "robot1", "cam_optical"))
+    topics = [d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"] if "Topic" in d]
+    assert topics and all(t.startswith("/robot1/") for t in topics), topics
+    assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == "cam_optical"
+    view = cfg["Visualization Manager"]["Views"]["Current"]
+    assert view["Class"] == "rviz_default_plugins/FPS" and abs(view["Pitch"] + 1.57) < 0.01
+    root = yaml.safe_load(render(template, "/", "f"))
+    assert all(d["Topic"]["Value"].count("/") == 1 for d in root["Visualization Manager"]["Displays"]
+               if "Topic" in d)
 
 
 @pytest.mark.launch
-def test_launch_description_declares_the_documented_arguments():
-    from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument
-
-    spec = importlib.util.spec_from_file_location("perceive", os.path.join(ROOT, "launch", "perceive.launch.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    ld = mod.generate_launch_description()
-    assert isinstance(ld, LaunchDescription)
-    names = {a.name for a in ld.entities if isinstance(a, DeclareLaunchArgument)}
-    assert {"namespace", "params_file", "image", "depth", "camera_info", "compressed", "use_sim_time",
-            "rviz"} <= names
+def test_launch_with_missing_weights_exits_non_zero_quickly():
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    p = subprocess.run(["ros2", "launch", "textregion_ros", "perceive.launch.py"], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode != 0
+    assert (p.stdout + p.stderr).count("cannot start") == 1
 
 
-def test_launch_file_is_valid_python_naming_installed_resources():
-    src = open(os.path.join(ROOT, "launch", "perceive.launch.py")).read()
-    compile(src, "perceive.launch.py", "exec")
-    for needed in ('"perceive.yaml"', '"perceive.rviz"', 'executable="textregion_node"', 'name="textregion"'):
-        assert needed in src
+@pytest.mark.launch
+def test_launch_arguments_show_descriptions():
+    p = subprocess.run(["ros2", "launch", "textregion_ros", "perceive.launch.py", "--show-args"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "no description given" not in p.stdout
+    assert sys.executable

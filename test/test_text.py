@@ -32,3 +32,31 @@ def test_bad_labels():
     with pytest.raises(ValueError):
         split_synonyms(" ; ")
     assert split_synonyms("sofa;couch ; ") == ["sofa", "couch"]
+
+
+def test_embeddings_persist_on_disk_keyed_by_model_weights_and_templates(tmp_path, clip_encoder):
+    from textregion_ros.encoders.text import TextEmbedder, disk_cache_dir
+
+    ckpt = tmp_path / "w.pt"
+    ckpt.write_bytes(b"weights v1")
+    d1 = disk_cache_dir("ViT-B-16", str(ckpt), "short", root=str(tmp_path / "cache"))
+    calls = []
+    real = clip_encoder.encode_text
+
+    def counting(texts):
+        calls.append(len(texts))
+        return real(texts)
+    clip_encoder.encode_text = counting
+    try:
+        cold = TextEmbedder(clip_encoder, "short", disk_dir=d1).embed_labels(["red mug", "sofa; couch"])
+        assert len(calls) == 3
+        warm = TextEmbedder(clip_encoder, "short", disk_dir=d1).embed_labels(["red mug", "sofa; couch"])
+        assert len(calls) == 3, "a fresh embedder (a restart) reads the disk cache"
+        assert torch.equal(cold.embeddings, warm.embeddings)
+    finally:
+        clip_encoder.encode_text = real
+    assert disk_cache_dir("ViT-B-16", str(ckpt), "imagenet", root=str(tmp_path / "cache")) != d1
+    assert disk_cache_dir("ViT-L-14", str(ckpt), "short", root=str(tmp_path / "cache")) != d1
+    assert disk_cache_dir("ViT-B-16", "openai", "short", root=str(tmp_path / "cache")) != d1
+    ckpt.write_bytes(b"weights v2, other size")
+    assert disk_cache_dir("ViT-B-16", str(ckpt), "short", root=str(tmp_path / "cache")) != d1

@@ -21,7 +21,7 @@ import torch
 from .classify import classify, ground
 from .config import MAX_PIXELS, MIN_SIDE, PipelineConfig, preset
 from .encoders import ImageTextEncoder, create_encoder
-from .encoders.text import LabelEmbeddings, TextEmbedder
+from .encoders.text import LabelEmbeddings, TextEmbedder, disk_cache_dir
 from .labels import check_labels
 from .masks import MaskSource, create_mask_source, given_masks
 from .results import FrameResult
@@ -73,7 +73,11 @@ class Pipeline:
         self.mask_source = mask_source or create_mask_source(config, self.device)
         if config.compile and self.device.type == "cuda":
             self._compile()
-        self.text = TextEmbedder(self.encoder, config.templates)
+        # Text embeddings persist on disk per model, weights and templates (not for random weights,
+        # which differ from run to run): a restart does not re-embed the vocabulary.
+        disk = None if config.random_weights or encoder is not None else disk_cache_dir(
+            config.encoder_model, config.encoder_weights, config.templates)
+        self.text = TextEmbedder(self.encoder, config.templates, disk_dir=disk)
         self.global_weight = (config.global_weight if config.global_weight is not None
                               else self.encoder.default_global_weight)
         # The alternative a query competes with when the user gives no background labels (ground()).

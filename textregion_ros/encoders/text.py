@@ -7,10 +7,13 @@ so a vocabulary or query is encoded once, not per frame.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -62,15 +65,57 @@ class LabelEmbeddings:
         return len(self.labels)
 
 
+def disk_cache_dir(model_name: str, weights: str, templates: str, root: Optional[str] = None) -> str:
+    """Where a model's text embeddings persist: keyed by model, weights and the template texts.
+
+    A checkpoint file is identified by its path, size and modification time, so replacing it
+    invalidates the cache; a tag names fixed weights.
+    """
+    ident = weights
+    path = os.path.expanduser(weights) if weights else ""
+    if path and os.path.isfile(path):
+        st = os.stat(path)
+        ident = f"{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}"
+    key = "\n".join([model_name, ident, *TEMPLATE_SETS[templates]])
+    root = root or os.environ.get("TEXTREGION_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "textregion_ros", "text")
+    return os.path.join(root, hashlib.sha256(key.encode()).hexdigest()[:24])
+
+
 class TextEmbedder:
-    def __init__(self, encoder: ImageTextEncoder, templates: str = "imagenet", cache_size: int = CACHE_SIZE):
+    def __init__(self, encoder: ImageTextEncoder, templates: str = "imagenet", cache_size: int = CACHE_SIZE,
+                 disk_dir: Optional[str] = None):
         if templates not in TEMPLATE_SETS:
             raise ValueError(f"unknown template set {templates!r}; choose one of {sorted(TEMPLATE_SETS)}")
         self.encoder = encoder
         self.templates = TEMPLATE_SETS[templates]
         self.cache_size = cache_size
+        self.disk_dir = disk_dir  # None: memory only (random weights, or caching switched off)
         self._cache: "OrderedDict[str, torch.Tensor]" = OrderedDict()
         self._lock = threading.Lock()  # the node embeds from its inference, text and service threads
+
+    def _disk_path(self, name: str) -> str:
+        return os.path.join(self.disk_dir, hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest() + ".pt")
+
+    def _load(self, name: str) -> Optional[torch.Tensor]:
+        if not self.disk_dir:
+            return None
+        try:
+            return torch.load(self._disk_path(name), map_location=self.encoder.device, weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError):
+            return None  # absent or damaged: embed again
+
+    def _store(self, name: str, emb: torch.Tensor) -> None:
+        if not self.disk_dir:
+            return
+        try:
+            os.makedirs(self.disk_dir, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.disk_dir, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                torch.save(emb.detach().cpu(), f)
+            os.replace(tmp, self._disk_path(name))  # atomic: a reader never sees half a file
+        except OSError:
+            pass  # a read-only or full disk only costs the next startup time
 
     def embed_name(self, name: str) -> torch.Tensor:
         """One synonym -> (E,) template-ensembled, normalized embedding (LRU-cached)."""
@@ -79,9 +124,12 @@ class TextEmbedder:
             if hit is not None:
                 self._cache.move_to_end(name)
                 return hit
-        with torch.inference_mode():
-            per_template = self.encoder.encode_text([t.format(name) for t in self.templates])
-            hit = F.normalize(per_template.mean(0), dim=-1)
+        hit = self._load(name)
+        if hit is None:
+            with torch.inference_mode():
+                per_template = self.encoder.encode_text([t.format(name) for t in self.templates])
+                hit = F.normalize(per_template.mean(0), dim=-1)
+            self._store(name, hit)
         with self._lock:
             self._cache[name] = hit
             while len(self._cache) > self.cache_size:

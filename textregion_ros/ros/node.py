@@ -43,6 +43,7 @@ import textregion_ros.srv as trsrv
 from ..compose import ComposeRequest, FrameOutputs, compose, region_crop
 from ..encoders.text import LabelEmbeddings
 from ..encoders.weights import WeightsUnavailableError
+from ..hub import prefer_cache_when_offline
 from ..labels import LabelError, normalize_query
 from ..pipeline import Pipeline
 from ..results import FrameResult, Grounding
@@ -140,6 +141,8 @@ class TextRegionNode(Node):
         except (ValueError, TypeError, rclpy.exceptions.ParameterException) as exc:
             raise StartupError(f"bad parameters: {exc}") from exc
         if pipeline is None:
+            if not self.config.random_weights and not prefer_cache_when_offline():
+                self.get_logger().info("the model hub is not reachable: loading weights from the local cache only")
             self.get_logger().info(f"loading models: {self.config.encoder_model} ({self.config.encoder_weights}), "
                                    f"SAM2 {self.config.sam2_model}, preset {preset_name}")
             try:
@@ -527,6 +530,7 @@ class TextRegionNode(Node):
                              K=item.K, depth_stride=s.depth_stride, alpha=s.overlay_alpha,
                              grounded=active_g.region if active_g else -1)
         out = compose(result, item.image, req)
+        self._last = (item, out)  # before publishing: a client that saw this frame can ground on it
         labels = result.labels
         names = [labels[int(i)] for i in out.label]
         if out.points is not None and len(out):
@@ -572,7 +576,6 @@ class TextRegionNode(Node):
             published.append("markers")
         # Keep what the ground service needs, not the frame-sized arrays (a mask is recomputed on request).
         out.instance = out.overlay = out.crop_data = None
-        self._last = (item, out)
         item.image = None
         if result.frame_hw[0] * result.frame_hw[1] >= TRIM_PIXELS:
             release_free_memory()

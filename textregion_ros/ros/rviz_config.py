@@ -1,0 +1,47 @@
+"""The RViz configuration for a namespace and a camera frame (no launch or RViz imports).
+
+config/perceive.rviz is written for the default namespace ``/textregion`` and the frame
+``camera_color_optical_frame``; the launch file renders it for the namespace and frame the user
+chose, so ``namespace:=robot1 rviz:=true`` shows robot1's topics.
+
+The 3D view looks from behind the camera along its optical axis (+z), with the image's up (-y)
+up on screen: RViz's views assume z-up, which tips an optical-frame scene over otherwise.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import yaml
+
+DEFAULT_NAMESPACE = "/textregion"
+DEFAULT_FRAME = "camera_color_optical_frame"
+OPTICAL_VIEW = {
+    "Class": "rviz_default_plugins/FPS",
+    "Name": "Behind the camera",
+    "Position": {"X": 0.0, "Y": 0.0, "Z": -0.6},
+    "Yaw": 1.5708,   # face +y, then
+    "Pitch": -1.5697,  # pitch up to face +z: screen up is then -y (the image's up)
+    "Target Frame": "<Fixed Frame>",
+}
+
+
+def render(template: str, namespace: str, fixed_frame: str) -> str:
+    ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    cfg = yaml.safe_load(template)
+    for display in cfg["Visualization Manager"]["Displays"]:
+        topic = display.get("Topic")
+        if topic and topic.get("Value", "").startswith(DEFAULT_NAMESPACE + "/"):
+            topic["Value"] = ns + topic["Value"][len(DEFAULT_NAMESPACE):]
+    cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] = fixed_frame
+    cfg["Visualization Manager"]["Views"]["Current"] = dict(OPTICAL_VIEW)
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def write_rendered(template_path: str, namespace: str, fixed_frame: str) -> str:
+    with open(template_path) as f:
+        text = render(f.read(), namespace, fixed_frame)
+    fd, path = tempfile.mkstemp(prefix="textregion_", suffix=".rviz")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
