@@ -28,6 +28,7 @@ class Stats:
         self.compute: Deque[float] = deque(maxlen=100)
         self.pipeline: Deque[float] = deque(maxlen=100)
         self.publish: Deque[float] = deque(maxlen=100)
+        self.publish_parts: Dict[str, Deque[float]] = {}
         self.recent_problems: Deque[Tuple[float, str]] = deque(maxlen=1000)
         self.counts: Counter = Counter()
         self.flags: Dict[str, str] = {}
@@ -49,12 +50,14 @@ class Stats:
             self.pipeline.append(pipeline_s)
             self.counts["processed"] += 1
 
-    def on_published(self, latency_s: float, publish_s: float, outputs) -> None:
-        """latency: image stamp to published; publish: the publish stage's own time."""
+    def on_published(self, latency_s: float, publish_s: float, outputs, parts: Dict[str, float] = None) -> None:
+        """latency: image stamp to published; publish: the publish stage's own time, split in ``parts``."""
         now = time.monotonic()
         with self.lock:
             self.latency.append(latency_s)
             self.publish.append(publish_s)
+            for name, value in (parts or {}).items():
+                self.publish_parts.setdefault(name, deque(maxlen=100)).append(value)
             for name in outputs:
                 self.published.setdefault(name, deque()).append(now)
 
@@ -88,6 +91,8 @@ class Stats:
             out["pipeline_mean_s"] = mean(self.pipeline)
             out["ros_overhead_mean_s"] = out["compute_mean_s"] - out["pipeline_mean_s"]
             out["publish_mean_s"] = mean(self.publish)
+            for name, q in self.publish_parts.items():
+                out[f"publish_mean_s/{name}"] = mean(q)
             recent = Counter(k for t, k in self.recent_problems if now - t <= self.level_window_s)
         out["recent_problems"] = sum(recent.values())
         out["_recent"] = recent

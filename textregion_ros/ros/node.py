@@ -530,6 +530,7 @@ class TextRegionNode(Node):
                              K=item.K, depth_stride=s.depth_stride, alpha=s.overlay_alpha,
                              grounded=active_g.region if active_g else -1)
         out = compose(result, item.image, req)
+        t_compose = time.perf_counter()
         self._last = (item, out)  # before publishing: a client that saw this frame can ground on it
         labels = result.labels
         names = [labels[int(i)] for i in out.label]
@@ -558,6 +559,7 @@ class TextRegionNode(Node):
         if point is not None and want_point:
             self.pub_point.publish(point)
             published.append("grounded_point")
+        t_messages = time.perf_counter()
         if want_overlay:
             banner = RANDOM_BANNER if self.config.random_weights else ""
             img = viz.draw_labels(out.overlay, names, out.boxes, out.prob, out.colors,
@@ -566,6 +568,7 @@ class TextRegionNode(Node):
                                   found=bool(active_g and active_g.found), banner=banner)
             self.pub_overlay.publish(array_to_image(img, "rgb8", header))
             published.append("overlay")
+        t_overlay = time.perf_counter()
         if want_markers:
             lifetime = self._marker_lifetime()
             gp = (point.point.x, point.point.y, point.point.z) if point is not None else None
@@ -581,7 +584,10 @@ class TextRegionNode(Node):
             release_free_memory()
         self._frame_period.append(time.monotonic())
         latency = max((self._now_ns() - item.stamp_ns) * 1e-9, 0.0)
-        self.stats.on_published(latency, time.perf_counter() - t0, published)
+        t_end = time.perf_counter()
+        self.stats.on_published(latency, t_end - t0, published, {
+            "compose": t_compose - t0, "messages": t_messages - t_compose, "overlay_text": t_overlay - t_messages,
+            "markers": t_end - t_overlay})
 
     def _marker_lifetime(self) -> float:
         """Markers outlive the gap to the next frame, so a slow device does not make them blink."""
