@@ -230,10 +230,11 @@ def test_10_compressed_size_is_checked_before_decoding(h, scene):
     h2 = Harness(namespace="/hostile2", extra=[Parameter("compressed", value=True)], pipeline=h.node.pipeline)
     try:
         proc = psutil.Process()
+        data = png_bomb(16000)  # making it allocates 256 MB here, in the test: done before measuring
+        assert len(data) < 1_000_000
+        release_free_memory()
         before = h2.node.stats.snapshot().get("bad_input/image_too_large", 0)
         base = proc.memory_info().rss
-        data = png_bomb(16000)
-        assert len(data) < 1_000_000
         m = CompressedImage(format="png", data=data)
         m.header.stamp = h2.now()
         h2.pub_compressed.publish(m)

@@ -124,3 +124,14 @@ def test_presets_and_config_validation():
         PipelineConfig().replace(sam2_input_size=500)
     with pytest.raises(ValueError, match="fp32"):
         PipelineConfig(device="cpu", dtype="bf16").torch_dtype()
+
+
+def test_grounding_can_abstain_without_background_labels(clip_encoder, scene):
+    """With no background labels a CLIP query competes with the word "background": its probability is
+    a real probability (it used to be 1 for every region, so every query was "found")."""
+    cfg = preset("cpu-lite", random_weights=True, mask_source="given", vocabulary=("mug", "ball"), background=())
+    p = Pipeline(cfg, encoder=clip_encoder, mask_source=Superpixels(8))
+    g = p.process(scene.rgb[:240, :320], queries=["mug"], masks=box_masks()).groundings[0]
+    assert 0.0 < g.prob < 1.0
+    p.config = p.config.replace(abstain_threshold=min(1.0, g.prob + 1e-3))
+    assert not p.process(scene.rgb[:240, :320], queries=["mug"], masks=box_masks()).groundings[0].found
