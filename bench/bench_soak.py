@@ -152,7 +152,7 @@ def main() -> int:
         "images_received_by_node": int(last_diag.get("received", 0)),
         "images_sent": (cam_out.get("frames") or 0) + sum(v for k, v in sent.items()
                                                           if k not in ("camera_info", "query", "depth_bad_stamp")),
-        "rss_mb_by_minute": [round(r / 1e6) for t, r in rss if int(t) % 60 < 5],
+        "rss_mb_each_minute": [round(r / 1e6) for t, r in rss[::12]],
         "dropped_stale": int(last_diag.get("dropped_stale", 0)), "dropped_old": int(last_diag.get("dropped_old", 0)),
     }
     print(json.dumps(report, indent=2))

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .geometry import region_points
+from .masks.base import boxes_from_masks
 from .results import FrameResult
 
 # Elements of frame-resolution work held at once (float32: 128 MB).
@@ -77,18 +78,9 @@ def _chunks(r: int, hw: Tuple[int, int]) -> List[Tuple[int, int]]:
     return [(s, min(s + step, r)) for s in range(0, r, step)]
 
 
-def _boxes(binary: torch.Tensor) -> torch.Tensor:
+def _int_boxes(binary: torch.Tensor) -> torch.Tensor:
     """(C, H, W) bool -> (C, 4) int64 xyxy exclusive; zeros where empty."""
-    c, h, w = binary.shape
-    rows, cols = binary.any(2), binary.any(1)
-    ar_h = torch.arange(h, device=binary.device)
-    ar_w = torch.arange(w, device=binary.device)
-    y0 = torch.where(rows, ar_h, h).amin(1)
-    y1 = torch.where(rows, ar_h + 1, 0).amax(1)
-    x0 = torch.where(cols, ar_w, w).amin(1)
-    x1 = torch.where(cols, ar_w + 1, 0).amax(1)
-    boxes = torch.stack([x0, y0, x1, y1], dim=-1)
-    return boxes * rows.any(1)[:, None]
+    return boxes_from_masks(binary).long()
 
 
 def _to_host(tensors: Sequence[Optional[torch.Tensor]]) -> List[Optional[np.ndarray]]:
@@ -135,7 +127,7 @@ def compose(result: FrameResult, image: Optional[torch.Tensor], req: ComposeRequ
         # so no sigmoid over C x H x W is needed.
         prob = frame_scores(result, idx, (h, w))
         binary = prob > 0 if result.masks.is_logits else prob >= 0.5
-        bx = _boxes(binary)
+        bx = _int_boxes(binary)
         boxes[idx] = bx
         area[idx] = binary.sum((1, 2))
         if points is not None:
@@ -173,7 +165,7 @@ def compose(result: FrameResult, image: Optional[torch.Tensor], req: ComposeRequ
 def region_crop(result: FrameResult, i: int) -> np.ndarray:
     """Region i's mask inside its box, (h, w) uint8 0/1, computed on demand from the low-res mask."""
     m = result.masks.select(torch.tensor([i], device=result.tokens.device)).at_frame(result.frame_hw)[0] >= 0.5
-    x0, y0, x1, y1 = (int(v) for v in _boxes(m[None])[0])
+    x0, y0, x1, y1 = (int(v) for v in _int_boxes(m[None])[0])
     return m[y0:y1, x0:x1].to(torch.uint8).cpu().numpy()
 
 
