@@ -275,7 +275,7 @@ def test_latest_frame_wins_at_60_fps_without_queue_growth(h):
     time.sleep(4)
     log = list(h.node.frame_log)[log_start:]
     snap = h.node.stats.snapshot()
-    processed = snap["processed"] - stats0["processed"]
+    processed = snap["processed"] - stats0.get("processed", 0)
     assert published > 1000 and len(log) >= 5, (published, len(log))
     assert all(seq == newest for seq, newest in log), "a frame was processed while a newer one waited"
     assert processed < published / 20
@@ -286,9 +286,12 @@ def test_latest_frame_wins_at_60_fps_without_queue_growth(h):
     # frames behind a ~2 s pipeline would grow it by seconds with every processed frame.
     lat = [t - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)
            for m, t in zip(h.got["regions"][regions0:], h.got_at["regions"][regions0:])]
+    # Medians: a receipt can be late on its own when the tester's executor, in this process, is busy
+    # with the 60 fps stream; a queue shows as a latency that grows over the run.
     frame_s = snap["compute_mean_s"] + snap["publish_mean_s"]
-    assert max(lat) < 3 * frame_s + 2.0, (max(lat), frame_s)
-    assert max(lat[len(lat) // 2:]) < max(lat[:len(lat) // 2]) + frame_s + 1.0, "latency grows over the run"
+    third = max(len(lat) // 3, 1)
+    assert np.median(lat) < 3 * frame_s + 2.0, (lat, frame_s)
+    assert np.median(lat[-third:]) < np.median(lat[:third]) + frame_s + 1.0, ("latency grows over the run", lat)
     half = len(rss) // 2
     assert max(rss[half:]) - max(rss[:half]) < 150e6, "memory grows with the input rate"
 
