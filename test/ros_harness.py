@@ -119,8 +119,18 @@ class Harness:
             time.sleep(0.05)
         img = array_to_image(rgb, encoding)
         img.header.stamp, img.header.frame_id = stamp, frame_id
-        self.pub_image.publish(img)
+        self.publish_delivered(self.pub_image, img)
         return img.header
+
+    def publish_delivered(self, pub, msg, tries: int = 3):
+        """Camera topics are best effort, and a ~1 MB sample can be lost on a loaded machine: publish
+        again (the same message, same stamp) until the node has received it."""
+        for _ in range(tries):
+            before = self.node.stats.snapshot().get("received", 0)
+            pub.publish(msg)
+            if self.wait(lambda b=before: self.node.stats.snapshot().get("received", 0) > b, 5.0):
+                return
+        raise AssertionError("the node never received the frame")
 
     def output(self, topic: str, header, timeout: float = 60.0):
         key = stamp_key(header)
