@@ -130,3 +130,14 @@ def test_setup_links_point_outside_the_checkout():
             pytest.skip(f"{link} does not exist: scripts/setup.sh has not run on this machine")
         target = os.path.realpath(link)
         assert not target.startswith(os.path.realpath(ROOT)), (link, target)
+
+
+def test_vocabulary_then_background_in_quick_succession_both_apply(h):
+    vocab = list(h.node.get_parameter("vocabulary").value)
+    bg = list(h.node.get_parameter("background").value)
+    assert h.node.set_parameters([Parameter("vocabulary", value=["red mug", "kettle"])])[0].successful
+    assert h.node.set_parameters([Parameter("background", value=["table top"])])[0].successful
+    h.wait_text()
+    assert h.node.pipeline.labels == ("red mug", "kettle", "table top")
+    h.node.set_parameters([Parameter("vocabulary", value=vocab), Parameter("background", value=bg)])
+    h.wait_text()

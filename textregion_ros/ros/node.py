@@ -310,8 +310,11 @@ class TextRegionNode(Node):
                     updates[p.name] = value
                 elif p.name in NodeSettings.__dataclass_fields__:
                     settings[p.name] = value
+            with self._text_cv:  # a vocabulary still being embedded is the base for a background change
+                pending = self._text_jobs.get("vocabulary")
+            base = dict(zip(("vocabulary", "background"), pending)) if pending else {}
             with self._config_lock:
-                probe = self.pipeline.config.replace(**updates, **text)  # validates ranges, NaN, labels
+                probe = self.pipeline.config.replace(**{**base, **updates, **text})  # validates ranges, NaN, labels
             new_settings = node_settings({**self.settings.__dict__, **settings}) if settings else None
         except (ValueError, TypeError) as exc:
             self.stats.count("bad_input/parameter")
