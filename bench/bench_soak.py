@@ -152,7 +152,12 @@ def main() -> int:
         "images_received_by_node": int(last_diag.get("received", 0)),
         "images_sent": (cam_out.get("frames") or 0) + sum(v for k, v in sent.items()
                                                           if k not in ("camera_info", "query", "depth_bad_stamp")),
-        "rss_mb_each_minute": [round(r / 1e6) for t, r in rss[::12]],
+        "rss_mb_samples": [round(r / 1e6) for t, r in rss[::12]],
+        # Frames make transient peaks (working memory of one frame); growth is judged on the floor:
+        # the minimum RSS of each minute after warm-up, first minute against last.
+        "rss_floor_mb_by_minute": [round(min(r for t, r in rss if m * 60 <= t < (m + 1) * 60) / 1e6)
+                                   for m in range(int(args.warmup // 60), int(seconds // 60))
+                                   if any(m * 60 <= t < (m + 1) * 60 for t, _ in rss)],
         "dropped_stale": int(last_diag.get("dropped_stale", 0)), "dropped_old": int(last_diag.get("dropped_old", 0)),
     }
     print(json.dumps(report, indent=2))
