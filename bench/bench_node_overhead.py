@@ -39,7 +39,6 @@ class RecordedPipeline:
         r = copy.copy(self._result)
         r.__dict__.pop("groundings", None)
         r.__dict__.pop("frame_masks", None)
-        r.__dict__.pop("binary_masks", None)
         return r
 
 

@@ -106,6 +106,20 @@ def _to_host(tensors: Sequence[Optional[torch.Tensor]]) -> List[Optional[np.ndar
 @torch.inference_mode()
 def compose(result: FrameResult, image: Optional[torch.Tensor], req: ComposeRequest) -> FrameOutputs:
     """FrameResult (+ the frame as an (H, W, 3) uint8 device tensor for the overlay) -> FrameOutputs."""
+    t = compose_on_device(result, image, req)
+    host = _to_host([result.classes.label, result.classes.prob.float(), result.classes.cosine.float(), t["boxes"],
+                     t["area"], t["points"], t["instance"] if req.instance else None, t["overlay"], t["crop_data"],
+                     t["crop_start"], t["colors"]])
+    label, prob, cos, boxes_h, area_h, pts, inst_h, ov, cd, co, col = host
+    return FrameOutputs(label=label, prob=prob, cosine=cos, boxes=boxes_h, area=area_h, points=pts,
+                        instance=inst_h.view(np.uint16) if inst_h is not None else None, overlay=ov,
+                        crop_data=cd, crop_start=co, colors=col)
+
+
+@torch.inference_mode()
+def compose_on_device(result: FrameResult, image: Optional[torch.Tensor], req: ComposeRequest
+                      ) -> Dict[str, Optional[torch.Tensor]]:
+    """The arrays of compose(), still on the device (the library's FrameResult methods use these too)."""
     h, w = result.frame_hw
     dev = result.tokens.device
     r = len(result)
@@ -153,12 +167,8 @@ def compose(result: FrameResult, image: Optional[torch.Tensor], req: ComposeRequ
     overlay = None
     if req.overlay and image is not None:
         overlay = draw_overlay_device(image, inst, colors, req.alpha, result, req.grounded)
-    host = _to_host([result.classes.label, result.classes.prob.float(), result.classes.cosine.float(), boxes, area,
-                     points, inst if req.instance else None, overlay, crop_data, crop_start, colors])
-    label, prob, cos, boxes_h, area_h, pts, inst_h, ov, cd, co, col = host
-    return FrameOutputs(label=label, prob=prob, cosine=cos, boxes=boxes_h, area=area_h, points=pts,
-                        instance=inst_h.view(np.uint16) if inst_h is not None else None, overlay=ov,
-                        crop_data=cd, crop_start=co, colors=col)
+    return {"boxes": boxes, "area": area, "points": points, "instance": inst, "overlay": overlay,
+            "crop_data": crop_data, "crop_start": crop_start, "colors": colors}
 
 
 @torch.inference_mode()

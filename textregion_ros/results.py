@@ -5,12 +5,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Dict, List, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .classify import Classification
-from .masks.base import MaskSet, boxes_from_masks
+from .masks.base import MaskSet
 
 
 @dataclass
@@ -53,23 +52,14 @@ class FrameResult:
         """(R, H, W) mask probabilities in [0, 1] at frame resolution."""
         return self.masks.at_frame(self.frame_hw)
 
-    @cached_property
-    def binary_masks(self) -> torch.Tensor:
-        return self.frame_masks >= 0.5
-
     def instance_map(self) -> torch.Tensor:
         """(H, W) int32: region id + 1 where that region's soft mask is highest; 0 where all are < 0.5.
 
-        Ties go to the higher-scoring region: regions are ranked by score so
-        argmax, which returns the first maximum, lands on it.
+        Ties go to the higher-scoring region. Computed as the node computes it (compose.py).
         """
-        h, w = self.frame_hw
-        if len(self) == 0:
-            return torch.zeros((h, w), dtype=torch.int32, device=self.tokens.device)
-        order = torch.argsort(self.classes.prob, descending=True, stable=True)
-        best, arg = self.frame_masks[order].max(dim=0)
-        ids = order[arg].to(torch.int32) + 1
-        return torch.where(best >= 0.5, ids, torch.zeros_like(ids))
+        from .compose import ComposeRequest, compose_on_device  # compose imports this module
+
+        return compose_on_device(self, None, ComposeRequest(instance=True))["instance"].to(torch.int32)
 
     def label_map(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Dense (H, W) label index and confidence, per TextRegion's postprocess.
@@ -88,14 +78,8 @@ class FrameResult:
         return label, conf
 
     def boxes_and_areas(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(R, 4) xyxy pixel boxes (exclusive max) and (R,) pixel areas of the masks >= 0.5."""
-        return boxes_from_masks(self.binary_masks), self.binary_masks.sum((1, 2))
+        """(R, 4) float xyxy pixel boxes (exclusive max) and (R,) pixel areas of the masks >= 0.5."""
+        from .compose import ComposeRequest, compose_on_device
 
-    def to_numpy(self) -> Dict[str, np.ndarray]:
-        """One host transfer of the per-region scalars."""
-        boxes, areas = self.boxes_and_areas()
-        return {
-            "label": self.classes.label.cpu().numpy(), "prob": self.classes.prob.float().cpu().numpy(),
-            "cosine": self.classes.cosine.float().cpu().numpy(), "boxes": boxes.cpu().numpy().astype(np.int64),
-            "area": areas.cpu().numpy().astype(np.int64),
-        }
+        t = compose_on_device(self, None, ComposeRequest())
+        return t["boxes"].float(), t["area"]

@@ -160,7 +160,6 @@ class TextRegionNode(Node):
         self._config_lock = threading.Lock()
         self._handover = threading.Condition()
         self._to_publish: Optional[Processed] = None
-        self.publishing = False
         self._last: Optional[Tuple[Processed, FrameOutputs]] = None
         self.frame_log: Deque[Tuple[int, int]] = deque(maxlen=10000)  # (processed seq, newest seq at start)
         self._depth: Deque[Tuple[int, Image]] = deque(maxlen=30)
@@ -488,7 +487,6 @@ class TextRegionNode(Node):
                 if not self._running:
                     return
                 item, self._to_publish = self._to_publish, None
-                self.publishing = True
             try:
                 self._publish(item)
             except Exception as exc:
@@ -496,8 +494,6 @@ class TextRegionNode(Node):
                     return
                 self.stats.count("errors/publish")
                 self.get_logger().error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
-            finally:
-                self.publishing = False
 
     def _depth_tensor(self, item: Processed) -> Optional[torch.Tensor]:
         if item.depth is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
@@ -170,7 +170,3 @@ def validate_settings(s: NodeSettings) -> None:
         check_labels(s.queries, "queries")
     except LabelError as exc:
         raise ValueError(str(exc)) from None
-
-
-def names() -> List[str]:
-    return list(effective_defaults("realtime"))
