@@ -93,6 +93,34 @@ def test_3d_point_lies_on_the_object(h):
     assert point.header.frame_id == "camera_color_optical_frame"
 
 
+def test_track_ids_hold_for_a_static_scene_and_the_target_locks(h, scene):
+    """Over DDS: the same objects keep their track ids frame after frame, colours follow the ids,
+    and the query's grounding locks onto its region's track once found."""
+    # Random weights: always found, and eight regions (random SAM2 finds few) so ids can be mixed up.
+    h.node.set_parameters([Parameter("abstain_threshold", value=0.0), Parameter("force_masks", value=8),
+                           Parameter("tracking", value=False)])
+    h.query("red mug")
+    assert h.wait(lambda: h.node.active_query == "red mug", 10)
+    try:
+        h.output("regions", h.send(scene.rgb))  # untracked frame: the tracker starts empty after it
+        h.node.set_parameters([Parameter("tracking", value=True)])
+        seen, grounded = [], []
+        for _ in range(4):
+            hdr = h.send(scene.rgb)
+            seen.append(h.output("regions", hdr))
+            grounded.append(h.output("grounded", hdr, 10))
+    finally:
+        h.node.set_parameters([Parameter("abstain_threshold", value=0.5), Parameter("force_masks", value=0)])
+    assert all(m is not None for m in seen + grounded)
+    assert len(seen[0].regions) == 8
+    ids = [[r.track_id for r in m.regions] for m in seen[1:]]  # confirmed from the second frame on
+    assert all(t > 0 for t in ids[0]) and len(set(ids[0])) == len(ids[0])
+    assert ids[0] == ids[1] == ids[2]  # same scene, same regions, same ids
+    assert grounded[-1].locked
+    assert grounded[-1].track_id == seen[-1].regions[grounded[-1].region.id].track_id
+    assert grounded[-1].region.track_id == grounded[-1].track_id
+
+
 def test_service_answers_while_busy(h, scene):
     from textregion_ros.srv import Ground
     client = h.tester.create_client(Ground, "ground")

@@ -135,3 +135,27 @@ def test_grounding_can_abstain_without_background_labels(clip_encoder, scene):
     assert 0.0 < g.prob < 1.0
     p.config = p.config.replace(abstain_threshold=min(1.0, g.prob + 1e-3))
     assert not p.process(scene.rgb[:240, :320], queries=["mug"], masks=box_masks()).groundings[0].found
+
+
+def test_track_gives_stable_ids_and_a_lock_on_real_tokens(pipe):
+    """Pipeline.track on the encoder's own tokens (random weights) for a moving scene."""
+    from textregion_ros.scene import moving_objects
+    from textregion_ros.targeting import TargetLocks
+    from textregion_ros.tracking import Tracker
+
+    tracker, locks = Tracker(), TargetLocks()
+    frames = moving_objects(5, width=320, height=240, objects=3, max_speed=6.0, seed=1)
+    old = pipe.config.abstain_threshold
+    pipe.update(abstain_threshold=0.0)  # random weights: make "found" certain so the lock engages
+    try:
+        seen = []
+        for f in frames:
+            r = pipe.track(pipe.process(f.rgb, queries=["mug"], masks=torch.from_numpy(f.masks)), tracker, locks)
+            seen.append(dict(zip(f.object_ids.tolist(), r.track_ids.tolist())))
+            assert torch.allclose(r.tokens.float().norm(dim=-1), torch.ones(len(r)), atol=1e-4)
+            g = r.groundings[0]
+    finally:
+        pipe.update(abstain_threshold=old)
+    assert all(t > 0 for t in seen[-1].values()) and len(set(seen[-1].values())) == 3
+    assert seen[1] == seen[-1]
+    assert g.locked and g.track_id == r.track_ids[g.region]

@@ -45,6 +45,19 @@ def classify(tokens: torch.Tensor, labels: LabelEmbeddings, scale: float = 50.0,
     return Classification(label, prob, cos.gather(-1, label[:, None])[:, 0], cos)
 
 
+def query_scores(tokens: torch.Tensor, queries: LabelEmbeddings, background: LabelEmbeddings | None,
+                 scale: float = 50.0, sigmoid: Optional[Tuple[float, float]] = None
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(R, Q) probability that each region is each query (module docstring), and the (R, Q) cosines."""
+    cos_q = label_cosines(tokens, queries)  # (R, Q)
+    if sigmoid is not None:
+        return torch.sigmoid(cos_q * sigmoid[0] + sigmoid[1]), cos_q
+    if background is None or not len(background):
+        raise ValueError("grounding with a softmax model needs at least one background label")
+    bg = torch.logsumexp(label_cosines(tokens, background) * scale, dim=-1, keepdim=True)  # (R, 1)
+    return torch.sigmoid(cos_q * scale - bg), cos_q
+
+
 def ground(tokens: torch.Tensor, queries: LabelEmbeddings, background: LabelEmbeddings | None,
            scale: float = 50.0, abstain: float = 0.5, sigmoid: Optional[Tuple[float, float]] = None):
     """Best region per query, batched over queries. Returns tensors (region, prob, cosine, margin, found).
@@ -57,14 +70,7 @@ def ground(tokens: torch.Tensor, queries: LabelEmbeddings, background: LabelEmbe
     if r == 0 or q == 0:
         z = torch.zeros(q, device=tokens.device)
         return (torch.full((q,), -1, dtype=torch.long, device=tokens.device), z, z, z, z.bool())
-    cos_q = label_cosines(tokens, queries)  # (R, Q)
-    if sigmoid is not None:
-        probs = torch.sigmoid(cos_q * sigmoid[0] + sigmoid[1])
-    elif background is not None and len(background):
-        bg = torch.logsumexp(label_cosines(tokens, background) * scale, dim=-1, keepdim=True)  # (R, 1)
-        probs = torch.sigmoid(cos_q * scale - bg)
-    else:
-        raise ValueError("grounding with a softmax model needs at least one background label")
+    probs, cos_q = query_scores(tokens, queries, background, scale, sigmoid)
     best_cos, best = cos_q.max(dim=0)  # (Q,)
     prob = probs.gather(0, best[None])[0]
     others = probs.scatter(0, best[None], float("-inf"))

@@ -51,6 +51,7 @@ class FrameOutputs:
     crop_data: Optional[np.ndarray] = None  # concatenated crops, uint8 0/1 (in score order)
     crop_start: Optional[np.ndarray] = None  # (R,) where region i's crop starts in crop_data
     colors: Optional[np.ndarray] = None  # (R, 3) uint8
+    track_ids: Optional[np.ndarray] = None  # (R,) uint32 (0 = untracked), from Pipeline.track
     timings: Dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -64,13 +65,32 @@ class FrameOutputs:
 
 
 def palette(n: int, device=None) -> torch.Tensor:
-    """n distinct RGB colors (golden-ratio hues, HSV s=0.75 v=0.95), (n, 3) uint8."""
-    h = (torch.arange(max(n, 1), dtype=torch.float64, device=device) * 0.618034) % 1.0
+    """n distinct RGB colors, (n, 3) uint8 (colors_for indices 0..n-1)."""
+    return colors_for(torch.arange(max(n, 1), device=device))
+
+
+def colors_for(index: torch.Tensor) -> torch.Tensor:
+    """A color per integer (golden-ratio hues, HSV s=0.75 v=0.95): neighbours differ most."""
+    h = (index.to(torch.float64) * 0.618034) % 1.0
     s, v = 0.75, 0.95
-    k = torch.tensor([5.0, 3.0, 1.0], dtype=torch.float64, device=device)
+    k = torch.tensor([5.0, 3.0, 1.0], dtype=torch.float64, device=index.device)
     kk = (k[None] + h[:, None] * 6.0) % 6.0
     rgb = v - v * s * torch.clamp(torch.minimum(kk, 4.0 - kk), 0.0, 1.0)
     return (rgb * 255).to(torch.uint8)
+
+
+UNTRACKED_COLOR = (170, 170, 170)
+
+
+def region_colors(result: FrameResult, device=None) -> torch.Tensor:
+    """(R, 3) uint8: by track id when tracked, so a colour stays with its object (grey until
+    confirmed); by region index otherwise."""
+    if result.track_ids is None:
+        return palette(len(result), device)
+    ids = torch.as_tensor(result.track_ids.astype(np.int64), device=device)
+    colors = colors_for(ids)
+    grey = torch.tensor(UNTRACKED_COLOR, dtype=torch.uint8, device=device)
+    return torch.where((ids == 0)[:, None], grey, colors)
 
 
 def _chunks(r: int, hw: Tuple[int, int]) -> List[Tuple[int, int]]:
@@ -113,7 +133,7 @@ def compose(result: FrameResult, image: Optional[torch.Tensor], req: ComposeRequ
     label, prob, cos, boxes_h, area_h, pts, inst_h, ov, cd, co, col = host
     return FrameOutputs(label=label, prob=prob, cosine=cos, boxes=boxes_h, area=area_h, points=pts,
                         instance=inst_h.view(np.uint16) if inst_h is not None else None, overlay=ov,
-                        crop_data=cd, crop_start=co, colors=col)
+                        crop_data=cd, crop_start=co, colors=col, track_ids=result.track_ids)
 
 
 @torch.inference_mode()
@@ -163,7 +183,7 @@ def compose_on_device(result: FrameResult, image: Optional[torch.Tensor], req: C
     crop_data = None
     if req.crops:
         crop_data = torch.cat(crop_parts) if crop_parts else torch.zeros(0, dtype=torch.uint8, device=dev)
-    colors = req.colors if req.colors is not None else palette(r, dev)
+    colors = req.colors if req.colors is not None else region_colors(result, dev)
     overlay = None
     if req.overlay and image is not None:
         overlay = draw_overlay_device(image, inst, colors, req.alpha, result, req.grounded)

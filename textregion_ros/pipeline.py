@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from .classify import classify, ground
+from .classify import classify, ground, query_scores
 from .config import MAX_PIXELS, MIN_SIDE, PipelineConfig, preset
 from .encoders import ImageTextEncoder, create_encoder
 from .encoders.text import LabelEmbeddings, TextEmbedder, disk_cache_dir
 from .labels import check_labels
 from .masks import MaskSource, create_mask_source, given_masks
 from .results import FrameResult
+from .targeting import TargetLocks
 from .tokens import encode_value_map, region_tokens
+from .tracking import Tracker
 
 # What a query competes with when no background labels are set, so grounding can still abstain.
 FALLBACK_BACKGROUND = ("background",)
@@ -191,4 +193,31 @@ class Pipeline:
         return FrameResult(frame_hw=frame_hw, masks=maskset, tokens=tokens, classes=classes, labels=vocab.labels,
                            num_background=vocab.num_background, queries=tuple(q_emb.labels),
                            grounding_tensors=grounding, region_logit_scale=cfg.region_logit_scale,
-                           timings=timings, vocab=vocab)
+                           timings=timings, vocab=vocab, query_embeddings=q_emb)
+
+    @torch.inference_mode()
+    def track(self, result: FrameResult, tracker: Tracker, locks: Optional[TargetLocks] = None) -> FrameResult:
+        """The frame's regions with track ids; labels and groundings from the tracks' smoothed tokens.
+
+        Frames must come in order. With ``locks``, each query's grounding follows its locked target
+        (targeting.py). Host traffic: the tracker's (R, T) cost matrix, and the (R, Q) query scores.
+        """
+        cfg = self.config
+        upd = tracker.update(result)
+        tokens = upd.tokens.to(result.tokens.dtype)
+        vocab = result.vocab or self.vocab
+        classes = classify(tokens, vocab.label_emb, cfg.region_logit_scale, self.encoder.sigmoid_logit())
+        q_emb = result.query_embeddings if result.query_embeddings is not None else self.embed_queries(
+            result.queries)
+        out = replace(result, tokens=tokens, classes=classes, grounding_tensors=self.ground(tokens, q_emb, vocab),
+                      track_ids=upd.track_ids, query_embeddings=q_emb)
+        out.timings = dict(result.timings)
+        if locks is not None and len(q_emb) and len(tokens):
+            probs, cos = query_scores(tokens, q_emb, vocab.background_emb or self.fallback_background,
+                                      cfg.region_logit_scale, self.encoder.sigmoid_logit())
+            both = torch.stack([probs.float(), cos.float()]).cpu().numpy()
+            out.groundings = locks.update(out.groundings, both[0], both[1], upd.track_ids, tracker.is_alive)
+        elif locks is not None:
+            out.groundings = locks.update(out.groundings, np.zeros((0, len(q_emb))), np.zeros((0, len(q_emb))),
+                                          upd.track_ids, tracker.is_alive)
+        return out

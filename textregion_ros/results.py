@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +21,9 @@ class Grounding:
     prob: float  # softmax of the region's logits over {query, background}
     cosine: float
     margin: float  # prob minus the runner-up region's prob
-    found: bool  # prob >= abstain threshold
+    found: bool  # prob >= abstain threshold, or the query's locked target (targeting.py)
+    track_id: int = 0  # the region's track (tracking.py); 0 = untracked or not yet confirmed
+    locked: bool = False  # the region is the query's locked target
 
 
 @dataclass
@@ -35,6 +39,8 @@ class FrameResult:
     region_logit_scale: float = 50.0
     timings: Dict[str, float] = field(default_factory=dict)
     vocab: Any = None  # the pipeline.Vocabulary these labels come from (for grounding later queries)
+    query_embeddings: Any = None  # the LabelEmbeddings of ``queries``
+    track_ids: Optional[np.ndarray] = None  # (R,) uint32 track per region (Pipeline.track); 0 = unconfirmed
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -44,7 +50,9 @@ class FrameResult:
         if not self.queries:
             return []
         region, prob, cos, margin, found = (t.float().cpu() for t in self.grounding_tensors)
-        return [Grounding(q, int(region[i]), float(prob[i]), float(cos[i]), float(margin[i]), bool(found[i]))
+        tids = self.track_ids
+        return [Grounding(q, int(region[i]), float(prob[i]), float(cos[i]), float(margin[i]), bool(found[i]),
+                          int(tids[int(region[i])]) if tids is not None and 0 <= int(region[i]) < len(tids) else 0)
                 for i, q in enumerate(self.queries)]
 
     @cached_property

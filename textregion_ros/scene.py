@@ -56,3 +56,47 @@ def make_scene(width: int = 640, height: int = 480, seed: int = 0, shift: int = 
 
 def backproject(u: float, v: float, z: float, K: np.ndarray) -> Tuple[float, float, float]:
     return ((u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z)
+
+
+@dataclass
+class MovingFrame:
+    rgb: np.ndarray  # (H, W, 3) uint8
+    masks: np.ndarray  # (N, H, W) bool, the visible part of each object in view (occlusion applied)
+    object_ids: np.ndarray  # (N,) which object each mask is
+
+
+def moving_objects(frames: int, width: int = 320, height: int = 240, objects: int = 5, max_speed: float = 20.0,
+                   seed: int = 0, leave: Tuple[int, int] = (-1, -1)) -> list:
+    """Coloured discs and boxes moving at constant velocity (bouncing off the borders), drawn in a
+    fixed depth order so nearer ones occlude farther ones. Object 0 leaves the view for the frames
+    in ``leave`` = [first, last) and returns where it would have been."""
+    rng = np.random.default_rng(seed)
+    size = rng.uniform(22, 40, objects)
+    pos = np.stack([rng.uniform(size, width - size), rng.uniform(size, height - size)], 1)
+    angle = rng.uniform(0, 2 * np.pi, objects)
+    speed = rng.uniform(0.4, 1.0, objects) * max_speed
+    vel = np.stack([np.cos(angle), np.sin(angle)], 1) * speed[:, None]
+    colors = rng.integers(40, 255, (objects, 3))
+    out = []
+    yy, xx = np.mgrid[0:height, 0:width]
+    for f in range(frames):
+        rgb = np.full((height, width, 3), 128, np.uint8)
+        rgb[...] = (rgb + rng.normal(0, 4, rgb.shape)).clip(0, 255).astype(np.uint8)
+        owner = np.full((height, width), -1, np.int64)
+        for k in range(objects):  # later objects are nearer
+            if leave[0] <= f < leave[1] and k == 0:
+                continue
+            cx, cy = pos[k]
+            shape = (xx - cx) ** 2 + (yy - cy) ** 2 <= size[k] ** 2 if k % 2 == 0 else \
+                (abs(xx - cx) <= size[k]) & (abs(yy - cy) <= size[k] * 0.7)
+            owner[shape] = k
+            rgb[shape] = colors[k]
+        ids = np.array([k for k in range(objects) if (owner == k).sum() >= 30], np.int64)
+        out.append(MovingFrame(rgb, np.stack([owner == k for k in ids]) if len(ids) else
+                               np.zeros((0, height, width), bool), ids))
+        pos += vel
+        for d, lim in ((0, width), (1, height)):  # bounce
+            low, high = pos[:, d] < size, pos[:, d] > lim - size
+            vel[low | high, d] *= -1
+            pos[:, d] = pos[:, d].clip(size, lim - size)
+    return out

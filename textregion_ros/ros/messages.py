@@ -19,6 +19,7 @@ def region_msg(Region, labels: Sequence[str], out: FrameOutputs, i: int, header,
                tokens: Optional[np.ndarray] = None, crop: Optional[np.ndarray] = None):
     r = Region()
     r.id = i
+    r.track_id = int(out.track_ids[i]) if out.track_ids is not None else 0
     r.label_index = int(out.label[i])
     r.label = labels[r.label_index]
     r.score = float(out.prob[i])
@@ -54,6 +55,7 @@ def grounded_msg(msgs, labels: Sequence[str], out: Optional[FrameOutputs], g: Gr
     msg.query = g.query
     msg.found = bool(g.found)
     msg.score, msg.cosine, msg.margin = float(g.prob), float(g.cosine), float(g.margin)
+    msg.track_id, msg.locked = int(g.track_id), bool(g.locked)
     if out is not None and 0 <= g.region < len(out):
         msg.region = region_msg(msgs.Region, labels, out, g.region, header, with_mask, crop=crop)
     else:

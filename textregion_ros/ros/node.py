@@ -47,12 +47,14 @@ from ..hub import prefer_cache_when_offline
 from ..labels import LabelError, normalize_query
 from ..pipeline import Pipeline
 from ..results import FrameResult, Grounding
+from ..targeting import TargetLocks
+from ..tracking import Tracker
 from . import messages, viz
 from .convert import (ImageError, array_to_image, check_frame_header, depth_to_meters, frame_to_rgb8,
                       stamp_ns)
 from .diagnostics import Stats
 from .params import (RUNTIME_KNOBS, NodeSettings, descriptor, effective_defaults, node_settings,
-                     pipeline_config)
+                     pipeline_config, tracker_config)
 
 RANDOM_BANNER = "RANDOM WEIGHTS: every label, score and grounding here is meaningless"
 ARRAY_PARAMS = ("vocabulary", "background", "queries")
@@ -166,6 +168,8 @@ class TextRegionNode(Node):
         self._K: Optional[np.ndarray] = None
         self._warned_qos = False
         self._frame_period = deque(maxlen=20)
+        self.tracker = Tracker(tracker_config(self.settings))
+        self.locks = TargetLocks(self.settings.lock_margin, self.settings.lock_frames)
         self._queries = QuerySet(self.settings.queries, "", self.pipeline.embed_queries(self.settings.queries))
         self._query_lock = threading.Lock()
         self._text_jobs: Dict[str, Any] = {}
@@ -453,13 +457,31 @@ class TextRegionNode(Node):
         if result.tokens.is_cuda:
             torch.cuda.synchronize(result.tokens.device)  # so the pipeline/overhead split is honest
         t2 = time.perf_counter()
-        self.stats.on_processed(t2 - t0, t2 - t1)
+        if s.tracking:
+            result = self._track(result)
+        else:
+            self.tracker.reset()
+            self.locks.reset()
+        self.stats.on_processed(time.perf_counter() - t0, t2 - t1)
         done = Processed(result, image, header, frame.depth, frame.K, frame.queries, t_ns)
         with self._handover:
             if self._to_publish is not None:
                 self.stats.count("dropped_publish")  # the publish stage fell behind: newest wins
             self._to_publish = done
             self._handover.notify()
+
+    def _track(self, result: FrameResult) -> FrameResult:
+        """Track ids, smoothed labels and locked targets; settings changed at runtime apply here,
+        on the one thread that owns the tracker."""
+        s = self.settings
+        cfg = tracker_config(s)
+        if cfg != self.tracker.config:
+            self.tracker.config = cfg
+        self.locks.configure(s.lock_margin, s.lock_frames)
+        t0 = time.perf_counter()
+        result = self.pipeline.track(result, self.tracker, self.locks)
+        result.timings["track"] = time.perf_counter() - t0
+        return result
 
     def _match_depth(self, header) -> Tuple[Optional[Image], Optional[np.ndarray]]:
         """At hand-over: the buffered depth frame nearest the image's stamp, kept with the frame."""
@@ -535,6 +557,8 @@ class TextRegionNode(Node):
         self._last = (item, out)  # before publishing: a client that saw this frame can ground on it
         labels = result.labels
         names = [labels[int(i)] for i in out.label]
+        if out.track_ids is not None:  # overlay and markers show the track id: "mug #12"
+            names = [f"{n} #{t}" if t else n for n, t in zip(names, out.track_ids.tolist())]
         if out.points is not None and len(out):
             missing = int((~np.isfinite(out.points[:, 2])).sum())
             if missing:
@@ -625,7 +649,9 @@ class TextRegionNode(Node):
         q = self.pipeline.embed_queries([query])
         region, prob, cos, margin, found = (t.float().cpu() for t in self.pipeline.ground(
             item.result.tokens, q, item.result.vocab))
-        g = Grounding(query, int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]), bool(found[0]))
+        tids = item.result.track_ids
+        tid = int(tids[int(region[0])]) if tids is not None and 0 <= int(region[0]) < len(tids) else 0
+        g = Grounding(query, int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]), bool(found[0]), tid)
         crop = region_crop(item.result, g.region) if request.include_mask and g.region >= 0 else None
         response.result = messages.grounded_msg(trmsg, item.result.labels, out, g, item.header,
                                                 with_mask=bool(request.include_mask), crop=crop)

@@ -16,6 +16,8 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from ..config import NUMERIC_RANGES, PRESETS, PipelineConfig, preset
 from ..labels import LabelError, check_labels
+from ..targeting import LOCK_RANGES, TargetLock
+from ..tracking import TRACKER_RANGES, TrackerConfig
 
 # Knobs that change while running (no model reload). Everything else in PipelineConfig is read-only.
 RUNTIME_KNOBS = ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "min_mask_area", "fuse_masks",
@@ -39,12 +41,26 @@ class NodeSettings:
     publish_instance_mask: bool = True
     overlay_alpha: float = 0.45
     depth_stride: int = 2
+    # Region tracks and target lock (tracking.py, targeting.py); track_<x> is TrackerConfig.<x>.
+    tracking: bool = True
+    track_iou_weight: float = TrackerConfig.iou_weight
+    track_min_iou: float = TrackerConfig.min_iou
+    track_min_similarity: float = TrackerConfig.min_similarity
+    track_confirm_hits: int = TrackerConfig.confirm_hits
+    track_max_misses: int = TrackerConfig.max_misses
+    track_token_smoothing: float = TrackerConfig.token_smoothing
+    track_grid: int = TrackerConfig.grid
+    track_max_motion_px: float = TrackerConfig.max_motion_px
+    lock_margin: float = TargetLock.margin
+    lock_frames: int = TargetLock.frames
 
 
 NODE_RANGES: Dict[str, Tuple[float, float]] = {
     "sync_tolerance": (0.0, 10.0), "max_age": (0.0, 3600.0), "max_future": (0.0, 86400.0),
     "max_rate": (0.0, 1000.0), "overlay_alpha": (0.0, 1.0), "depth_stride": (1, 16),
 }
+NODE_RANGES.update({f"track_{k}": v for k, v in TRACKER_RANGES.items()})
+NODE_RANGES.update({f"lock_{k}": v for k, v in LOCK_RANGES.items()})
 NODE_READ_ONLY = ("compressed", "image_qos")
 
 DESCRIPTIONS: Dict[str, str] = {
@@ -97,6 +113,17 @@ DESCRIPTIONS: Dict[str, str] = {
     "publish_instance_mask": "publish the mono16 instance mask",
     "overlay_alpha": "opacity of the masks in the overlay",
     "depth_stride": "depth subsampling for 3D medians (1 = every pixel)",
+    "tracking": "give regions stable track ids, smooth their labels over time and lock each query's target",
+    "track_iou_weight": "share of mask overlap in the region-to-track similarity (the rest is token cosine)",
+    "track_min_iou": "mask overlap a region needs with a track's predicted mask to continue it",
+    "track_min_similarity": "blended similarity a region needs to continue a track",
+    "track_confirm_hits": "matches before a track gets its id (track_id is 0 until then)",
+    "track_max_misses": "frames without a match before a track is dropped",
+    "track_token_smoothing": "weight of a track's past in its token average (0 = this frame only)",
+    "track_grid": "long side of the association grid in cells",
+    "track_max_motion_px": "how far a partly hidden object may move per frame, in pixels",
+    "lock_margin": "score by which another track must beat a query's locked target to take over",
+    "lock_frames": "consecutive frames another track must win by lock_margin to take over",
 }
 
 
@@ -157,6 +184,10 @@ def node_settings(values: Dict[str, Any]) -> NodeSettings:
     return s
 
 
+def tracker_config(s: NodeSettings) -> TrackerConfig:
+    return TrackerConfig(**{f.name: getattr(s, f"track_{f.name}") for f in dataclasses.fields(TrackerConfig)})
+
+
 def validate_settings(s: NodeSettings) -> None:
     if s.image_qos not in ("sensor_data", "reliable"):
         raise ValueError(f"image_qos must be sensor_data or reliable, not {s.image_qos!r}")
@@ -164,6 +195,7 @@ def validate_settings(s: NodeSettings) -> None:
         v = getattr(s, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
             raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {v!r}")
+    tracker_config(s).validate()
     if len(s.queries) > MAX_STANDING_QUERIES:
         raise ValueError(f"at most {MAX_STANDING_QUERIES} standing queries, got {len(s.queries)}")
     try:
