@@ -6,7 +6,7 @@
 
 Association (one frame):
 * every live track predicts its mask by shifting its last mask by its velocity (constant-velocity
-  motion, one batched ``grid_sample``), on a coarse association grid on the device; the overlap
+  motion, one batched gather), on a coarse association grid on the device; the overlap
   of a region with a track is the better of its IoU with the predicted and with the last mask, or
   half the share of the region inside the predicted mask grown by ``max_motion_px`` (an occluded
   object shows a sliver, and its motion while hidden is unknown);
@@ -103,18 +103,17 @@ def centroids(masks: torch.Tensor) -> torch.Tensor:
 
 
 def shift_masks(masks: torch.Tensor, shift_xy: torch.Tensor) -> torch.Tensor:
-    """Translate each (gh, gw) mask by its own (dx, dy) cells, zero-filled; batched, re-binarised."""
+    """Translate each (gh, gw) mask by its own (dx, dy), rounded to whole cells, zero-filled (one gather)."""
     n, gh, gw = masks.shape
     if n == 0:
         return masks
-    theta = torch.zeros((n, 2, 3), device=masks.device, dtype=torch.float32)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    # grid_sample reads the input at theta @ output: content moves by +d when it reads at -d.
-    theta[:, 0, 2] = -2.0 * shift_xy[:, 0] / gw
-    theta[:, 1, 2] = -2.0 * shift_xy[:, 1] / gh
-    grid = F.affine_grid(theta, (n, 1, gh, gw), align_corners=False)
-    out = F.grid_sample(masks[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
-    return (out >= 0.5).float()
+    d = shift_xy.round().long()
+    ys = torch.arange(gh, device=masks.device)[None, :] - d[:, 1:2]  # (n, gh) source rows
+    xs = torch.arange(gw, device=masks.device)[None, :] - d[:, 0:1]  # (n, gw) source columns
+    valid = ((ys >= 0) & (ys < gh))[:, :, None] & ((xs >= 0) & (xs < gw))[:, None, :]
+    t = torch.arange(n, device=masks.device)[:, None, None]
+    out = masks[t, ys.clamp(0, gh - 1)[:, :, None], xs.clamp(0, gw - 1)[:, None, :]]
+    return out * valid
 
 
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -126,10 +125,17 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def dilate(masks: torch.Tensor, cells: int) -> torch.Tensor:
-    """(N, gh, gw) 0/1 grown by ``cells`` in every direction (a square max filter)."""
+    """(N, gh, gw) 0/1 grown by ``cells`` in every direction: a square box sum > 0, from integral
+    images (cost independent of ``cells``; a max filter costs k x k per cell on the CPU)."""
     if cells <= 0 or len(masks) == 0:
         return masks
-    return F.max_pool2d(masks[:, None], 2 * cells + 1, stride=1, padding=cells)[:, 0]
+    k = 2 * cells + 1
+    x = F.pad(masks, (cells + 1, cells, cells + 1, cells))
+    x = x.cumsum(-1)
+    x = x[..., k:] - x[..., :-k]
+    x = x.cumsum(-2)
+    x = x[..., k:, :] - x[..., :-k, :]
+    return (x > 0.5).float()
 
 
 def coverage(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
