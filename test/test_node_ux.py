@@ -141,3 +141,33 @@ def test_vocabulary_then_background_in_quick_succession_both_apply(h):
     assert h.node.pipeline.labels == ("red mug", "kettle", "table top")
     h.node.set_parameters([Parameter("vocabulary", value=vocab), Parameter("background", value=bg)])
     h.wait_text()
+
+
+def test_sam2_target_tracking_publishes_the_target_between_full_frames(h):  # h: rclpy is up
+    """target_tracking sam2 over DDS: once the active query is locked, frames between full frames
+    publish only the grounded target (carried by SAM2's memory, same track id, locked), and the
+    regions topic keeps the full frames' rate."""
+    h2 = Harness(namespace="/ux_sam2", extra=[Parameter("target_tracking", value="sam2"),
+                                              Parameter("propagate_every", value=3),
+                                              Parameter("abstain_threshold", value=0.0),
+                                              Parameter("force_masks", value=4)])
+    try:
+        h2.query("red mug")
+        assert h2.wait(lambda: h2.node.active_query == "red mug", 10)
+        scene = make_scene()
+        grounded = []
+        for i in range(7):
+            hdr = h2.send(make_scene(shift=3 * i).rgb)
+            grounded.append(h2.output("grounded", hdr, 60))
+        stats = h2.node.stats.snapshot()
+        assert all(g is not None for g in grounded)
+        assert stats.get("frames/propagated", 0) >= 2, stats
+        assert stats.get("frames/full", 0) >= 2, stats
+        regions_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in h2.got["regions"]}
+        carried = [g for g in grounded if (g.header.stamp.sec, g.header.stamp.nanosec) not in regions_stamps]
+        assert carried, "some frames must be carried without a full frame"
+        assert all(g.locked and g.track_id > 0 and g.region.track_id == g.track_id for g in carried)
+        assert len({g.track_id for g in carried}) == 1
+        del scene
+    finally:
+        h2.close()

@@ -159,3 +159,40 @@ def test_track_gives_stable_ids_and_a_lock_on_real_tokens(pipe):
     assert all(t > 0 for t in seen[-1].values()) and len(set(seen[-1].values())) == 3
     assert seen[1] == seen[-1]
     assert g.locked and g.track_id == r.track_ids[g.region]
+
+
+def test_locked_target_is_carried_between_full_frames_by_sam2(clip_encoder):
+    """target_tracking sam2: the locked target's mask comes from SAM2's memory between full frames,
+    as a one-region result that keeps the target's track id, label and lock."""
+    from textregion_ros.scene import moving_objects
+    from textregion_ros.targeting import TargetLocks
+    from textregion_ros.tracking import Tracker
+
+    cfg = preset("cpu-lite", random_weights=True, target_tracking="sam2", abstain_threshold=0.0,
+                 vocabulary=("mug", "ball"), background=("wall",))
+    p = Pipeline(cfg, encoder=clip_encoder)
+    assert p.propagator is not None and p.propagator.model.image_size == cfg.sam2_input_size
+    frames = moving_objects(4, width=320, height=240, objects=3, max_speed=6.0, seed=1)
+    tracker, locks = Tracker(), TargetLocks()
+    for f in frames[:2]:  # two full frames: tracks confirmed, the target locked
+        r = p.track(p.process(f.rgb, queries=["mug"], masks=torch.from_numpy(f.masks)), tracker, locks)
+    g = r.groundings[0]
+    assert g.locked
+    p.start_target(frames[1].rgb, r, 0)
+    carried = p.propagate_target(frames[2].rgb)
+    if carried is None:  # random SAM2 may lose the object at once; then a full frame is due
+        assert p.propagate_target(frames[3].rgb) is None
+        return
+    assert len(carried) == 1 and carried.masks.is_logits and carried.frame_hw == (240, 320)
+    cg = carried.groundings[0]
+    assert (cg.query, cg.region, cg.track_id, cg.locked) == ("mug", 0, g.track_id, True)
+    assert carried.track_ids.tolist() == [g.track_id]
+    assert int(carried.classes.label[0]) == int(r.classes.label[g.region])
+    assert carried.instance_map().shape == (240, 320)
+
+
+def test_sam2_target_tracking_needs_sam2_masks():
+    with pytest.raises(ValueError, match="target_tracking"):
+        preset("cpu-lite", mask_source="superpixels", target_tracking="sam2")
+    with pytest.raises(ValueError, match="target_tracking"):
+        preset("cpu-lite", target_tracking="xmem")

@@ -112,6 +112,11 @@ class PipelineConfig:
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     compile: bool = False  # CUDA graphs for SAM2 and the encoder (CUDA only; ~1 min warm-up)
 
+    # --- time ---
+    # "sam2": between full frames, the locked target's mask is carried by SAM2's memory attention
+    # (masks/sam2_propagate.py); needs mask_source "sam2". "none": every frame is a full frame.
+    target_tracking: str = "none"
+
     def resolved(self) -> "PipelineConfig":
         """The same config with family-dependent defaults filled in (what actually runs)."""
         if self.global_weight is not None:
@@ -157,6 +162,10 @@ class PipelineConfig:
             raise ValueError("with tiles 'none' the global view is required")
         if self.clip_head not in ("segmentation", "referring"):
             raise ValueError(f"clip_head must be segmentation or referring, not {self.clip_head!r}")
+        if self.target_tracking not in ("none", "sam2"):
+            raise ValueError(f"target_tracking must be none or sam2, not {self.target_tracking!r}")
+        if self.target_tracking == "sam2" and self.mask_source != "sam2":
+            raise ValueError("target_tracking sam2 needs mask_source sam2")
         if self.templates not in ("imagenet", "short", "none"):
             raise ValueError(f"templates must be imagenet, short or none, not {self.templates!r}")
 

@@ -190,7 +190,8 @@ def main(argv=None) -> int:
             key = (stamp.sec, stamp.nanosec)
             t0 = time.monotonic()
             pub_img.publish(img)
-            if not wait_for(lambda: ("overlay", key) in got and ("grounded", key) in got, player, node_proc,
+            # Topics arrive in no set order across DDS writers: wait for every one the summary reads.
+            if not wait_for(lambda: all((t, key) in got for t in ("overlay", "grounded", "regions")), player, node_proc,
                             args.timeout, republish=lambda: pub_img.publish(img)):
                 print(f"frame {i}: no output within {args.timeout}s", file=sys.stderr)
                 rc = 1

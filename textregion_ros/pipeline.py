@@ -24,6 +24,8 @@ from .encoders import ImageTextEncoder, create_encoder
 from .encoders.text import LabelEmbeddings, TextEmbedder, disk_cache_dir
 from .labels import check_labels
 from .masks import MaskSource, create_mask_source, given_masks
+from .masks.base import MaskSet
+from .masks.sam2_propagate import Sam2Propagator, video_model_like
 from .results import FrameResult
 from .targeting import TargetLocks
 from .tokens import encode_value_map, region_tokens
@@ -73,6 +75,11 @@ class Pipeline:
         self.encoder = encoder or create_encoder(config.encoder_model, config.encoder_weights,
                                                  config.random_weights, self.device, self.dtype)
         self.mask_source = mask_source or create_mask_source(config, self.device)
+        self.propagator: Optional[Sam2Propagator] = None
+        self._target: Optional[Tuple[FrameResult, int]] = None
+        if config.target_tracking == "sam2":  # shares SAM2's weights; built before compile wraps them
+            self.propagator = Sam2Propagator(video_model_like(self.mask_source.model, config.sam2_model, self.device,
+                                                              config.sam2_input_size))
         if config.compile and self.device.type == "cuda":
             self._compile()
         # Text embeddings persist on disk per model, weights and templates (not for random weights,
@@ -137,7 +144,7 @@ class Pipeline:
         """Change thresholds and other per-frame knobs at runtime (models are not rebuilt)."""
         model_keys = {"encoder_model", "encoder_weights", "random_weights", "mask_source", "sam2_model",
                       "sam2_weights", "sam2_input_size", "points_per_side", "device", "dtype", "compile",
-                      "templates"}
+                      "templates", "target_tracking"}
         if model_keys & set(overrides):
             raise ValueError(f"these need a restart: {sorted(model_keys & set(overrides))}")
         self.config = self.config.replace(**overrides)
@@ -221,3 +228,43 @@ class Pipeline:
             out.groundings = locks.update(out.groundings, np.zeros((0, len(q_emb))), np.zeros((0, len(q_emb))),
                                           upd.track_ids, tracker.is_alive)
         return out
+
+    # --- the locked target between full frames (target_tracking: sam2) ---
+    @torch.inference_mode()
+    def start_target(self, image, result: FrameResult, grounding_index: int) -> None:
+        """Start carrying ``result``'s grounding ``grounding_index`` (a locked target) with SAM2's memory."""
+        g = result.groundings[grounding_index]
+        mask = result.masks.select(torch.tensor([g.region], device=self.device)).at_frame(result.frame_hw)[0] >= 0.5
+        img = image_to_tensor(image, self.device)
+        self.propagator.start(self.propagator.preprocess(img), mask)
+        self._target = (result, grounding_index)
+
+    @torch.inference_mode()
+    def propagate_target(self, image) -> Optional[FrameResult]:
+        """This frame's mask of the target started by start_target(), as a one-region FrameResult
+        whose only grounding is the target's (labels and scores from the last full frame).
+        None when nothing is being carried or SAM2 has lost the object (time for a full frame)."""
+        if self.propagator is None or self._target is None:
+            return None
+        t0 = time.perf_counter()
+        logits = self.propagator.step(self.propagator.preprocess(image_to_tensor(image, self.device)))
+        if logits is None or not bool((logits > 0).any()):
+            self.stop_target()
+            return None
+        full, k = self._target
+        g = full.groundings[k]
+        i = torch.tensor([g.region], device=self.device)
+        masks = MaskSet(logits[0].float(), full.masks.scores[i], full.frame_hw, {"propagated": 1}, is_logits=True)
+        c = full.classes
+        out = replace(full, masks=masks, tokens=full.tokens[i],
+                      classes=type(c)(c.label[i], c.prob[i], c.cosine[i], c.cosines[i]), queries=(g.query,),
+                      query_embeddings=None, grounding_tensors=(),
+                      track_ids=full.track_ids[[g.region]] if full.track_ids is not None else None,
+                      timings={"propagate": time.perf_counter() - t0})
+        out.groundings = [replace(g, region=0)]
+        return out
+
+    def stop_target(self) -> None:
+        self._target = None
+        if self.propagator is not None:
+            self.propagator.reset()

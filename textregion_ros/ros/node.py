@@ -109,6 +109,7 @@ class Processed:
     K: Optional[np.ndarray]
     queries: QuerySet
     stamp_ns: int
+    partial: bool = False  # only the active query's target, carried by SAM2 (target_tracking sam2)
 
 
 def valid_K(msg: CameraInfo) -> Optional[np.ndarray]:
@@ -170,6 +171,7 @@ class TextRegionNode(Node):
         self._frame_period = deque(maxlen=20)
         self.tracker = Tracker(tracker_config(self.settings))
         self.locks = TargetLocks(self.settings.lock_margin, self.settings.lock_frames)
+        self._since_full = 0  # frames carried by SAM2 since the last full frame
         self._queries = QuerySet(self.settings.queries, "", self.pipeline.embed_queries(self.settings.queries))
         self._query_lock = threading.Lock()
         self._text_jobs: Dict[str, Any] = {}
@@ -453,22 +455,45 @@ class TextRegionNode(Node):
         self._apply_updates()
         image = torch.from_numpy(rgb).to(self.pipeline.device, non_blocking=True)
         t1 = time.perf_counter()
-        result = self.pipeline.process(image, query_embeddings=frame.queries.embeddings)
+        partial = False
+        if self.pipeline.propagator is not None and self._since_full + 1 < s.propagate_every:
+            carried = self.pipeline.propagate_target(image)  # None when nothing is carried or it was lost
+            if carried is not None and carried.queries == (frame.queries.active,):
+                result, partial = carried, True
+                self._since_full += 1
+        if not partial:
+            result = self.pipeline.process(image, query_embeddings=frame.queries.embeddings)
         if result.tokens.is_cuda:
             torch.cuda.synchronize(result.tokens.device)  # so the pipeline/overhead split is honest
         t2 = time.perf_counter()
-        if s.tracking:
-            result = self._track(result)
+        if partial:
+            self.stats.count("frames/propagated")
         else:
-            self.tracker.reset()
-            self.locks.reset()
+            self.stats.count("frames/full")
+            if s.tracking:
+                result = self._track(result)
+            else:
+                self.tracker.reset()
+                self.locks.reset()
+            self._carry_target(image, result, frame.queries)
         self.stats.on_processed(time.perf_counter() - t0, t2 - t1)
-        done = Processed(result, image, header, frame.depth, frame.K, frame.queries, t_ns)
+        done = Processed(result, image, header, frame.depth, frame.K, frame.queries, t_ns, partial)
         with self._handover:
             if self._to_publish is not None:
                 self.stats.count("dropped_publish")  # the publish stage fell behind: newest wins
             self._to_publish = done
             self._handover.notify()
+
+    def _carry_target(self, image: torch.Tensor, result: FrameResult, queries: QuerySet) -> None:
+        """After a full frame: with target_tracking sam2, SAM2 carries the active query's locked target."""
+        self._since_full = 0
+        if self.pipeline.propagator is None:
+            return
+        groundings = result.groundings
+        if queries.active and groundings and groundings[-1].locked and self.settings.propagate_every > 1:
+            self.pipeline.start_target(image, result, len(groundings) - 1)
+        else:
+            self.pipeline.stop_target()
 
     def _track(self, result: FrameResult) -> FrameResult:
         """Track ids, smoothed labels and locked targets; settings changed at runtime apply here,
@@ -543,6 +568,8 @@ class TextRegionNode(Node):
         want_overlay = s.publish_overlay and subs(self.pub_overlay)
         want_markers = s.publish_markers and subs(self.pub_markers)
         want_instance = s.publish_instance_mask and subs(self.pub_instance)
+        if item.partial:  # a carried target: the full-frame outputs keep their last full frame
+            want_regions = want_all = want_overlay = want_markers = want_instance = False
         result, header = item.result, item.header
         groundings = result.groundings
         active = bool(item.queries.active)
@@ -554,7 +581,8 @@ class TextRegionNode(Node):
                              grounded=active_g.region if active_g else -1)
         out = compose(result, item.image, req)
         t_compose = time.perf_counter()
-        self._last = (item, out)  # before publishing: a client that saw this frame can ground on it
+        if not item.partial:  # before publishing: a client that saw this frame can ground on it
+            self._last = (item, out)
         labels = result.labels
         names = [labels[int(i)] for i in out.label]
         if out.track_ids is not None:  # overlay and markers show the track id: "mug #12"

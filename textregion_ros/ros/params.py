@@ -53,11 +53,12 @@ class NodeSettings:
     track_max_motion_px: float = TrackerConfig.max_motion_px
     lock_margin: float = TargetLock.margin
     lock_frames: int = TargetLock.frames
+    propagate_every: int = 3  # target_tracking sam2: a full frame every N frames, SAM2 memory between
 
 
 NODE_RANGES: Dict[str, Tuple[float, float]] = {
     "sync_tolerance": (0.0, 10.0), "max_age": (0.0, 3600.0), "max_future": (0.0, 86400.0),
-    "max_rate": (0.0, 1000.0), "overlay_alpha": (0.0, 1.0), "depth_stride": (1, 16),
+    "max_rate": (0.0, 1000.0), "overlay_alpha": (0.0, 1.0), "depth_stride": (1, 16), "propagate_every": (1, 1000),
 }
 NODE_RANGES.update({f"track_{k}": v for k, v in TRACKER_RANGES.items()})
 NODE_RANGES.update({f"lock_{k}": v for k, v in LOCK_RANGES.items()})
@@ -124,6 +125,9 @@ DESCRIPTIONS: Dict[str, str] = {
     "track_max_motion_px": "how far a partly hidden object may move per frame, in pixels",
     "lock_margin": "score by which another track must beat a query's locked target to take over",
     "lock_frames": "consecutive frames another track must win by lock_margin to take over",
+    "target_tracking": "none (every frame is a full frame) | sam2 (between full frames, the active query's locked "
+                       "target is carried by SAM2's memory attention and only grounded outputs are published)",
+    "propagate_every": "with target_tracking sam2: one full frame every this many frames (1 = always full)",
 }
 
 
