@@ -9,11 +9,11 @@ from typing import Callable, Dict, List
 
 import numpy as np
 import rclpy
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 from diagnostic_msgs.msg import DiagnosticArray
@@ -26,7 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 YAML = os.path.join(ROOT, "config", "perceive.yaml")
 OUTPUTS = {"regions": trmsg.RegionArray, "instance_mask": Image, "grounded": trmsg.GroundedRegion,
            "grounded_all": trmsg.GroundedRegionArray, "grounded_point": PointStamped, "overlay": Image,
-           "markers": MarkerArray}
+           "markers": MarkerArray, "grounded_cloud": PointCloud2, "grounded_box": trmsg.GroundedBox,
+           "grounded_pose": PoseStamped}
 
 # The node starts from config/perceive.yaml with only the model/preset overridden for speed. Random
 # SAM2 heads predict IoU and stability far below the real thresholds, so those two are opened as well

@@ -58,8 +58,10 @@ def test_median_3d_points_against_numpy(case):
         z = depth[sel]
         x = (us[sel] - 30) * z / 50
         y = (vs[sel] - 20) * z / 50
-        expect = [np.sort(v)[(len(v) - 1) // 2] for v in (x, y, z)]  # torch's lower median
+        expect = [np.median(v) for v in (x, y, z)]
         assert np.allclose(out.points[i], expect, atol=1e-5), i
+        extent = [np.quantile(v, 0.98) - np.quantile(v, 0.02) for v in (x, y, z)]  # numpy as the oracle
+        assert np.allclose(out.sizes[i], extent, atol=1e-5), i
 
 
 def test_overlay_blends_outlines_and_highlights_on_the_device(case):
@@ -87,3 +89,16 @@ def test_one_host_transfer_and_empty_frames(case, monkeypatch):
     empty = compose(frame(torch.zeros(0, 40, 60), []), None, ComposeRequest(instance=True, crops=True))
     assert len(empty) == 0 and empty.instance.sum() == 0 and empty.crop_data.size == 0
     assert np.array_equal(region_crop(frame(masks, probs), 2), np.ones((8, 8), np.uint8))
+
+
+def test_crops_and_3d_in_one_request(case):
+    """Every output at once, as the node asks: per-region extents keep their (R, 3) shape."""
+    masks, probs = case
+    depth = torch.full((40, 60), 2.0)
+    K = np.array([[50.0, 0, 30], [0, 50.0, 20], [0, 0, 1]])
+    out = compose(frame(masks, probs), torch.zeros(40, 60, 3, dtype=torch.uint8),
+                  ComposeRequest(instance=True, crops=True, overlay=True, depth=depth, K=K, depth_stride=1,
+                                 target=True, grounded=1))
+    assert out.points.shape == (3, 3) and out.sizes.shape == (3, 3)
+    assert out.sizes[0, 0] == pytest.approx(0.96 * 20 * 2.0 / 50, abs=0.02)  # 20 px at 2 m, f = 50
+    assert out.target is not None and out.target.points.shape[1] == 3

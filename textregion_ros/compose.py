@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .geometry import region_points
+from .geometry import region_stats, target_geometry
 from .masks.base import boxes_from_masks
 from .results import FrameResult
 
@@ -35,6 +35,8 @@ class ComposeRequest:
     grounded: int = -1  # region to highlight in the overlay
     alpha: float = 0.45
     colors: Optional[torch.Tensor] = None  # (R, 3) uint8 per region, default palette by index
+    target: bool = False  # the grounded region's cleaned cloud and boxes (needs depth and grounded >= 0)
+    max_points: int = 20000  # cap on the target's cloud
 
 
 @dataclass
@@ -46,12 +48,14 @@ class FrameOutputs:
     boxes: np.ndarray  # (R, 4) int64 xyxy, exclusive max; zeros for empty masks
     area: np.ndarray  # (R,) pixels
     points: Optional[np.ndarray] = None  # (R, 3) metres, NaN without valid depth
+    sizes: Optional[np.ndarray] = None  # (R, 3) metres, extent of each region's depth points
     instance: Optional[np.ndarray] = None  # (H, W) uint16
     overlay: Optional[np.ndarray] = None  # (H, W, 3) uint8
     crop_data: Optional[np.ndarray] = None  # concatenated crops, uint8 0/1 (in score order)
     crop_start: Optional[np.ndarray] = None  # (R,) where region i's crop starts in crop_data
     colors: Optional[np.ndarray] = None  # (R, 3) uint8
     track_ids: Optional[np.ndarray] = None  # (R,) uint32 (0 = untracked), from Pipeline.track
+    target: Optional["HostTarget"] = None  # the grounded region's 3D (ComposeRequest.target)
     timings: Dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -62,6 +66,28 @@ class FrameOutputs:
         x0, y0, x1, y1 = (int(v) for v in self.boxes[i])
         start = int(self.crop_start[i])
         return self.crop_data[start:start + (y1 - y0) * (x1 - x0)].reshape(y1 - y0, x1 - x0)
+
+
+@dataclass
+class HostTarget:
+    """geometry.TargetGeometry on the host (optical frame)."""
+    points: np.ndarray  # (N, 3) float32
+    colors: Optional[np.ndarray]  # (N, 3) uint8
+    centroid: np.ndarray
+    aabb_min: np.ndarray
+    aabb_max: np.ndarray
+    obb_centre: np.ndarray
+    obb_axes: np.ndarray  # (3, 3) columns x y z
+    obb_size: np.ndarray
+
+    @staticmethod
+    def pack(t) -> torch.Tensor:
+        return torch.cat([t.centroid, t.aabb_min, t.aabb_max, t.obb_centre, t.obb_axes.reshape(-1), t.obb_size]).float()
+
+    @classmethod
+    def unpack(cls, points, colors, packed: np.ndarray) -> "HostTarget":
+        v = packed.astype(np.float64)
+        return cls(points, colors, v[0:3], v[3:6], v[6:9], v[9:12], v[12:21].reshape(3, 3), v[21:24])
 
 
 def palette(n: int, device=None) -> torch.Tensor:
@@ -127,13 +153,17 @@ def _to_host(tensors: Sequence[Optional[torch.Tensor]]) -> List[Optional[np.ndar
 def compose(result: FrameResult, image: Optional[torch.Tensor], req: ComposeRequest) -> FrameOutputs:
     """FrameResult (+ the frame as an (H, W, 3) uint8 device tensor for the overlay) -> FrameOutputs."""
     t = compose_on_device(result, image, req)
+    tg = t["target"]
     host = _to_host([result.classes.label, result.classes.prob.float(), result.classes.cosine.float(), t["boxes"],
-                     t["area"], t["points"], t["instance"] if req.instance else None, t["overlay"], t["crop_data"],
-                     t["crop_start"], t["colors"]])
-    label, prob, cos, boxes_h, area_h, pts, inst_h, ov, cd, co, col = host
-    return FrameOutputs(label=label, prob=prob, cosine=cos, boxes=boxes_h, area=area_h, points=pts,
+                     t["area"], t["points"], t["sizes"], t["instance"] if req.instance else None, t["overlay"],
+                     t["crop_data"], t["crop_start"], t["colors"],
+                     tg.points.float() if tg is not None else None, tg.colors if tg is not None else None,
+                     HostTarget.pack(tg) if tg is not None else None])
+    label, prob, cos, boxes_h, area_h, pts, sizes, inst_h, ov, cd, co, col, tp, tc, tpack = host
+    return FrameOutputs(label=label, prob=prob, cosine=cos, boxes=boxes_h, area=area_h, points=pts, sizes=sizes,
                         instance=inst_h.view(np.uint16) if inst_h is not None else None, overlay=ov,
-                        crop_data=cd, crop_start=co, colors=col, track_ids=result.track_ids)
+                        crop_data=cd, crop_start=co, colors=col, track_ids=result.track_ids,
+                        target=HostTarget.unpack(tp, tc, tpack) if tg is not None else None)
 
 
 @torch.inference_mode()
@@ -146,9 +176,10 @@ def compose_on_device(result: FrameResult, image: Optional[torch.Tensor], req: C
     order = torch.argsort(result.classes.prob, descending=True, stable=True)  # ties go to the higher score
     boxes = torch.zeros((r, 4), dtype=torch.int64, device=dev)
     area = torch.zeros(r, dtype=torch.int64, device=dev)
-    points = None
+    points = extents = target = None
     if req.depth is not None and req.K is not None:
         points = torch.full((r, 3), float("nan"), device=dev)
+        extents = torch.full((r, 3), float("nan"), device=dev)
         K = torch.as_tensor(req.K, dtype=torch.float64)
     best = torch.full((h, w), -float("inf"), device=dev) if req.instance or req.overlay else None
     inst = torch.zeros((h, w), dtype=torch.int16, device=dev) if best is not None else None
@@ -165,7 +196,7 @@ def compose_on_device(result: FrameResult, image: Optional[torch.Tensor], req: C
         boxes[idx] = bx
         area[idx] = binary.sum((1, 2))
         if points is not None:
-            points[idx] = region_points(binary, req.depth, K, stride=max(1, int(req.depth_stride)))
+            points[idx], extents[idx] = region_stats(binary, req.depth, K, stride=max(1, int(req.depth_stride)))
         if best is not None:
             cmax, carg = prob.max(0)
             better = cmax > best  # strict: an earlier (higher-scoring) region keeps a tie
@@ -177,6 +208,10 @@ def compose_on_device(result: FrameResult, image: Optional[torch.Tensor], req: C
             packed = packed + sizes.sum()
             crop_parts.append(_pack_crops(binary, bx))
         del prob, binary
+    if req.target and points is not None and 0 <= req.grounded < r:
+        g = frame_scores(result, torch.tensor([req.grounded], device=dev), (h, w))[0]
+        target = target_geometry(g > 0 if result.masks.is_logits else g >= 0.5, req.depth, K, image,
+                                  max_points=req.max_points)
     if inst is not None:
         covered = best > 0 if result.masks.is_logits else best >= 0.5
         inst = torch.where(covered, inst, torch.zeros_like(inst))
@@ -187,8 +222,8 @@ def compose_on_device(result: FrameResult, image: Optional[torch.Tensor], req: C
     overlay = None
     if req.overlay and image is not None:
         overlay = draw_overlay_device(image, inst, colors, req.alpha, result, req.grounded)
-    return {"boxes": boxes, "area": area, "points": points, "instance": inst, "overlay": overlay,
-            "crop_data": crop_data, "crop_start": crop_start, "colors": colors}
+    return {"boxes": boxes, "area": area, "points": points, "sizes": extents, "instance": inst, "overlay": overlay,
+            "crop_data": crop_data, "crop_start": crop_start, "colors": colors, "target": target}
 
 
 @torch.inference_mode()

@@ -5,7 +5,7 @@ import math
 from typing import List, Optional, Sequence
 
 import numpy as np
-from geometry_msgs.msg import Point, PointStamped
+from geometry_msgs.msg import Point, PointStamped, Vector3
 from sensor_msgs.msg import RegionOfInterest
 
 from ..compose import FrameOutputs
@@ -33,6 +33,8 @@ def region_msg(Region, labels: Sequence[str], out: FrameOutputs, i: int, header,
         r.mask = array_to_image(crop * np.uint8(255), "mono8", header)
     p = out.points[i] if out.points is not None else (NAN, NAN, NAN)
     r.centroid = Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
+    e = out.sizes[i] if out.sizes is not None else (NAN, NAN, NAN)
+    r.size = Vector3(x=float(e[0]), y=float(e[1]), z=float(e[2]))
     if tokens is not None:
         r.token = tokens[i].astype(np.float32).tolist()
     return r

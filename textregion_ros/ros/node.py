@@ -25,7 +25,7 @@ import rclpy
 import torch
 from collections import deque
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PointStamped
+from geometry_msgs.msg import PointStamped, PoseStamped
 from rcl_interfaces.msg import ParameterType, SetParametersResult
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -33,7 +33,7 @@ from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 from rclpy.event_handler import SubscriptionEventCallbacks
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
@@ -49,7 +49,9 @@ from ..pipeline import Pipeline
 from ..results import FrameResult, Grounding
 from ..targeting import TargetLocks
 from ..tracking import Tracker
-from . import messages, viz
+from . import messages, target3d, viz
+from .detections import detection2d_array, detection3d_array, vision_msgs
+from .frames import OutputFrame, header_in
 from .convert import (ImageError, array_to_image, check_frame_header, depth_to_meters, frame_to_rgb8,
                       stamp_ns)
 from .diagnostics import Stats
@@ -227,6 +229,16 @@ class TextRegionNode(Node):
         self.pub_point = self.create_publisher(PointStamped, "grounded_point", 5)
         self.pub_overlay = self.create_publisher(Image, "overlay", 1)
         self.pub_markers = self.create_publisher(MarkerArray, "markers", 2)
+        self.pub_cloud = self.create_publisher(PointCloud2, "grounded_cloud", 1)
+        self.pub_box = self.create_publisher(trmsg.GroundedBox, "grounded_box", 5)
+        self.pub_pose = self.create_publisher(PoseStamped, "grounded_pose", 5)
+        self.pub_det2d = self.pub_det3d = None
+        if vision_msgs is not None and s.publish_detections:
+            self.pub_det2d = self.create_publisher(vision_msgs.Detection2DArray, "detections", 2)
+            self.pub_det3d = self.create_publisher(vision_msgs.Detection3DArray, "detections_3d", 2)
+        elif s.publish_detections:
+            self.get_logger().info("vision_msgs is not installed: detections and detections_3d are not published")
+        self.frames = OutputFrame(self, s.target_frame, s.tf_timeout, self.stats)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # KEEP_ALL: a burst of concurrent calls is queued and every caller gets an answer.
         service_qos = QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=SERVICE_QUEUE,
@@ -236,9 +248,10 @@ class TextRegionNode(Node):
         self.pub_active.publish(String(data=""))
 
     def _outputs_wanted(self) -> bool:
-        return any(p.get_subscription_count() > 0 for p in (
+        return any(p is not None and p.get_subscription_count() > 0 for p in (
             self.pub_regions, self.pub_instance, self.pub_grounded, self.pub_grounded_all, self.pub_point,
-            self.pub_overlay, self.pub_markers))
+            self.pub_overlay, self.pub_markers, self.pub_cloud, self.pub_box, self.pub_pose, self.pub_det2d,
+            self.pub_det3d))
 
     def _on_incompatible_qos(self, event) -> None:
         self.stats.count("qos/incompatible")
@@ -413,7 +426,7 @@ class TextRegionNode(Node):
                 self.frame_log.append((frame.seq, frame.newest))
                 self._infer(frame)
             except Exception as exc:  # the node must survive anything a frame can do
-                if not self._running or not rclpy.ok(self.context):
+                if not self._running or not rclpy.ok(context=self.context):
                     return  # shutting down: the context is gone, nothing to report
                 self.stats.count("errors/inference")
                 if isinstance(exc, torch.cuda.OutOfMemoryError):
@@ -537,7 +550,7 @@ class TextRegionNode(Node):
             try:
                 self._publish(item)
             except Exception as exc:
-                if not self._running or not rclpy.ok(self.context):
+                if not self._running or not rclpy.ok(context=self.context):
                     return
                 self.stats.count("errors/publish")
                 self.get_logger().error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
@@ -562,23 +575,29 @@ class TextRegionNode(Node):
     def _publish(self, item: Processed) -> None:
         t0 = time.perf_counter()
         s = self.settings
-        subs = lambda pub: pub.get_subscription_count() > 0  # noqa: E731
+        subs = lambda pub: pub is not None and pub.get_subscription_count() > 0  # noqa: E731
         want_regions, want_point = subs(self.pub_regions), subs(self.pub_point)
         want_grounded, want_all = subs(self.pub_grounded), subs(self.pub_grounded_all)
         want_overlay = s.publish_overlay and subs(self.pub_overlay)
         want_markers = s.publish_markers and subs(self.pub_markers)
         want_instance = s.publish_instance_mask and subs(self.pub_instance)
+        want_cloud, want_box, want_pose = subs(self.pub_cloud), subs(self.pub_box), subs(self.pub_pose)
+        want_det2d, want_det3d = subs(self.pub_det2d), subs(self.pub_det3d)
         if item.partial:  # a carried target: the full-frame outputs keep their last full frame
-            want_regions = want_all = want_overlay = want_markers = want_instance = False
+            want_regions = want_all = want_overlay = want_markers = want_instance = want_det2d = want_det3d = False
         result, header = item.result, item.header
         groundings = result.groundings
         active = bool(item.queries.active)
         active_g: Optional[Grounding] = groundings[-1] if active and groundings else None
-        need_3d = want_regions or want_point or want_markers or want_grounded or want_all
+        # The target's cloud and boxes, only for a found target and only when someone reads them.
+        want_target = bool(active_g is not None and active_g.found and (
+            want_cloud or want_box or want_pose or want_markers or want_det3d))
+        need_3d = want_regions or want_point or want_markers or want_grounded or want_all or want_target or want_det3d
         req = ComposeRequest(instance=want_instance, crops=want_regions or want_grounded or want_all,
                              overlay=want_overlay, depth=self._depth_tensor(item) if need_3d else None,
                              K=item.K, depth_stride=s.depth_stride, alpha=s.overlay_alpha,
-                             grounded=active_g.region if active_g else -1)
+                             grounded=active_g.region if active_g else -1, target=want_target,
+                             max_points=s.max_cloud_points)
         out = compose(result, item.image, req)
         t_compose = time.perf_counter()
         if not item.partial:  # before publishing: a client that saw this frame can ground on it
@@ -609,9 +628,34 @@ class TextRegionNode(Node):
             self.pub_grounded_all.publish(messages.grounded_array_msg(trmsg, g_msgs, header))
             published.append("grounded_all")
         point = messages.grounded_point(out, active_g, header)
-        if point is not None and want_point:
-            self.pub_point.publish(point)
-            published.append("grounded_point")
+        if (point is not None and want_point) or (out.target is not None and (want_cloud or want_box or want_pose)):
+            frame_id, T = self.frames.resolve(header)
+            out_header = header_in(header, frame_id)
+            if point is not None and want_point:
+                p = T.points(np.array([[point.point.x, point.point.y, point.point.z]]))[0]
+                moved_point = PointStamped(header=out_header)
+                moved_point.point.x, moved_point.point.y, moved_point.point.z = (float(v) for v in p)
+                self.pub_point.publish(moved_point)
+                published.append("grounded_point")
+            if out.target is not None:
+                t_out = target3d.moved(out.target, T)
+                tid = active_g.track_id if active_g else 0
+                if want_cloud:
+                    self.pub_cloud.publish(target3d.point_cloud(t_out, out_header))
+                    published.append("grounded_cloud")
+                if want_box:
+                    self.pub_box.publish(target3d.grounded_box(trmsg, t_out, out_header, active_g.query, tid))
+                    published.append("grounded_box")
+                if want_pose:
+                    self.pub_pose.publish(target3d.pose_stamped(t_out, out_header))
+                    published.append("grounded_pose")
+        if want_det2d:
+            self.pub_det2d.publish(detection2d_array(vision_msgs, header, labels, out))
+            published.append("detections")
+        if want_det3d:
+            self.pub_det3d.publish(detection3d_array(vision_msgs, header, labels, out, out.target,
+                                                     active_g.region if active_g else -1))
+            published.append("detections_3d")
         t_messages = time.perf_counter()
         if want_overlay:
             banner = RANDOM_BANNER if self.config.random_weights else ""
@@ -628,10 +672,13 @@ class TextRegionNode(Node):
             arr = viz.markers(header, names, out.points, gp, out.colors, lifetime_s=lifetime)
             arr.markers.extend(viz.box_markers(header, out.boxes, out.points, item.K, out.colors,
                                                lifetime_s=lifetime))
+            if out.target is not None:  # in the camera frame, like the other markers
+                arr.markers.extend(target3d.box_markers(out.target, header, lifetime_s=lifetime))
             self.pub_markers.publish(arr)
             published.append("markers")
         # Keep what the ground service needs, not the frame-sized arrays (a mask is recomputed on request).
         out.instance = out.overlay = out.crop_data = None
+        out.target = None
         item.image = None
         if result.frame_hw[0] * result.frame_hw[1] >= TRIM_PIXELS:
             release_free_memory()

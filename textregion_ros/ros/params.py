@@ -54,15 +54,21 @@ class NodeSettings:
     lock_margin: float = TargetLock.margin
     lock_frames: int = TargetLock.frames
     propagate_every: int = 3  # target_tracking sam2: a full frame every N frames, SAM2 memory between
+    # 3D of the grounded target (geometry/target.py) and its frame.
+    target_frame: str = ""  # "" = the image's optical frame
+    tf_timeout: float = 0.05  # s to wait for target_frame's transform at the image stamp
+    max_cloud_points: int = 20000
+    publish_detections: bool = True  # vision_msgs Detection2DArray / Detection3DArray (when installed)
 
 
 NODE_RANGES: Dict[str, Tuple[float, float]] = {
     "sync_tolerance": (0.0, 10.0), "max_age": (0.0, 3600.0), "max_future": (0.0, 86400.0),
     "max_rate": (0.0, 1000.0), "overlay_alpha": (0.0, 1.0), "depth_stride": (1, 16), "propagate_every": (1, 1000),
+    "tf_timeout": (0.0, 5.0), "max_cloud_points": (100, 1_000_000),
 }
 NODE_RANGES.update({f"track_{k}": v for k, v in TRACKER_RANGES.items()})
 NODE_RANGES.update({f"lock_{k}": v for k, v in LOCK_RANGES.items()})
-NODE_READ_ONLY = ("compressed", "image_qos")
+NODE_READ_ONLY = ("compressed", "image_qos", "target_frame")
 
 DESCRIPTIONS: Dict[str, str] = {
     "preset": f"base configuration: one of {sorted(PRESETS)}; every other knob defaults to its value",
@@ -128,6 +134,11 @@ DESCRIPTIONS: Dict[str, str] = {
     "target_tracking": "none (every frame is a full frame) | sam2 (between full frames, the active query's locked "
                        "target is carried by SAM2's memory attention and only grounded outputs are published)",
     "propagate_every": "with target_tracking sam2: one full frame every this many frames (1 = always full)",
+    "target_frame": "frame of grounded_point/pose/box/cloud (e.g. base_link, map) via tf2 at the image stamp; "
+                    "empty = the image's optical frame",
+    "tf_timeout": "seconds to wait for target_frame's transform; on failure 3D stays in the camera frame",
+    "max_cloud_points": "most points in grounded_cloud (evenly subsampled)",
+    "publish_detections": "also publish vision_msgs detections and detections_3d (when vision_msgs is installed)",
 }
 
 
@@ -200,6 +211,8 @@ def validate_settings(s: NodeSettings) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
             raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {v!r}")
     tracker_config(s).validate()
+    if len(s.target_frame) > 256 or not s.target_frame.isprintable() or s.target_frame.strip() != s.target_frame:
+        raise ValueError(f"target_frame must be a printable frame id without spaces around it, got {s.target_frame!r}")
     if len(s.queries) > MAX_STANDING_QUERIES:
         raise ValueError(f"at most {MAX_STANDING_QUERIES} standing queries, got {len(s.queries)}")
     try:
