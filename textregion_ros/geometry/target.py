@@ -112,8 +112,17 @@ def edge_band(mask: torch.Tensor, keep: torch.Tensor, max_px: int = 8) -> int:
     return max_px
 
 
+def _outline(p2: torch.Tensor, directions: int = 128) -> torch.Tensor:
+    """The points extreme along ``directions`` evenly spread directions: hull vertices, and enough
+    of them that any rectangle around them is within ~0.03% of the one around all points."""
+    a = torch.arange(directions, device=p2.device, dtype=p2.dtype) * (2 * math.pi / directions)
+    proj = p2 @ torch.stack([torch.cos(a), torch.sin(a)])  # (N, D)
+    return p2[torch.unique(proj.argmax(0))]
+
+
 def _min_area_rectangle(p2: torch.Tensor) -> Tuple[float, torch.Tensor]:
     """(N, 2) points -> (angle of the minimum-area enclosing rectangle, its (2,) extents)."""
+    p2 = _outline(p2)  # only hull points bound a rectangle
     def sweep(angles):
         c, s = torch.cos(angles), torch.sin(angles)
         u = p2[None, :, 0] * c[:, None] + p2[None, :, 1] * s[:, None]
@@ -232,8 +241,20 @@ def grow_to_silhouette(points: torch.Tensor, at_edge: torch.Tensor, centre: torc
 def target_geometry(mask: torch.Tensor, depth_m: torch.Tensor, K, rgb: Optional[torch.Tensor] = None,
                     max_points: int = 20000, erode_px: int = 2, min_points: int = 20) -> Optional[TargetGeometry]:
     """Everything above for one mask; None when fewer than ``min_points`` clean points remain."""
-    pts, colors, normals, band, at_edge = target_points(mask, depth_m, K, rgb, erode_px=erode_px,
-                                                        max_points=max_points)
+    # Work inside the mask's box (plus room for the filters): the object, not the frame, sets the cost.
+    ys, xs = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
+    if len(ys) == 0:
+        return None
+    pad = erode_px + 12
+    h, w = mask.shape
+    y0, y1 = max(int(ys[0]) - pad, 0), min(int(ys[-1]) + 1 + pad, h)
+    x0, x1 = max(int(xs[0]) - pad, 0), min(int(xs[-1]) + 1 + pad, w)
+    K = torch.as_tensor(K, dtype=torch.float64).clone()
+    K[0, 2] -= x0
+    K[1, 2] -= y0
+    pts, colors, normals, band, at_edge = target_points(
+        mask[y0:y1, x0:x1], depth_m[y0:y1, x0:x1], K, rgb[y0:y1, x0:x1] if rgb is not None else None,
+        erode_px=erode_px, max_points=max_points)
     if len(pts) < min_points:
         return None
     centre, axes, size = oriented_box(pts, normals)
