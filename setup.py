@@ -9,8 +9,10 @@ setup(
     packages=find_packages(include=["textregion_ros", "textregion_ros.*"]),
     python_requires=">=3.10",
     install_requires=[
-        "torch>=2.5", "torchvision>=0.20", "open_clip_torch==3.3.0", "timm==1.0.31", "sam2==1.1.0",
-        "numpy", "opencv-python-headless", "scikit-image", "PyYAML",
+        # Ranges, as in requirements.txt: pins live in requirements-dev.txt (our environment) only.
+        "torch>=2.5", "torchvision>=0.20", "open_clip_torch>=3.0,<4", "timm>=1.0.15", "sam2>=1.1,<2",
+        "numpy", "opencv-python-headless", "scikit-image>=0.21", "scipy>=1.8", "PyYAML>=5.4",
+        "huggingface_hub>=0.30", "Pillow>=9.0", "safetensors>=0.4",
     ],
     extras_require={"test": ["pytest"]},
 )

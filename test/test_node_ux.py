@@ -120,6 +120,9 @@ def test_user_facing_requirements_pin_neither_numpy_nor_pytest():
     assert not names & {"numpy", "pytest", "opencv-python", "opencv-python-headless", "torch"}, names
     assert not any("==" in r for r in reqs), "ranges, not pins"
     assert "-r requirements.txt" in open(os.path.join(ROOT, "requirements-dev.txt")).read()
+    assert "==" not in open(os.path.join(ROOT, "setup.py")).read(), "pip install . takes ranges too"
+    # Every third-party module the core imports is declared for users.
+    assert {"scipy", "scikit-image", "open_clip_torch", "sam2", "pillow"} <= names
 
 
 def test_setup_links_point_outside_the_checkout():
