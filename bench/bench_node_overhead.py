@@ -2,6 +2,9 @@
 
     python bench/bench_node_overhead.py [--regions 64] [--frames 30] [--old-tree /path/to/old/checkout]
 
+It runs the node twice, with tracking on (the default) and off, so tracking's share of the
+critical path comes from one run.
+
 The pipeline is replaced by one recorded FrameResult (real models, random weights, exactly
 --regions regions forced), so what is timed is only the node: image conversion and upload on the
 inference stage (the critical path), and composition, message building and publishing on the
@@ -42,7 +45,7 @@ class RecordedPipeline:
         return r
 
 
-def measure(root: str, regions: int, frames: int) -> dict:
+def measure(root: str, regions: int, frames: int, tracking: bool = True) -> dict:
     sys.path.insert(0, os.path.join(root, "test"))
     sys.path.insert(0, root)
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(root, "config", "fastdds_localhost.xml"))
@@ -64,7 +67,8 @@ def measure(root: str, regions: int, frames: int) -> dict:
     rec = RecordedPipeline(pipe, result)
     rclpy.init()
     h = Harness(namespace="/overhead", pipeline=rec,
-                extra=[Parameter("max_masks", value=regions), Parameter("force_masks", value=regions)])
+                extra=[Parameter("max_masks", value=regions), Parameter("force_masks", value=regions),
+                       Parameter("max_age", value=0.0)] + ([] if tracking else [Parameter("tracking", value=False)]))
     h.query("red mug")
     time.sleep(0.5)
     depth = np.nan_to_num(scene.depth_m, nan=0.0).astype(np.float32)
@@ -80,10 +84,10 @@ def measure(root: str, regions: int, frames: int) -> dict:
     for _ in range(frames):
         hdr = h.send(scene.rgb, depth, scene.K)
         for topic in ("regions", "overlay", "markers", "instance_mask", "grounded"):
-            assert h.output(topic, hdr, 60) is not None, topic
+            assert h.output(topic, hdr, 60) is not None, (topic, h.node.stats.snapshot())
     wall = time.monotonic() - t0
     snap = h.node.stats.snapshot()
-    out = {"tree": root, "regions": regions, "frames": snap["processed"] - n0,
+    out = {"tree": root, "regions": regions, "frames": snap["processed"] - n0, "tracking": tracking,
            "critical_path_ms": 1e3 * snap["ros_overhead_mean_s"],
            "pipeline_stub_ms": 1e3 * snap["pipeline_mean_s"],
            "wall_per_frame_ms": 1e3 * wall / frames}
@@ -109,6 +113,8 @@ def main() -> int:
         print("RESULT " + json.dumps(measure(args._child, args.regions, args.frames)))
         return 0
     reports = {"after": measure(ROOT, args.regions, args.frames)}
+    # The same node with tracking off, in the same run: what tracking adds to the critical path.
+    reports["after_tracking_off"] = measure(ROOT, args.regions, args.frames, tracking=False)
     if args.old_tree:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([args.old_tree, os.environ.get("PYTHONPATH", "")]),
                    ROS_DOMAIN_ID=str(int(os.environ.get("ROS_DOMAIN_ID", "0")) + 1))

@@ -150,6 +150,10 @@ def test_sam2_target_tracking_publishes_the_target_between_full_frames(h):  # h:
     """target_tracking sam2 over DDS: once the active query is locked, frames between full frames
     publish only the grounded target (carried by SAM2's memory, same track id, locked), and the
     regions topic keeps the full frames' rate."""
+    import torch
+    # Random SAM2 weights differ per build; some never keep a propagated mask (every frame would be a
+    # full one). A fixed seed gives weights whose propagation keeps the object.
+    torch.manual_seed(0)
     h2 = Harness(namespace="/ux_sam2", extra=[Parameter("target_tracking", value="sam2"),
                                               Parameter("propagate_every", value=3),
                                               Parameter("abstain_threshold", value=0.0),

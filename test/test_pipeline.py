@@ -170,6 +170,7 @@ def test_locked_target_is_carried_between_full_frames_by_sam2(clip_encoder):
 
     cfg = preset("cpu-lite", random_weights=True, target_tracking="sam2", abstain_threshold=0.0,
                  vocabulary=("mug", "ball"), background=("wall",))
+    torch.manual_seed(0)  # random SAM2 weights whose propagation keeps the object (see the node test)
     p = Pipeline(cfg, encoder=clip_encoder)
     assert p.propagator is not None and p.propagator.model.image_size == cfg.sam2_input_size
     frames = moving_objects(4, width=320, height=240, objects=3, max_speed=6.0, seed=1)

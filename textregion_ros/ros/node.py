@@ -483,12 +483,9 @@ class TextRegionNode(Node):
             self.stats.count("frames/propagated")
         else:
             self.stats.count("frames/full")
-            if s.tracking:
-                result = self._track(result)
-            else:
-                self.tracker.reset()
-                self.locks.reset()
-            self._carry_target(image, result, frame.queries)
+            if self.pipeline.propagator is not None:  # sam2 mode needs the lock now, to carry the target
+                result = self._track_or_reset(result)
+                self._carry_target(image, result, frame.queries)
         self.stats.on_processed(time.perf_counter() - t0, t2 - t1)
         done = Processed(result, image, header, frame.depth, frame.K, frame.queries, t_ns, partial)
         with self._handover:
@@ -508,9 +505,18 @@ class TextRegionNode(Node):
         else:
             self.pipeline.stop_target()
 
+    def _track_or_reset(self, result: FrameResult) -> FrameResult:
+        """Tracks, in frame order, on the one stage that owns the tracker: the publish stage, off the
+        critical path (a frame it drops is one the tracks coast over), or the inference stage in
+        target_tracking sam2 mode, which needs the lock before the next frame."""
+        if self.settings.tracking:
+            return self._track(result)
+        self.tracker.reset()
+        self.locks.reset()
+        return result
+
     def _track(self, result: FrameResult) -> FrameResult:
-        """Track ids, smoothed labels and locked targets; settings changed at runtime apply here,
-        on the one thread that owns the tracker."""
+        """Track ids, smoothed labels and locked targets; settings changed at runtime apply here."""
         s = self.settings
         cfg = tracker_config(s)
         if cfg != self.tracker.config:
@@ -575,6 +581,8 @@ class TextRegionNode(Node):
     def _publish(self, item: Processed) -> None:
         t0 = time.perf_counter()
         s = self.settings
+        if not item.partial and self.pipeline.propagator is None:
+            item.result = self._track_or_reset(item.result)
         subs = lambda pub: pub is not None and pub.get_subscription_count() > 0  # noqa: E731
         want_regions, want_point = subs(self.pub_regions), subs(self.pub_point)
         want_grounded, want_all = subs(self.pub_grounded), subs(self.pub_grounded_all)
@@ -686,6 +694,7 @@ class TextRegionNode(Node):
         latency = max((self._now_ns() - item.stamp_ns) * 1e-9, 0.0)
         t_end = time.perf_counter()
         self.stats.on_published(latency, t_end - t0, published, {
+            "track": result.timings.get("track", 0.0) if self.pipeline.propagator is None else 0.0,
             "compose": t_compose - t0, "messages": t_messages - t_compose, "overlay_text": t_overlay - t_messages,
             "markers": t_end - t_overlay})
 
