@@ -32,8 +32,12 @@ OUTPUTS = {"regions": trmsg.RegionArray, "instance_mask": Image, "grounded": trm
 # The node starts from config/perceive.yaml with only the model/preset overridden for speed. Random
 # SAM2 heads predict IoU and stability far below the real thresholds, so those two are opened as well
 # (otherwise every frame would have zero regions and nothing downstream would be exercised).
+# max_age is off: on a 2-core machine the node, its test client and their shared GIL can hold a frame
+# past the default 1 s before the node takes it, and the test would wait for a frame dropped as old.
+# test_sim_time_and_max_age sets max_age itself.
 TEST_OVERRIDES = [Parameter("preset", value="cpu-lite"), Parameter("random_weights", value=True),
-                  Parameter("pred_iou_thresh", value=0.0), Parameter("stability_score_thresh", value=0.0)]
+                  Parameter("pred_iou_thresh", value=0.0), Parameter("stability_score_thresh", value=0.0),
+                  Parameter("max_age", value=0.0)]
 
 
 def stamp_key(header):

@@ -120,8 +120,7 @@ def test_grounded_cloud_box_and_pose_over_dds_in_camera_and_target_frame(h):
     from textregion_ros.ros.frames import OutputFrame
 
     s = box_scene()
-    h.node.set_parameters([Parameter("abstain_threshold", value=0.0), Parameter("tracking", value=False),
-                           Parameter("max_age", value=0.0)])
+    h.node.set_parameters([Parameter("abstain_threshold", value=0.0), Parameter("tracking", value=False)])
     h.query("red mug")
     assert h.wait(lambda: h.node.active_query == "red mug", 10)
     cam_frames = h.node.frames
@@ -146,8 +145,7 @@ def test_grounded_cloud_box_and_pose_over_dds_in_camera_and_target_frame(h):
         assert tf.calls == [("base_link", "camera_color_optical_frame")]
     finally:
         h.node.frames = cam_frames
-        h.node.set_parameters([Parameter("abstain_threshold", value=0.5), Parameter("tracking", value=True),
-                               Parameter("max_age", value=1.0)])
+        h.node.set_parameters([Parameter("abstain_threshold", value=0.5), Parameter("tracking", value=True)])
     cam, base = out["camera"], out["base_link"]
     assert {m.header.frame_id for m in cam.values()} == {"camera_color_optical_frame"}
     assert {m.header.frame_id for m in base.values()} == {"base_link"}
@@ -169,9 +167,8 @@ def test_track_ids_hold_for_a_static_scene_and_the_target_locks(h, scene):
     """Over DDS: the same objects keep their track ids frame after frame, colours follow the ids,
     and the query's grounding locks onto its region's track once found."""
     # Random weights: always found, and eight regions (random SAM2 finds few) so ids can be mixed up.
-    # max_age 0: a best-effort frame the harness re-sends can delay the next one past 1 s on this CPU.
     res = h.node.set_parameters([Parameter("abstain_threshold", value=0.0), Parameter("force_masks", value=8),
-                                 Parameter("tracking", value=False), Parameter("max_age", value=0.0)])
+                                 Parameter("tracking", value=False)])
     assert all(r.successful for r in res), [r.reason for r in res]
     h.query("red mug")
     assert h.wait(lambda: h.node.active_query == "red mug", 10)
@@ -184,8 +181,7 @@ def test_track_ids_hold_for_a_static_scene_and_the_target_locks(h, scene):
             seen.append(h.output("regions", hdr))
             grounded.append(h.output("grounded", hdr, 10))
     finally:
-        h.node.set_parameters([Parameter("abstain_threshold", value=0.5), Parameter("force_masks", value=0),
-                               Parameter("max_age", value=1.0)])
+        h.node.set_parameters([Parameter("abstain_threshold", value=0.5), Parameter("force_masks", value=0)])
     assert all(m is not None for m in seen + grounded), (str(h.node.stats.snapshot()),
                                                          [m is not None for m in seen + grounded])
     assert len(seen[0].regions) == 8
@@ -328,7 +324,7 @@ def test_runtime_parameter_updates(h, scene):
 def test_sim_time_and_max_age(h, scene):
     from rosgraph_msgs.msg import Clock
     clock_pub = h.tester.create_publisher(Clock, "/clock", 10)
-    h.node.set_parameters([Parameter("use_sim_time", value=True)])
+    h.node.set_parameters([Parameter("use_sim_time", value=True), Parameter("max_age", value=1.0)])
     try:
         t = rclpy.time.Time(seconds=1000)
         assert h.wait(lambda: (clock_pub.publish(Clock(clock=t.to_msg())) or
@@ -340,7 +336,7 @@ def test_sim_time_and_max_age(h, scene):
         assert h.wait(lambda: h.node.stats.snapshot().get("dropped_old", 0) > old_before, 30)
         assert h.output("regions", old, 1) is None
     finally:
-        h.node.set_parameters([Parameter("use_sim_time", value=False)])
+        h.node.set_parameters([Parameter("use_sim_time", value=False), Parameter("max_age", value=0.0)])
         h.tester.destroy_publisher(clock_pub)
 
 
