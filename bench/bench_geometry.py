@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "test"))
 
+from reports_io import device_name, write_report  # noqa: E402
 from rgbd_shapes import box_scene  # noqa: E402
 from textregion_ros.compose import HostTarget  # noqa: E402
 from textregion_ros.config import preset  # noqa: E402
@@ -88,7 +89,7 @@ def main() -> None:
     _, t_frame = timed(lambda: pipe.process(s.rgb, queries=["red mug"]), dev, 3)
     added = t_target + t_msgs + (t_stats - t_median)
     report = {
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "device": device_name(dev),
         "frame": "640x480", "cloud_points": len(host.points),
         "target_geometry_ms": round(t_target, 2), "target_messages_ms": round(t_msgs, 2),
         "region_median_only_ms": round(t_median, 2), "region_median_and_extent_ms": round(t_stats, 2),
@@ -96,11 +97,7 @@ def main() -> None:
         "added_ms_per_frame": round(added, 2), "added_share_of_frame": round(added / t_frame, 4),
     }
     print(json.dumps(report, indent=1))
-    tag = "h100" if "H100" in report["device"] else ("cuda" if dev.type == "cuda" else f"cpu{os.cpu_count()}core")
-    path = os.path.join(ROOT, "bench", "reports", f"{tag}-geometry.json")
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"wrote {path}")
+    write_report(report, dev, "geometry")
 
 
 if __name__ == "__main__":

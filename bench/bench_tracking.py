@@ -25,6 +25,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from reports_io import device_name, write_report  # noqa: E402
 from textregion_ros.classify import Classification  # noqa: E402
 from textregion_ros.config import preset  # noqa: E402
 from textregion_ros.masks.base import MaskSet  # noqa: E402
@@ -167,15 +168,9 @@ def main() -> None:
         print(json.dumps(row))
     rate = sam2_target_rate(name, args.device, dev, scene)
     print(json.dumps(rate))
-    dev_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
-    report = {"device": dev_name, "preset_reference": name, "frames": args.frames, "rows": rows,
+    report = {"device": device_name(dev), "preset_reference": name, "frames": args.frames, "rows": rows,
               "sam2_target_tracking": rate}
-    os.makedirs(os.path.join(ROOT, "bench", "reports"), exist_ok=True)
-    tag = "h100" if "H100" in dev_name else ("cuda" if dev.type == "cuda" else f"cpu{os.cpu_count()}core")
-    path = os.path.join(ROOT, "bench", "reports", f"{tag}-tracking.json")
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"wrote {path}")
+    write_report(report, dev, "tracking")
 
 
 if __name__ == "__main__":
