@@ -6,7 +6,6 @@ thing). The predictor is built by sam2's builder and holds its own copy of the w
 """
 import os
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

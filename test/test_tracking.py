@@ -147,7 +147,7 @@ def test_bad_tracker_settings_are_refused():
 
 @pytest.mark.parametrize("cells", [1, 3, 8])
 def test_dilate_equals_a_max_filter(cells):
-    from textregion_ros.tracking import dilate
+    from textregion_ros.masks.base import dilate
     m = (torch.rand(5, 30, 40, generator=torch.Generator().manual_seed(cells)) > 0.97).float()
     ref = torch.nn.functional.max_pool2d(m[:, None], 2 * cells + 1, stride=1, padding=cells)[:, 0]
     assert torch.equal(dilate(m, cells), ref)

@@ -65,12 +65,16 @@ def ground(tokens: torch.Tensor, queries: LabelEmbeddings, background: LabelEmbe
     The probability rule is in the module docstring; the margin is the best region's
     probability minus the runner-up region's.
     """
-    r = tokens.shape[0]
-    q = len(queries)
+    r, q = tokens.shape[0], len(queries)
     if r == 0 or q == 0:
         z = torch.zeros(q, device=tokens.device)
         return (torch.full((q,), -1, dtype=torch.long, device=tokens.device), z, z, z, z.bool())
-    probs, cos_q = query_scores(tokens, queries, background, scale, sigmoid)
+    return ground_from_scores(*query_scores(tokens, queries, background, scale, sigmoid), abstain)
+
+
+def ground_from_scores(probs: torch.Tensor, cos_q: torch.Tensor, abstain: float = 0.5):
+    """ground() from query_scores()' (R, Q) probabilities and cosines (R >= 1), for a caller that keeps them."""
+    r = probs.shape[0]
     best_cos, best = cos_q.max(dim=0)  # (Q,)
     prob = probs.gather(0, best[None])[0]
     others = probs.scatter(0, best[None], float("-inf"))

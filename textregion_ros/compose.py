@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .geometry import region_stats, target_geometry
-from .masks.base import boxes_from_masks
+from .masks.base import boxes_from_masks, dilate
 from .results import FrameResult
 
 # Elements of frame-resolution work held at once (float32: 128 MB).
@@ -280,7 +280,7 @@ def draw_overlay_device(image: torch.Tensor, inst: torch.Tensor, colors: torch.T
     out = torch.where(_outline(ids)[..., None], color, out)
     if 0 <= grounded < len(result):
         g = result.masks.select(torch.tensor([grounded], device=img.device)).at_frame(result.frame_hw)[0] >= 0.5
-        thick = F.max_pool2d(g[None, None].float(), 7, stride=1, padding=3)[0, 0] > 0
+        thick = dilate(g[None].float(), 3)[0] > 0
         border = thick & ~g
         out = torch.where(border[..., None], torch.tensor([0.0, 255.0, 0.0], device=img.device), out)
     return out.clamp_(0, 255).to(torch.uint8)

@@ -211,6 +211,14 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 }
 
 
+def check_ranges(obj: Any, ranges: Dict[str, Tuple[float, float]], what: str = "") -> None:
+    """Each named attribute of ``obj`` must be a finite number (not a bool) within its range."""
+    for name, (lo, hi) in ranges.items():
+        v = getattr(obj, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+            raise ValueError(f"{what}{name} must be a finite number in [{lo}, {hi}], got {v!r}")
+
+
 def parse_tiles(tiles: str) -> Optional[Tuple[int, int]]:
     """"auto" -> None; "none" -> (0, 0); "RxC" -> (R, C) with 1 <= R, C <= 8."""
     if tiles == "auto":

@@ -18,7 +18,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .classify import classify, ground, query_scores
+from .classify import classify, ground, ground_from_scores, query_scores
 from .config import MAX_PIXELS, MIN_SIDE, PipelineConfig, preset
 from .encoders import ImageTextEncoder, create_encoder
 from .encoders.text import LabelEmbeddings, TextEmbedder, disk_cache_dir
@@ -216,17 +216,19 @@ class Pipeline:
         classes = classify(tokens, vocab.label_emb, cfg.region_logit_scale, self.encoder.sigmoid_logit())
         q_emb = result.query_embeddings if result.query_embeddings is not None else self.embed_queries(
             result.queries)
-        out = replace(result, tokens=tokens, classes=classes, grounding_tensors=self.ground(tokens, q_emb, vocab),
-                      track_ids=upd.track_ids, query_embeddings=q_emb)
-        out.timings = dict(result.timings)
-        if locks is not None and len(q_emb) and len(tokens):
+        if len(q_emb) and len(tokens):  # the (R, Q) scores serve the grounding and the locks
             probs, cos = query_scores(tokens, q_emb, vocab.background_emb or self.fallback_background,
                                       cfg.region_logit_scale, self.encoder.sigmoid_logit())
+            grounding = ground_from_scores(probs, cos, cfg.abstain_threshold)
+        else:
+            probs = cos = tokens.new_zeros((len(tokens), len(q_emb)))
+            grounding = self.ground(tokens, q_emb, vocab)
+        out = replace(result, tokens=tokens, classes=classes, grounding_tensors=grounding, track_ids=upd.track_ids,
+                      query_embeddings=q_emb)
+        out.timings = dict(result.timings)
+        if locks is not None:
             both = torch.stack([probs.float(), cos.float()]).cpu().numpy()
             out.groundings = locks.update(out.groundings, both[0], both[1], upd.track_ids, tracker.is_alive)
-        elif locks is not None:
-            out.groundings = locks.update(out.groundings, np.zeros((0, len(q_emb))), np.zeros((0, len(q_emb))),
-                                          upd.track_ids, tracker.is_alive)
         return out
 
     # --- the locked target between full frames (target_tracking: sam2) ---

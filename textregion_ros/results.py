@@ -50,10 +50,14 @@ class FrameResult:
         if not self.queries:
             return []
         region, prob, cos, margin, found = (t.float().cpu() for t in self.grounding_tensors)
-        tids = self.track_ids
         return [Grounding(q, int(region[i]), float(prob[i]), float(cos[i]), float(margin[i]), bool(found[i]),
-                          int(tids[int(region[i])]) if tids is not None and 0 <= int(region[i]) < len(tids) else 0)
+                          self.track_id_of(int(region[i])))
                 for i, q in enumerate(self.queries)]
+
+    def track_id_of(self, region: int) -> int:
+        """The region's track id (0 when untracked, unconfirmed or no region)."""
+        tids = self.track_ids
+        return int(tids[region]) if tids is not None and 0 <= region < len(tids) else 0
 
     @cached_property
     def frame_masks(self) -> torch.Tensor:

@@ -47,12 +47,10 @@ class TargetLock:
         if g.query != self.query:
             self.query = g.query
             self.clear()
-        if not g.query or len(probs) == 0:
-            if self.target and not is_alive(self.target):
-                self.clear()
-            return g
         if self.target and not is_alive(self.target):
             self.clear()
+        if not g.query or len(probs) == 0:
+            return g
         where = np.flatnonzero(track_ids == self.target) if self.target else np.zeros(0, np.int64)
         if not self.target or not len(where):
             if not self.target and g.found and 0 <= g.region < len(track_ids) and track_ids[g.region]:

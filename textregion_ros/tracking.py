@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from .config import check_ranges
+from .masks.base import dilate
 from .results import FrameResult
 
 # Cost of a pair that may not match; large but finite, as linear_sum_assignment needs.
@@ -61,17 +63,13 @@ class TrackerConfig:
     max_motion_px: float = 24.0  # how far a partly hidden object may move per frame, in pixels
 
     def validate(self) -> None:
-        for name, (lo, hi) in TRACKER_RANGES.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or not lo <= v <= hi:
-                raise ValueError(f"tracker {name} must be a finite number in [{lo}, {hi}], got {v!r}")
+        check_ranges(self, TRACKER_RANGES, "tracker ")
 
 
 @dataclass
 class TrackUpdate:
     track_ids: np.ndarray  # (R,) uint32 per region of the frame; 0 = tentative (not yet confirmed)
     tokens: torch.Tensor  # (R, E) the regions' smoothed tokens, L2-normalised, on the device
-    matched: np.ndarray  # (R,) bool: continued an existing track (False = born this frame)
 
 
 def association_grid(frame_hw: Tuple[int, int], long_side: int) -> Tuple[int, int]:
@@ -122,20 +120,6 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     inter = fa @ fb.T
     union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
     return torch.where(union > 0, inter / union.clamp_min(1e-6), torch.zeros_like(inter))
-
-
-def dilate(masks: torch.Tensor, cells: int) -> torch.Tensor:
-    """(N, gh, gw) 0/1 grown by ``cells`` in every direction: a square box sum > 0, from integral
-    images (cost independent of ``cells``; a max filter costs k x k per cell on the CPU)."""
-    if cells <= 0 or len(masks) == 0:
-        return masks
-    k = 2 * cells + 1
-    x = F.pad(masks, (cells + 1, cells, cells + 1, cells))
-    x = x.cumsum(-1)
-    x = x[..., k:] - x[..., :-k]
-    x = x.cumsum(-2)
-    x = x[..., k:, :] - x[..., :-k, :]
-    return (x > 0.5).float()
 
 
 def coverage(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -203,7 +187,6 @@ class Tracker:
             keep = cost[rows, cols] < INFEASIBLE
             rows, cols = rows[keep], cols[keep]
         smoothed = tokens.clone()
-        matched = np.zeros(r, bool)
         region_tid = np.zeros(r, np.uint32)
         region_tid[rows] = self.ids[cols]
         if len(rows):
@@ -226,7 +209,6 @@ class Tracker:
             self.tokens[ti] = new_tok
             self.hits[cols] += 1
             self.misses[cols] = 0
-            matched[rows] = True
         unmatched_tracks = np.setdiff1d(np.arange(t), cols)
         self.misses[unmatched_tracks] += 1
         # Births: every region left over starts a tentative track.
@@ -244,12 +226,12 @@ class Tracker:
         if len(born):
             region_tid[born] = new_ids
         out_ids = np.where(np.isin(region_tid, self.confirmed_ids()), region_tid, 0).astype(np.uint32)
-        return TrackUpdate(out_ids, smoothed, matched)
+        return TrackUpdate(out_ids, smoothed)
 
     def _append(self, masks, tokens, centre, ids) -> None:
         n = len(ids)
         vel = torch.zeros((n, 2), device=masks.device)
-        if self.masks is None or self.tokens is None or self.tokens.shape[1] != tokens.shape[1]:
+        if self.masks is None:
             self.masks, self.tokens, self.centre, self.velocity = masks, tokens, centre, vel
             self.ids, self.hits, self.misses = ids, np.ones(n, np.int64), np.zeros(n, np.int64)
             return

@@ -26,6 +26,8 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..masks.base import dilate
+
 MAD_TO_SIGMA = 1.4826
 
 
@@ -45,11 +47,8 @@ class TargetGeometry:
 
 
 def _grow(mask: torch.Tensor, px: int) -> torch.Tensor:
-    """(H, W) bool grown by ``px`` (square max filter, separable)."""
-    k = 2 * px + 1
-    x = mask[None, None].float()
-    x = F.max_pool2d(x, (1, k), stride=1, padding=(0, px))
-    return F.max_pool2d(x, (k, 1), stride=1, padding=(px, 0))[0, 0] > 0
+    """(H, W) bool grown by ``px`` (masks.base.dilate)."""
+    return dilate(mask[None].float(), px)[0] > 0
 
 
 def target_points(mask: torch.Tensor, depth_m: torch.Tensor, K, rgb: Optional[torch.Tensor] = None,

@@ -1,11 +1,11 @@
 """Mask sources behind one interface (base.MaskSource): SAM2 everything, superpixels, given."""
 from __future__ import annotations
 
-from .base import MaskSet, MaskSource, boxes_from_masks
+from .base import MaskSet, MaskSource, boxes_from_masks, dilate
 from .given import GivenMasks, given_masks
 from .superpixels import Superpixels
 
-__all__ = ["GivenMasks", "MaskSet", "MaskSource", "Superpixels", "boxes_from_masks", "create_mask_source",
+__all__ = ["GivenMasks", "MaskSet", "MaskSource", "Superpixels", "boxes_from_masks", "create_mask_source", "dilate",
            "given_masks"]
 
 

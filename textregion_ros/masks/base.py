@@ -73,6 +73,21 @@ def check_image(image01: torch.Tensor) -> None:
         raise ValueError(f"image is too small: {tuple(image01.shape)}")
 
 
+def dilate(masks: torch.Tensor, cells: int) -> torch.Tensor:
+    """(N, h, w) 0/1 float masks grown by ``cells`` in every direction (a square max filter), as a box
+    sum > 0 from integral images: the cost does not grow with ``cells`` (a max filter costs k x k
+    per pixel on the CPU)."""
+    if cells <= 0 or len(masks) == 0:
+        return masks
+    k = 2 * cells + 1
+    x = F.pad(masks, (cells + 1, cells, cells + 1, cells))
+    x = x.cumsum(-1)
+    x = x[..., k:] - x[..., :-k]
+    x = x.cumsum(-2)
+    x = x[..., k:, :] - x[..., :-k, :]
+    return (x > 0.5).float()
+
+
 def boxes_from_masks(binary: torch.Tensor) -> torch.Tensor:
     """(R, h, w) bool -> (R, 4) float xyxy boxes (exclusive max); zeros for empty masks."""
     r, h, w = binary.shape

@@ -497,8 +497,6 @@ class TextRegionNode(Node):
     def _carry_target(self, image: torch.Tensor, result: FrameResult, queries: QuerySet) -> None:
         """After a full frame: with target_tracking sam2, SAM2 carries the active query's locked target."""
         self._since_full = 0
-        if self.pipeline.propagator is None:
-            return
         groundings = result.groundings
         if queries.active and groundings and groundings[-1].locked and self.settings.propagate_every > 1:
             self.pipeline.start_target(image, result, len(groundings) - 1)
@@ -733,9 +731,8 @@ class TextRegionNode(Node):
         q = self.pipeline.embed_queries([query])
         region, prob, cos, margin, found = (t.float().cpu() for t in self.pipeline.ground(
             item.result.tokens, q, item.result.vocab))
-        tids = item.result.track_ids
-        tid = int(tids[int(region[0])]) if tids is not None and 0 <= int(region[0]) < len(tids) else 0
-        g = Grounding(query, int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]), bool(found[0]), tid)
+        g = Grounding(query, int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]), bool(found[0]),
+                      item.result.track_id_of(int(region[0])))
         crop = region_crop(item.result, g.region) if request.include_mask and g.region >= 0 else None
         response.result = messages.grounded_msg(trmsg, item.result.labels, out, g, item.header,
                                                 with_mask=bool(request.include_mask), crop=crop)

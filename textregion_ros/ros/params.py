@@ -8,13 +8,12 @@ the library reject the same values. Model knobs are read-only: they need a resta
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from ..config import NUMERIC_RANGES, PRESETS, PipelineConfig, preset
+from ..config import NUMERIC_RANGES, PRESETS, PipelineConfig, check_ranges, preset
 from ..labels import LabelError, check_labels
 from ..targeting import LOCK_RANGES, TargetLock
 from ..tracking import TRACKER_RANGES, TrackerConfig
@@ -206,11 +205,7 @@ def tracker_config(s: NodeSettings) -> TrackerConfig:
 def validate_settings(s: NodeSettings) -> None:
     if s.image_qos not in ("sensor_data", "reliable"):
         raise ValueError(f"image_qos must be sensor_data or reliable, not {s.image_qos!r}")
-    for name, (lo, hi) in NODE_RANGES.items():
-        v = getattr(s, name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-            raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {v!r}")
-    tracker_config(s).validate()
+    check_ranges(s, NODE_RANGES)  # the track_* and lock_* ranges included
     if len(s.target_frame) > 256 or not s.target_frame.isprintable() or s.target_frame.strip() != s.target_frame:
         raise ValueError(f"target_frame must be a printable frame id without spaces around it, got {s.target_frame!r}")
     if len(s.queries) > MAX_STANDING_QUERIES:
