@@ -132,6 +132,11 @@ def test_04_bad_active_and_standing_queries_keep_the_previous_state(h, client, s
     ("pred_iou_thresh", -1.0), ("overlay_alpha", 5.0), ("overlay_alpha", math.nan), ("sync_tolerance", -0.1),
     ("max_rate", -3.0), ("max_masks", -1), ("depth_stride", 0), ("depth_stride", -2), ("abstain_threshold", 3.0),
     ("max_age", math.inf), ("fuse_thresh", -math.inf), ("global_patch_threshold", math.nan),
+    # tracks, target lock, SAM2 carrying and the target's 3D
+    ("track_iou_weight", math.nan), ("track_min_similarity", 2.0), ("track_max_misses", -1),
+    ("track_confirm_hits", 0), ("track_token_smoothing", 1.0), ("track_max_motion_px", math.inf),
+    ("lock_margin", math.nan), ("lock_frames", 0), ("propagate_every", 0), ("tf_timeout", math.nan),
+    ("max_cloud_points", 10**9),
 ])
 def test_05_numeric_parameters_need_a_finite_value_in_range(h, name, value):
     before = h.node.get_parameter(name).value
