@@ -12,7 +12,8 @@ setup(
         # Ranges, as in requirements.txt: pins live in requirements-dev.txt (our environment) only.
         "torch>=2.5", "torchvision>=0.20", "open_clip_torch>=3.0,<4", "timm>=1.0.15", "sam2>=1.1,<2",
         "numpy", "opencv-python-headless", "scikit-image>=0.21", "scipy>=1.8", "PyYAML>=5.4",
-        "huggingface_hub>=0.30", "Pillow>=9.0", "safetensors>=0.4",
+        "huggingface_hub>=0.30", "Pillow>=9.0", "safetensors>=0.4", "tqdm>=4.60", "matplotlib>=3.5",
     ],
     extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["textregion-eval=textregion_ros.eval.cli:main"]},
 )

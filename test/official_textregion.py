@@ -276,3 +276,48 @@ def cosine_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 __all__ = ["clip_region_features", "cosine_rows", "imrescale_bilinear", "official_feature_masks",
            "official_inputs", "pe_region_features", "redraw_biases", "siglip_region_features"]
+
+
+# --- evaluation: model_semantic.py postprocess_result and get_cls_idx, eval_referring.py helpers ------
+def get_cls_idx(lines):
+    """The official get_cls_idx over the class file's lines."""
+    num_cls = len(lines)
+    class_names, class_indices = [], []
+    for idx in range(num_cls):
+        names_i = lines[idx].split('; ')
+        class_names += names_i
+        class_indices += [idx for _ in range(len(names_i))]
+    class_names = [item.replace('\n', '') for item in class_names]
+    return class_names, class_indices
+
+
+def postprocess_result(region_logits, region_masks, ori_shape, num_cls, num_queries, region_logit_scale=50,
+                       prob_thd=0.0):
+    """The official postprocess_result (soft masks, no CLIP null-pixel fill)."""
+    region_masks = torch.clamp(region_masks, min=0, max=1)
+    seg_logits = region_logits.unsqueeze(-1).unsqueeze(-1) * region_masks.unsqueeze(1)
+    seg_logits = seg_logits.sum(0, keepdim=True)
+    seg_logits = F.interpolate(seg_logits, size=ori_shape, mode='bilinear')
+    seg_logits = torch.softmax(seg_logits * region_logit_scale, dim=1)
+    if num_cls != num_queries:
+        seg_fg = seg_logits[:, -num_cls + 1:]
+        seg_bg = seg_logits[:, :-num_cls + 1].max(1)[0]
+        seg_logits = torch.cat([seg_bg.unsqueeze(0), seg_fg], dim=1)
+    seg_preds = seg_logits.argmax(1)
+    if num_cls != num_queries or prob_thd != 0:
+        seg_preds[seg_logits.max(1)[0] < prob_thd] = 0
+    return seg_logits, seg_preds
+
+
+def mask_to_bbox(binary_mask):
+    coords = np.argwhere(binary_mask > 0)
+    if coords.size == 0:
+        return np.array([])
+    y_coords, x_coords = coords[:, 0], coords[:, 1]
+    return np.array([x_coords.min(), y_coords.min(), x_coords.max(), y_coords.max()])
+
+
+def clean_mask_keep_largest(mask):
+    num_labels, labels_im = cv2.connectedComponents(mask)
+    max_label = 1 + np.argmax(np.bincount(labels_im.flat)[1:])
+    return np.uint8(labels_im == max_label)

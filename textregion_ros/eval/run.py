@@ -1,0 +1,210 @@
+"""The evaluation loops: one Pipeline, one image at a time, results cached per image.
+
+A re-run with the same settings skips every image whose result is cached (``OUT/cache/<fingerprint>/``);
+changing the preset, an override, the class file or the protocol changes the fingerprint, so stale
+results are never mixed in.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..encoders.text import LabelEmbeddings
+from ..labels import LabelError, check_text
+from ..pipeline import Pipeline
+from .datasets import RefSample, SegDataset, group_by_image, read_index_png, read_rgb
+from .metrics import ReferringTally, confusion, seg_scores
+from .protocol import (ClassNames, referring_outcome, rescale_image, rescale_size, segments_as_masks,
+                       semantic_prediction)
+
+try:  # tqdm is a dependency; the loops still run where an install lacks it
+    from tqdm import tqdm
+except ImportError:  # pragma: no cover
+    tqdm = None
+
+
+@dataclass
+class SemanticSettings:
+    masks: str = "pipeline"  # "pipeline" (the config's mask source) | "given" (ground-truth segments)
+    resize: Optional[Tuple[int, int]] = None  # mmseg Resize scale; None keeps the image size
+    prob_thd: float = 0.0
+
+
+@dataclass
+class RunInfo:
+    computed: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+    skipped: List[str] = field(default_factory=list)  # ids that could not be evaluated, with why
+
+
+def fingerprint(pipeline: Pipeline, extra: Dict[str, Any]) -> str:
+    cfg = dataclasses.asdict(pipeline.config)
+    enc = pipeline.encoder
+    ident = {"config": cfg, "encoder": f"{type(enc).__module__}.{type(enc).__name__}:{enc.model_name}", **extra}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def safe_name(sample_id: str) -> str:
+    clean = re.sub(r"[^A-Za-z0-9._-]", "_", sample_id)[:80]
+    return f"{clean}-{hashlib.sha1(sample_id.encode()).hexdigest()[:8]}"
+
+
+def atomic_write(path: str, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        write(f)
+    os.replace(tmp, path)  # an interrupted run never leaves half a result behind
+
+
+def progress(total: int, desc: str, enabled: bool):
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled or tqdm is None, dynamic_ncols=True) \
+        if tqdm is not None else _NoBar()
+
+
+class _NoBar:  # pragma: no cover
+    def update(self, n=1): pass
+    def set_postfix_str(self, s): pass
+    def close(self): pass
+
+
+def evaluate_semantic(pipeline: Pipeline, classes: ClassNames, data: SegDataset, cache_dir: str,
+                      settings: SemanticSettings, show_progress: bool = True) -> Tuple[np.ndarray, RunInfo]:
+    """-> the dataset's (C, C) confusion matrix and what ran. The pipeline's vocabulary becomes the class names."""
+    pipeline.set_vocabulary(classes.flat)
+    sigmoid = pipeline.encoder.sigmoid_logit()
+    c = len(classes)
+    os.makedirs(cache_dir, exist_ok=True)
+    total = np.zeros((c, c), np.int64)
+    info, t0 = RunInfo(), time.perf_counter()
+    bar = progress(len(data), "semantic", show_progress)
+    for s in data.samples:
+        path = os.path.join(cache_dir, safe_name(s.id) + ".npy")
+        if os.path.isfile(path):
+            total += np.load(path)
+            info.cached += 1
+        else:
+            conf = semantic_one(pipeline, classes, data, s, settings, sigmoid)
+            atomic_write(path, lambda f, conf=conf: np.save(f, conf))
+            total += conf
+            info.computed += 1
+        bar.update(1)
+        bar.set_postfix_str(f"mIoU {100 * seg_scores(total).miou:.1f}")
+    bar.close()
+    info.seconds = time.perf_counter() - t0
+    return total, info
+
+
+def semantic_one(pipeline: Pipeline, classes: ClassNames, data: SegDataset, s, settings: SemanticSettings,
+                 sigmoid) -> np.ndarray:
+    rgb, label = read_rgb(s.image), data.load_label(s)
+    if label.shape != rgb.shape[:2]:
+        raise ValueError(f"{s.id}: label {label.shape} and image {rgb.shape[:2]} differ in size")
+    frame_hw = rescale_size(*label.shape, settings.resize)
+    frame = rescale_image(rgb, frame_hw)
+    masks = None
+    if settings.masks == "given":
+        masks, _ = segments_as_masks(label, data.load_instances(s), data.ignore_index, frame_hw)
+    result = pipeline.process(frame, masks=masks)
+    pred, _ = semantic_prediction(result, classes, label.shape, sigmoid, settings.prob_thd)
+    gt = torch.from_numpy(label).to(pred.device)
+    return confusion(gt, pred, len(classes), data.ignore_index).cpu().numpy()
+
+
+def expression_embeddings(pipeline: Pipeline, expressions: List[str]) -> LabelEmbeddings:
+    """Each expression whole, as the official code embeds it (no ';' synonym split)."""
+    rows = [pipeline.text.embed_name(e) for e in expressions]
+    return LabelEmbeddings(tuple(expressions), torch.stack(rows),
+                           torch.arange(len(rows), device=rows[0].device))
+
+
+def given_referring_masks(group: List[RefSample], hw, gt_mask: Optional[np.ndarray]) -> torch.Tensor:
+    """``--masks given``: the image's instance map (every id, 0 included, one region), or else the
+    first expression's true mask and its complement."""
+    inst = group[0].instances
+    if inst:
+        ids = read_index_png(inst).astype(np.int64)
+        if ids.shape != tuple(hw):
+            raise ValueError(f"{inst}: instance map {ids.shape} does not match its image {tuple(hw)}")
+        masks, _ = segments_as_masks(ids, None, -1, hw)
+        return masks
+    if gt_mask is None:
+        raise ValueError("--masks given needs an instance map or a mask for each referring record")
+    return torch.from_numpy(np.stack([gt_mask, ~gt_mask]))
+
+
+def evaluate_referring(pipeline: Pipeline, refs: List[RefSample], cache_dir: str, masks_mode: str = "pipeline",
+                       show_progress: bool = True) -> Tuple[ReferringTally, List[Dict[str, Any]], RunInfo]:
+    """-> the tally, one record per expression, and what ran."""
+    os.makedirs(cache_dir, exist_ok=True)
+    tally, records = ReferringTally(), []
+    info, t0 = RunInfo(), time.perf_counter()
+    bar = progress(len(refs), "referring", show_progress)
+    for group in group_by_image(refs):
+        paths = [os.path.join(cache_dir, safe_name(s.id) + ".json") for s in group]
+        if all(os.path.isfile(p) for p in paths):
+            done = []
+            for p in paths:
+                with open(p, encoding="utf-8") as f:
+                    done.append(json.load(f))
+            info.cached += len(group)
+        else:
+            done = referring_image(pipeline, group, masks_mode)
+            for p, rec in zip(paths, done):
+                atomic_write(p, lambda f, rec=rec: f.write(json.dumps(rec).encode()))
+            info.computed += len(group)
+        for rec in done:
+            records.append(rec)
+            if rec.get("skipped"):
+                info.skipped.append(f"{rec['id']}: {rec['skipped']}")
+            tally.add(rec["iou"], rec["box_hit"], rec["abstained"], rec["inter"], rec["union"])
+        bar.update(len(group))
+        acc = tally.scores()["acc50"]
+        bar.set_postfix_str(f"acc@0.5 {100 * (acc or 0):.1f}")
+    bar.close()
+    info.seconds = time.perf_counter() - t0
+    return tally, records, info
+
+
+def referring_image(pipeline: Pipeline, group: List[RefSample], masks_mode: str) -> List[Dict[str, Any]]:
+    rgb = read_rgb(group[0].image)
+    hw = rgb.shape[:2]
+    truths = [(s.gt_mask(hw), s.box) for s in group]
+    ok, bad = [], {}
+    for i, s in enumerate(group):
+        try:
+            check_text(s.expression)
+            ok.append(i)
+        except LabelError as exc:  # scored as a miss, and listed in the report
+            bad[i] = str(exc)
+    masks = given_referring_masks(group, hw, truths[0][0]) if masks_mode == "given" else None
+    q_emb = expression_embeddings(pipeline, [group[i].expression for i in ok]) if ok else None
+    result = pipeline.process(rgb, masks=masks, query_embeddings=q_emb) if ok else None
+    frame_masks = result.frame_masks if result is not None and len(result) else None
+    groundings = dict(zip(ok, result.groundings)) if result is not None else {}
+    out = []
+    for i, s in enumerate(group):
+        g = groundings.get(i)
+        gt_mask, gt_box = truths[i]
+        if g is None or g.region < 0 or frame_masks is None:
+            pred = np.zeros(hw, bool)
+        else:
+            pred = (frame_masks[g.region] >= 0.5).cpu().numpy()
+        iou, hit, inter, union = referring_outcome(pred, gt_mask, gt_box, s.detections)
+        rec = {"id": s.id, "expression": s.expression, "iou": iou, "box_hit": hit, "inter": inter,
+               "union": union, "abstained": not (g is not None and g.found),
+               "prob": g.prob if g is not None else None}
+        if i in bad:
+            rec["skipped"] = bad[i]
+        out.append(rec)
+    return out
