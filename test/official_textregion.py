@@ -292,11 +292,16 @@ def get_cls_idx(lines):
 
 
 def postprocess_result(region_logits, region_masks, ori_shape, num_cls, num_queries, region_logit_scale=50,
-                       prob_thd=0.0):
-    """The official postprocess_result (soft masks, no CLIP null-pixel fill)."""
+                       prob_thd=0.0, clip_logits=None):
+    """The official postprocess_result (soft masks)."""
     region_masks = torch.clamp(region_masks, min=0, max=1)
     seg_logits = region_logits.unsqueeze(-1).unsqueeze(-1) * region_masks.unsqueeze(1)
     seg_logits = seg_logits.sum(0, keepdim=True)
+    if clip_logits is not None:
+        null_pixel = torch.nonzero(region_masks.sum(0) == 0, as_tuple=True)
+        clip_logits = F.interpolate(clip_logits, size=region_masks.shape[-2:], mode='bilinear')
+        clip_logits = clip_logits.to(dtype=seg_logits.dtype)
+        seg_logits[:, :, null_pixel[0], null_pixel[1]] = clip_logits[:, :, null_pixel[0], null_pixel[1]]
     seg_logits = F.interpolate(seg_logits, size=ori_shape, mode='bilinear')
     seg_logits = torch.softmax(seg_logits * region_logit_scale, dim=1)
     if num_cls != num_queries:
@@ -321,3 +326,47 @@ def clean_mask_keep_largest(mask):
     num_labels, labels_im = cv2.connectedComponents(mask)
     max_label = 1 + np.argmax(np.bincount(labels_im.flat)[1:])
     return np.uint8(labels_im == max_label)
+
+
+def custom_attn_csa(attn_layer, x):
+    """custom_clip's custom_attn(..., csa=True) on LND input."""
+    num_heads = attn_layer.num_heads
+    _, bsz, embed_dim = x.size()
+    head_dim = embed_dim // num_heads
+    scale = head_dim ** -0.5
+    q, k, v = F.linear(x, attn_layer.in_proj_weight, attn_layer.in_proj_bias).chunk(3, dim=-1)
+    q = q.contiguous().view(-1, bsz * num_heads, head_dim).transpose(0, 1)
+    k = k.contiguous().view(-1, bsz * num_heads, head_dim).transpose(0, 1)
+    v = v.contiguous().view(-1, bsz * num_heads, head_dim).transpose(0, 1)
+    q_attn = torch.bmm(q, q.transpose(1, 2)) * scale
+    k_attn = torch.bmm(k, k.transpose(1, 2)) * scale
+    attn_weights = F.softmax(q_attn, dim=-1) + F.softmax(k_attn, dim=-1)
+    attn_output = torch.bmm(attn_weights, v)
+    attn_output = attn_output.transpose(0, 1).contiguous().view(-1, bsz, embed_dim)
+    return attn_layer.out_proj(attn_output)
+
+
+def get_clip_logits(model, clip_inputs, geo, query_features, multi_resolution=True):
+    """model_semantic.get_CLIP_logits: (1, Q, points_per_h, points_per_w) dense CSA logits."""
+    blk = model.visual.transformer.resblocks[-1]
+    x = last_block_input(model, clip_inputs).permute(1, 0, 2)  # LND, as custom_clip
+    x = x + custom_attn_csa(blk.attn, blk.ln_1(x))
+    x = x + blk.mlp(blk.ln_2(x))
+    x = x.permute(1, 0, 2)
+    clip_outputs = model.visual.ln_post(x) @ model.visual.proj
+    clip_outputs = clip_outputs / clip_outputs.norm(dim=-1, keepdim=True)
+    clip_logits = clip_outputs[:, 1:] @ query_features.T.to(clip_outputs.dtype)
+    patch_num = model.visual.image_size[0] // model.visual.patch_size[0]
+    if multi_resolution:
+        bsz, _, class_num = clip_logits.size()
+        clip_logits = clip_logits.permute(0, 2, 1).contiguous().view(bsz, -1, patch_num, patch_num)
+        logit_resize = F.interpolate(clip_logits[:1], [geo["points_per_h"], geo["points_per_w"]], mode="bilinear",
+                                     align_corners=False)
+        crop_id = 1
+        for h_idx in range(geo["crop_num_h"]):
+            for w_idx in range(geo["crop_num_w"]):
+                y1, x1 = h_idx * patch_num, w_idx * patch_num
+                logit_resize[:, :, y1:y1 + patch_num, x1:x1 + patch_num] += clip_logits[crop_id]
+                crop_id += 1
+        return logit_resize
+    return clip_logits.permute(0, 2, 1).contiguous().view(1, -1, patch_num, patch_num)

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import official_textregion as official
 from textregion_ros.classify import Classification
@@ -29,10 +30,11 @@ def write_classes(tmp_path, lines):
     return ClassNames.read(str(p))
 
 
+@pytest.mark.parametrize("fill", [False, True], ids=["zero-fill", "clip-fill"])
 @pytest.mark.parametrize("lines,prob_thd,sigmoid", [(VOC_LIKE, 0.4, None), (PLAIN, 0.0, None), (PLAIN, 0.35, None),
                                                     (VOC_LIKE, 0.4, (10.0, -2.0))])
 @pytest.mark.parametrize("seed", range(3))
-def test_label_map_equals_the_official_postprocess(tmp_path, lines, prob_thd, sigmoid, seed):
+def test_label_map_equals_the_official_postprocess(tmp_path, lines, prob_thd, sigmoid, seed, fill):
     classes = write_classes(tmp_path, lines)
     names, idx = official.get_cls_idx(lines)
     assert classes.flat == names and classes.name_class.tolist() == idx
@@ -40,10 +42,17 @@ def test_label_map_equals_the_official_postprocess(tmp_path, lines, prob_thd, si
     r, s = 7, len(names)
     cos = torch.rand(r, s, generator=g) * 0.3
     masks = torch.rand(r, 24, 32, generator=g) * 1.4 - 0.2  # soft, some outside [0, 1]
-    masks[:, :3, :5] = 0  # pixels no region covers
+    masks[:, :6, :9] = -0.5  # pixels no region covers
+    dense = torch.randn(s, 7, 9, generator=g) * 0.2
     logits = cos if sigmoid is None else cos * sigmoid[0] + sigmoid[1]
-    probs, want = official.postprocess_result(logits, masks, (50, 61), max(idx) + 1, len(idx), 50, prob_thd)
-    pred, conf = semantic_prediction(frame(cos, masks), classes, (50, 61), sigmoid, prob_thd)
+    ori = (50, 61)
+    # The official region masks come at the image's size (sam2 resizes them); ours at the source's.
+    official_masks = F.interpolate(masks[None], ori, mode="bilinear", align_corners=False)[0]
+    probs, want = official.postprocess_result(logits, official_masks, ori, max(idx) + 1, len(idx), 50, prob_thd,
+                                              clip_logits=dense[None] if fill else None)
+    pred, conf = semantic_prediction(frame(cos, masks), classes, ori, sigmoid, prob_thd,
+                                     null_fill=(lambda: dense) if fill else None)
+    assert (official_masks.clamp(0, 1).sum(0) == 0).sum() > 50  # the fill matters
     assert torch.equal(pred, want[0])
     torch.testing.assert_close(conf, probs.max(1)[0][0])
 

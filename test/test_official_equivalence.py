@@ -108,3 +108,26 @@ def test_the_comparison_sees_a_deviation(encoders, scene):
         tok = torch.nn.functional.normalize(enc.model.visual.head(enc.trunk.head(enc.trunk.fc_norm(x))), dim=-1)
     assert rt.kept.tolist() == ref_kept.tolist()
     assert cosine_rows(tok, ref).min().item() < 0.999
+
+
+@pytest.mark.parametrize("multi", [True, False], ids=["multires", "single"])
+def test_dense_csa_logits_match_the_official_fill(multi, encoders, scene):
+    """The evaluation's fill for pixels no region covers (model_semantic.get_CLIP_logits)."""
+    from official_textregion import get_clip_logits
+    from textregion_ros.tokens import dense_embedding_map
+
+    enc = encoders("ViT-B-16", "openai")
+    rgb = scene.rgb
+    queries = torch.nn.functional.normalize(torch.randn(5, enc.model.visual.proj.shape[1],
+                                                        generator=torch.Generator().manual_seed(3)), dim=-1)
+    clip_inputs, geo = official_inputs(rgb.astype(np.float32) / 255.0, enc.image_size, enc.patch_size,
+                                       enc.interpolation, enc.mean.flatten().tolist(), enc.std.flatten().tolist(),
+                                       multi)
+    with torch.no_grad():
+        want = get_clip_logits(enc.model, clip_inputs, geo, queries, multi)[0]  # (Q, h, w)
+        fmap = dense_embedding_map(enc, torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0,
+                                   "auto" if multi else "none", True)
+    got = (fmap.values @ queries.T).T.reshape(-1, *fmap.grid_hw)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
+    assert (want.std() > 1e-3)  # logits that vary: the comparison can fail

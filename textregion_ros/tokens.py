@@ -69,17 +69,36 @@ class FeatureMap:
     multires: bool  # tiles were encoded (the official "multi_resolution" path)
 
 
+def encode_views(encoder: ImageTextEncoder, image01: torch.Tensor, tiles: str, use_global: bool):
+    """-> (the encoder's ValueFeatures of every view, the ViewPlan)."""
+    plan = plan_views((int(image01.shape[1]), int(image01.shape[2])), tiles, encoder.image_size)
+    views = make_views(image01, encoder.image_size, plan, use_global, encoder.interpolation)
+    return encoder.encode_values(encoder.normalize(views)), plan
+
+
+def fuse(per_view: torch.Tensor, grid: int, plan: ViewPlan, use_global: bool, global_weight: float) -> FeatureMap:
+    rows, cols = plan.grid
+    values = fuse_multires_values(per_view, grid, rows, cols, use_global, global_weight)
+    return FeatureMap(values, (rows * grid, cols * grid) if rows else (grid, grid), rows > 0)
+
+
 def encode_value_map(encoder: ImageTextEncoder, image01: torch.Tensor, tiles: str, use_global: bool,
                      global_weight: float) -> FeatureMap:
     """-> fused features (N, C) on their grid."""
-    plan = plan_views((int(image01.shape[1]), int(image01.shape[2])), tiles, encoder.image_size)
-    views = make_views(image01, encoder.image_size, plan, use_global, encoder.interpolation)
-    feats = encoder.encode_values(encoder.normalize(views))
-    rows, cols = plan.grid
-    g = feats.grid
-    values = fuse_multires_values(feats.patch_values, g, rows, cols, use_global, global_weight)
-    grid_hw = (rows * g, cols * g) if rows else (g, g)
-    return FeatureMap(values, grid_hw, rows > 0)
+    feats, plan = encode_views(encoder, image01, tiles, use_global)
+    return fuse(feats.patch_values, feats.grid, plan, use_global, global_weight)
+
+
+def dense_embedding_map(encoder: ImageTextEncoder, image01: torch.Tensor, tiles: str, use_global: bool
+                        ) -> Optional[FeatureMap]:
+    """Per-patch text-space embeddings (N, E) fused across views as the official ``get_CLIP_logits`` fuses
+    its patch logits (global view upsampled and added with weight 1; logits are linear in the
+    embeddings). None for a family without a dense head (only CLIP has one)."""
+    dense = getattr(encoder, "dense_embeddings", None)
+    if dense is None:
+        return None
+    feats, plan = encode_views(encoder, image01, tiles, use_global)
+    return fuse(dense(feats), feats.grid, plan, use_global, 1.0)
 
 
 def region_tokens(encoder: ImageTextEncoder, fmap: FeatureMap, weights: torch.Tensor, remove_global: bool = True,

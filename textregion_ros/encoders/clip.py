@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..pooling import mask_pool_sum
-from .base import ImageTextEncoder, ValueFeatures, attention_weights, check_pixels, first
+from .base import ImageTextEncoder, ValueFeatures, attention_weights, check_pixels, first, split_heads
 
 
 class ClipEncoder(ImageTextEncoder):
@@ -67,6 +67,22 @@ class ClipEncoder(ImageTextEncoder):
         if use_mlp:
             x = x + self.last.ls_2(self.last.mlp(self.last.ln_2(x)))
         return self.visual.ln_post(x) @ self.visual.proj
+
+    def dense_embeddings(self, feats: ValueFeatures) -> torch.Tensor:
+        """(B, N, E) unit embeddings of every patch from the last block run with SCLIP's correlative
+        self-attention (softmax(q q^T) + softmax(k k^T)). The official semantic evaluation fills the
+        pixels no region covers with their class logits (model_semantic.py ``get_CLIP_logits``)."""
+        blk, attn = self.last, self.last.attn
+        x = feats.block_input
+        q, k, v = F.linear(blk.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+        heads = attn.num_heads
+        q, k, v = split_heads(q, heads), split_heads(k, heads), split_heads(v, heads)
+        scale = q.shape[-1] ** -0.5
+        w = torch.softmax((q @ q.transpose(-1, -2)) * scale, -1) + torch.softmax((k @ k.transpose(-1, -2)) * scale, -1)
+        out = (w @ v).transpose(1, 2).reshape(x.shape)
+        x = x + blk.ls_1(attn.out_proj(out))
+        x = x + blk.ls_2(blk.mlp(blk.ln_2(x)))
+        return F.normalize((self.visual.ln_post(x[:, feats.num_prefix:]) @ self.visual.proj).float(), dim=-1)
 
     def own_attention(self, feats: ValueFeatures) -> torch.Tensor:
         """The model's CLS attention over all tokens in the last block, (B, H, N)."""

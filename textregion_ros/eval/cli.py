@@ -24,9 +24,10 @@ from ..encoders.weights import WeightsUnavailableError
 from .protocol import OFFICIAL_PROB_THD, OFFICIAL_RESIZE, ClassNames
 
 PROTOCOL_NOTES = [
-    "pixels no region covers keep zero logits; the official CLIP path fills them with dense CSA patch logits",
     "a class with several names takes the max of their probabilities (official: the first class only; "
     "the same on the official class files)",
+    "SAM2 masks reach the label map in one bilinear resize of the low-resolution logits (sam2: two)",
+    "the CLIP fill for uncovered pixels runs the encoder a second time",
 ]
 LAYOUT_DATASET = {"voc": "voc21", "ade20k": "ade20k"}
 

@@ -1,17 +1,21 @@
 """The official evaluation rules (avaxiao/TextRegion model_semantic.py, eval_referring.py), on our Pipeline.
 
 Semantic label map (``postprocess_result``): each region's logit per class name (its cosine, or for a
-sigmoid model ``exp(t) * cos + b``) is spread through its soft mask and summed over regions; the sum is
-resized bilinearly to the label map's size and softmaxed at ``region_logit_scale`` over the class
-names. A class with several names ("sky; wall; tree" for VOC's background) takes the max of its names'
-probabilities. The prediction is the arg-max class, set to class 0 where the winning probability is
-below ``prob_thd`` (the official configs: VOC21 0.4, Context60 0.35, COCO-Object 0.5, others 0).
+sigmoid model ``exp(t) * cos + b``) is spread through its soft mask (SAM2's logits clamped to [0, 3],
+resized to the label map and clamped to [0, 1]) and summed over regions. Pixels no region covers take,
+for CLIP, the dense patch logits of its last block run with correlative self-attention (SCLIP's CSA,
+``get_CLIP_logits``); for SigLIP2 and PE they keep zero logits, as there. The result is softmaxed at
+``region_logit_scale`` over the class names. A class with several names ("sky; wall; tree" for VOC's
+background) takes the max of its names' probabilities. The prediction is the arg-max class, set to
+class 0 where the winning probability is below ``prob_thd`` (the official configs: VOC21 0.4, Context60
+0.35, COCO-Object 0.5, others 0).
 
 Where ours differs, by design or by omission (the README repeats this):
-* pixels no region covers keep zero logits (uniform probabilities, so class 0 or the threshold decides);
-  the official CLIP path fills them with dense CSA patch logits (SCLIP-style), which we do not build;
 * the official code takes the max over the names of the *first* class only (the only class with several
   names in its class files); we take it within every class, which is the same on those files;
+* SAM2's masks reach the label map's size in one bilinear resize of the low-resolution logits (sam2's
+  own postprocessing resizes twice: to its input size, then to the image);
+* the CSA fill runs the encoder a second time, on frames with uncovered pixels only;
 * the images are resized by the dataset's rule before the pipeline (mmseg ``Resize(keep_ratio=True)``),
   and our pipeline's ``tiles=auto`` then tiles them as the official multi-resolution path does.
 
@@ -22,14 +26,16 @@ overlaps most when detections are given; it is a hit when that box's IoU with th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..pipeline import image_to_tensor
 from ..results import FrameResult
+from ..tokens import dense_embedding_map
 from .metrics import box_iou
 
 # The official configs' mmseg Resize scales and probability thresholds, by dataset.
@@ -102,20 +108,33 @@ def region_name_logits(result: FrameResult, sigmoid: Optional[Tuple[float, float
 
 
 def semantic_prediction(result: FrameResult, classes: ClassNames, out_hw: Tuple[int, int],
-                        sigmoid: Optional[Tuple[float, float]] = None, prob_thd: float = 0.0
+                        sigmoid: Optional[Tuple[float, float]] = None, prob_thd: float = 0.0,
+                        null_fill: Optional[Callable[[], Optional[torch.Tensor]]] = None
                         ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """-> (H, W) class index and its probability at ``out_hw`` (the module docstring's rule)."""
+    """-> (H, W) class index and its probability at ``out_hw`` (the module docstring's rule).
+
+    ``null_fill`` returns (S, gh, gw) per-name logits on the patch grid (or None) for the pixels no region
+    covers; it is called only when there are such pixels.
+    """
     num_names = len(classes.flat)
     dev = result.tokens.device
     if len(result) == 0:
         seg = torch.zeros((num_names, *out_hw), device=dev)
+        covered = torch.zeros(out_hw, dtype=torch.bool, device=dev)
     else:
         logits = region_name_logits(result, sigmoid)  # (R, S)
         if logits.shape[1] != num_names:
             raise ValueError("the pipeline's vocabulary is not this class file's names")
-        masks = result.masks.pooling_source().float().clamp(0.0, 1.0)  # (R, h, w)
+        # The official masks are SAM2's clamped logits resized to the image, then clamped to [0, 1].
+        src = result.masks.pooling_source().float()
+        masks = F.interpolate(src[None], size=out_hw, mode="bilinear", align_corners=False)[0].clamp_(0.0, 1.0)
         seg = torch.einsum("rs,rhw->shw", logits, masks)
-        seg = F.interpolate(seg[None], size=out_hw, mode="bilinear", align_corners=False)[0]
+        covered = masks.sum(0) > 0
+    if null_fill is not None and not bool(covered.all()):
+        dense = null_fill()
+        if dense is not None:
+            dense = F.interpolate(dense[None].float(), size=out_hw, mode="bilinear", align_corners=False)[0]
+            seg = torch.where(covered, seg, dense)
     probs = torch.softmax(seg * result.region_logit_scale, dim=0)
     if num_names != len(classes):  # a class with several names: the max of their probabilities
         group = classes.name_class.to(dev)
@@ -125,6 +144,21 @@ def semantic_prediction(result: FrameResult, classes: ClassNames, out_hw: Tuple[
     if num_names != len(classes) or prob_thd != 0:
         pred[conf < prob_thd] = 0
     return pred, conf
+
+
+def dense_name_logits(pipeline, frame: np.ndarray, sigmoid: Optional[Tuple[float, float]] = None
+                      ) -> Optional[torch.Tensor]:
+    """(S, gh, gw) logits of every patch for every name of the pipeline's vocabulary, from the encoder's
+    dense head (CLIP's CSA block; None for other families): the official fill for uncovered pixels."""
+    cfg = pipeline.config
+    with torch.inference_mode():
+        fmap = dense_embedding_map(pipeline.encoder, image_to_tensor(frame, pipeline.device), cfg.tiles,
+                                   cfg.use_global_view)
+        if fmap is None:
+            return None
+        cos = fmap.values @ pipeline.vocab.label_emb.embeddings.float().T  # (N, S): one label per name
+        logits = cos if sigmoid is None else cos * sigmoid[0] + sigmoid[1]
+        return logits.T.reshape(-1, *fmap.grid_hw)
 
 
 def segments_as_masks(label: np.ndarray, instances: Optional[np.ndarray], ignore_index: int,

@@ -24,7 +24,7 @@ from ..labels import LabelError, check_text
 from ..pipeline import Pipeline
 from .datasets import RefSample, SegDataset, group_by_image, read_index_png, read_rgb
 from .metrics import ReferringTally, confusion, seg_scores
-from .protocol import (ClassNames, referring_outcome, rescale_image, rescale_size, segments_as_masks,
+from .protocol import (ClassNames, dense_name_logits, referring_outcome, rescale_image, rescale_size, segments_as_masks,
                        semantic_prediction)
 
 try:  # tqdm is a dependency; the loops still run where an install lacks it
@@ -116,7 +116,8 @@ def semantic_one(pipeline: Pipeline, classes: ClassNames, data: SegDataset, s, s
     if settings.masks == "given":
         masks, _ = segments_as_masks(label, data.load_instances(s), data.ignore_index, frame_hw)
     result = pipeline.process(frame, masks=masks)
-    pred, _ = semantic_prediction(result, classes, label.shape, sigmoid, settings.prob_thd)
+    pred, _ = semantic_prediction(result, classes, label.shape, sigmoid, settings.prob_thd,
+                                  null_fill=lambda: dense_name_logits(pipeline, frame, sigmoid))
     gt = torch.from_numpy(label).to(pred.device)
     return confusion(gt, pred, len(classes), data.ignore_index).cpu().numpy()
 
