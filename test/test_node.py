@@ -65,7 +65,8 @@ def test_every_output_with_types_headers_and_shapes(h, scene):
     keys = lambda: {kv.key for kv in h.got["diag"][-1].status[0].values} if h.got["diag"] else set()  # noqa: E731
     assert h.wait(lambda: "processed" in keys(), 5)
     assert {"input_rate_hz", "processed_rate_hz", "latency_mean_s", "latency_max_s", "received"} <= keys()
-    h.node.set_parameters([Parameter("queries", value=[""])])
+    res = h.node.set_parameters([Parameter("queries", type_=Parameter.Type.STRING_ARRAY, value=[])])
+    assert res[0].successful, res[0].reason  # the standing query is cleared for the tests after this one
 
 
 def test_3d_point_lies_on_the_object(h):

@@ -32,7 +32,11 @@ FUZZ_PARAMS = [Parameter("mask_source", value="superpixels"), Parameter("superpi
                Parameter("tiles", value="none"), Parameter("max_future", value=5.0)]
 NUMERIC = ["pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "min_mask_area", "fuse_thresh",
            "max_masks", "global_patch_threshold", "region_logit_scale", "abstain_threshold", "sync_tolerance",
-           "max_age", "max_rate", "overlay_alpha", "depth_stride"]
+           "max_age", "max_rate", "overlay_alpha", "depth_stride", "track_iou_weight", "track_min_iou",
+           "track_min_similarity", "track_confirm_hits", "track_max_misses", "track_token_smoothing", "track_grid",
+           "track_max_motion_px", "lock_margin", "lock_frames", "propagate_every", "tf_timeout", "max_cloud_points"]
+INTEGER = {"min_mask_area", "max_masks", "depth_stride", "track_confirm_hits", "track_max_misses", "track_grid",
+           "lock_frames", "propagate_every", "max_cloud_points"}
 SEPARATORS = st.sampled_from([";", " ", "\t", ";;", " ; "])
 TEXT = st.one_of(
     st.text(max_size=40),
@@ -169,7 +173,7 @@ def parameter(draw):
     name = draw(st.sampled_from(NUMERIC + ["vocabulary", "queries"]))
     if name in ("vocabulary", "queries"):
         value = draw(st.lists(TEXT, min_size=1, max_size=3))
-    elif name in ("min_mask_area", "max_masks", "depth_stride"):
+    elif name in INTEGER:
         value = draw(st.one_of(st.integers(-10**6, 10**6), st.sampled_from([0, 1, 2, 3])))
     else:
         value = draw(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-2, 2)))
