@@ -33,7 +33,7 @@ def class_file_lines() -> List[str]:
     return ["; ".join(BACKGROUND)] + CLASSES + [ABSENT]
 
 
-def write_dataset(root: str, n: int = 24, seed: int = 0) -> Dict[str, object]:
+def write_dataset(root: str, n: int = 24, seed: int = 0, sizes=None) -> Dict[str, object]:
     """VOC layout under ``root``; returns paths and the per-class labelled pixel counts."""
     rng = np.random.default_rng(seed)
     for d in ("JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation", "refmasks"):
@@ -43,7 +43,7 @@ def write_dataset(root: str, n: int = 24, seed: int = 0) -> Dict[str, object]:
     pal = np.zeros(768, np.uint8)
     pal[:3 * len(PALETTE)] = PALETTE.reshape(-1)
     for k in range(n):
-        h, w = int(rng.integers(160, 241)), int(rng.integers(200, 321))
+        h, w = sizes[k] if sizes else (int(rng.integers(160, 241)), int(rng.integers(200, 321)))
         label, inst, rgb = draw(rng, h, w)
         image_id = f"2026_{k:04d}"
         ids.append(image_id)
@@ -113,6 +113,7 @@ class PlantedEncoder(ImageTextEncoder):
         self.templates = TEMPLATE_SETS[templates]
         swap = swap or {}
         self.token_names = [swap.get(n, n) for n in self.names]
+        self.views: List[int] = []  # views per encoder call
 
     image_size = property(lambda self: 448)
     patch_size = property(lambda self: 16)
@@ -121,6 +122,7 @@ class PlantedEncoder(ImageTextEncoder):
         return F.normalize(torch.stack([text_vector(t) for t in texts]), dim=-1)
 
     def encode_values(self, pixels: torch.Tensor) -> ValueFeatures:
+        self.views.append(int(pixels.shape[0]))
         colour = F.avg_pool2d(pixels.float() * 255.0, self.patch_size)  # (B, 3, g, g)
         b, _, g, _ = colour.shape
         flat = colour.permute(0, 2, 3, 1).reshape(b, g * g, 3)

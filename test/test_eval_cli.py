@@ -92,6 +92,23 @@ def test_referring_planted_scores_one_and_a_swapped_expression_misses(data, tmp_
     assert m["miou"] == pytest.approx(1 - n_red / len(lines), abs=1e-12)  # the green object is disjoint: IoU 0
 
 
+def test_auto_tiles_tile_the_resized_image_as_the_official_model_does(tmp_path):
+    """model_semantic tiles the image the dataset's Resize gives it; the node's auto would rescale a wide
+    image again (2016x672) and cut more tiles."""
+    import official_textregion as official
+    sizes = [(160, 320), (240, 200), (160, 300)]
+    root = str(tmp_path / "voc")
+    info = write_dataset(root, n=len(sizes), sizes=sizes)
+    enc = PlantedEncoder()
+    rep = semantic((root, info), tmp_path / "out", "--set", "tiles=auto", encoder=enc)
+    assert rep["metrics"]["mIoU"] == 1.0
+    want = []
+    for h, w in sizes:
+        rh, rw = official.imrescale_bilinear(np.zeros((h, w, 3), np.float32), (1008, 672)).shape[:2]
+        want.append(1 + max(rh // 448, 1) * max(rw // 448, 1))  # the global view and the crops
+    assert enc.views == want == [3, 2, 3]
+
+
 def test_a_rerun_resumes_from_the_cache_and_new_settings_do_not_reuse_it(data, tmp_path):
     first = semantic(data, tmp_path)
     again = semantic(data, tmp_path)

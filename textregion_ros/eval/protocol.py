@@ -8,7 +8,9 @@ for CLIP, the dense patch logits of its last block run with correlative self-att
 ``region_logit_scale`` over the class names. A class with several names ("sky; wall; tree" for VOC's
 background) takes the max of its names' probabilities. The prediction is the arg-max class, set to
 class 0 where the winning probability is below ``prob_thd`` (the official configs: VOC21 0.4, Context60
-0.35, COCO-Object 0.5, others 0).
+0.35, COCO-Object 0.5, others 0). Images are first resized by the dataset's rule (mmseg
+``Resize(keep_ratio=True)``); with ``tiles=auto`` each is then tiled as ``model_semantic`` tiles the image
+it is given (``official_tiles``), not rescaled again as the node's ``auto`` does (TextRegionSegmenter's rule).
 
 Where ours differs, by design or by omission (the README repeats this):
 * the official code takes the max over the names of the *first* class only (the only class with several
@@ -16,8 +18,6 @@ Where ours differs, by design or by omission (the README repeats this):
 * SAM2's masks reach the label map's size in one bilinear resize of the low-resolution logits (sam2's
   own postprocessing resizes twice: to its input size, then to the image);
 * the CSA fill runs the encoder a second time, on frames with uncovered pixels only;
-* the images are resized by the dataset's rule before the pipeline (mmseg ``Resize(keep_ratio=True)``),
-  and our pipeline's ``tiles=auto`` then tiles them as the official multi-resolution path does.
 
 Referring (``eval_referring.py``): the expression's region is the arg-max cosine over regions (no abstain);
 its mask (> 0.5) keeps its largest connected component, whose box is snapped to the detection box it
@@ -92,6 +92,12 @@ def rescale_size(height: int, width: int, scale: Optional[Tuple[int, int]]) -> T
         return height, width
     factor = min(max(scale) / max(height, width), min(scale) / min(height, width))
     return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
+def official_tiles(height: int, width: int, crop: int) -> str:
+    """model_semantic.predict's tiling of the image it is given (no rescale inside the model: the
+    dataset's Resize did it): max(h // crop, 1) x max(w // crop, 1) crops."""
+    return f"{max(height // crop, 1)}x{max(width // crop, 1)}"
 
 
 def rescale_image(rgb: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:

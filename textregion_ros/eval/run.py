@@ -24,8 +24,8 @@ from ..labels import LabelError, check_text
 from ..pipeline import Pipeline
 from .datasets import RefSample, SegDataset, group_by_image, read_index_png, read_rgb
 from .metrics import ReferringTally, confusion, seg_scores
-from .protocol import (ClassNames, dense_name_logits, referring_outcome, rescale_image, rescale_size, segments_as_masks,
-                       semantic_prediction)
+from .protocol import (ClassNames, dense_name_logits, official_tiles, referring_outcome, rescale_image,
+                       rescale_size, segments_as_masks, semantic_prediction)
 
 try:  # tqdm is a dependency; the loops still run where an install lacks it
     from tqdm import tqdm
@@ -38,6 +38,7 @@ class SemanticSettings:
     masks: str = "pipeline"  # "pipeline" (the config's mask source) | "given" (ground-truth segments)
     resize: Optional[Tuple[int, int]] = None  # mmseg Resize scale; None keeps the image size
     prob_thd: float = 0.0
+    official_tiling: bool = True  # tiles=auto: tile each image as model_semantic does (protocol.official_tiles)
 
 
 @dataclass
@@ -82,25 +83,31 @@ def evaluate_semantic(pipeline: Pipeline, classes: ClassNames, data: SegDataset,
                       settings: SemanticSettings, show_progress: bool = True) -> Tuple[np.ndarray, RunInfo]:
     """-> the dataset's (C, C) confusion matrix and what ran. The pipeline's vocabulary becomes the class names."""
     pipeline.set_vocabulary(classes.flat)
+    tiles = pipeline.config.tiles
+    settings = dataclasses.replace(settings, official_tiling=settings.official_tiling and tiles == "auto")
     sigmoid = pipeline.encoder.sigmoid_logit()
     c = len(classes)
     os.makedirs(cache_dir, exist_ok=True)
     total = np.zeros((c, c), np.int64)
     info, t0 = RunInfo(), time.perf_counter()
     bar = progress(len(data), "semantic", show_progress)
-    for s in data.samples:
-        path = os.path.join(cache_dir, safe_name(s.id) + ".npy")
-        if os.path.isfile(path):
-            total += np.load(path)
-            info.cached += 1
-        else:
-            conf = semantic_one(pipeline, classes, data, s, settings, sigmoid)
-            atomic_write(path, lambda f, conf=conf: np.save(f, conf))
-            total += conf
-            info.computed += 1
-        bar.update(1)
-        bar.set_postfix_str(f"mIoU {100 * seg_scores(total).miou:.1f}")
-    bar.close()
+    try:
+        for s in data.samples:
+            path = os.path.join(cache_dir, safe_name(s.id) + ".npy")
+            if os.path.isfile(path):
+                total += np.load(path)
+                info.cached += 1
+            else:
+                conf = semantic_one(pipeline, classes, data, s, settings, sigmoid)
+                atomic_write(path, lambda f, conf=conf: np.save(f, conf))
+                total += conf
+                info.computed += 1
+            bar.update(1)
+            bar.set_postfix_str(f"mIoU {100 * seg_scores(total).miou:.1f}")
+    finally:
+        bar.close()
+        if pipeline.config.tiles != tiles:
+            pipeline.update(tiles=tiles)  # per-image official tiling ends with the run
     info.seconds = time.perf_counter() - t0
     return total, info
 
@@ -112,6 +119,10 @@ def semantic_one(pipeline: Pipeline, classes: ClassNames, data: SegDataset, s, s
         raise ValueError(f"{s.id}: label {label.shape} and image {rgb.shape[:2]} differ in size")
     frame_hw = rescale_size(*label.shape, settings.resize)
     frame = rescale_image(rgb, frame_hw)
+    if settings.official_tiling:
+        grid = official_tiles(*frame_hw, pipeline.encoder.image_size)
+        if pipeline.config.tiles != grid:
+            pipeline.update(tiles=grid)
     masks = None
     if settings.masks == "given":
         masks, _ = segments_as_masks(label, data.load_instances(s), data.ignore_index, frame_hw)
