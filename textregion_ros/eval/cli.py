@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("referring", help="referring expressions: acc@0.5, mean / cumulative IoU, abstain rate")
     r.add_argument("--refs", required=True, help="JSONL of {image, expression, box | mask | polygons}")
     r.add_argument("--images", help="folder that relative image paths start from (default: the JSONL's)")
+    r.add_argument("--resize", default="2016x2016",
+                   help="LONGxSHORT or none; default 2016x2016, the official referring evaluation's --scale")
     common(r)
 
     c = sub.add_parser("convert-refcoco", help="the refer toolkit's files -> our referring JSONL")
@@ -167,13 +169,16 @@ def run_referring(args, encoder=None) -> Dict[str, Any]:
     from .run import evaluate_referring, fingerprint
 
     refs = read_refs(args.refs, args.images, args.limit)
+    resize = parse_resize(args.resize)
+    resize = None if resize == "none" else resize
     pipeline, overrides = make_pipeline(args, encoder)
     masks = "given" if pipeline.config.mask_source == "given" else "pipeline"
-    fp = fingerprint(pipeline, {"task": "referring", "refs": os.path.abspath(args.refs), "images": args.images})
+    fp = fingerprint(pipeline, {"task": "referring", "refs": os.path.abspath(args.refs), "images": args.images,
+                                "resize": resize})
     tally, records, info = evaluate_referring(pipeline, refs, os.path.join(args.out, "cache", "referring-" + fp),
-                                              masks, not args.no_progress)
-    report = {**header(args, pipeline, overrides, info, fp), "task": "referring", "metrics": tally.scores(),
-              "records": records}
+                                              masks, not args.no_progress, resize)
+    report = {**header(args, pipeline, overrides, info, fp), "task": "referring", "resize": resize,
+              "metrics": tally.scores(), "records": records}
     write_report(args.out, report, referring_markdown(report))
     return report
 

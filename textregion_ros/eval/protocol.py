@@ -19,7 +19,8 @@ Where ours differs, by design or by omission (the README repeats this):
   own postprocessing resizes twice: to its input size, then to the image);
 * the CSA fill runs the encoder a second time, on frames with uncovered pixels only;
 
-Referring (``eval_referring.py``): the expression's region is the arg-max cosine over regions (no abstain);
+Referring (``eval_referring.py``): images are resized to a 2016-px long side (its ``--scale 2016 2016``);
+the expression's region is the arg-max cosine over regions (no abstain), scored at the image's size;
 its mask (> 0.5) keeps its largest connected component, whose box is snapped to the detection box it
 overlaps most when detections are given; it is a hit when that box's IoU with the truth is > 0.5.
 """

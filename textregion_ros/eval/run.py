@@ -13,8 +13,9 @@ import os
 import re
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -38,7 +39,6 @@ class SemanticSettings:
     masks: str = "pipeline"  # "pipeline" (the config's mask source) | "given" (ground-truth segments)
     resize: Optional[Tuple[int, int]] = None  # mmseg Resize scale; None keeps the image size
     prob_thd: float = 0.0
-    official_tiling: bool = True  # tiles=auto: tile each image as model_semantic does (protocol.official_tiles)
 
 
 @dataclass
@@ -79,50 +79,60 @@ class _NoBar:  # pragma: no cover
     def close(self): pass
 
 
+@contextmanager
+def per_image_tiles(pipeline: Pipeline) -> Iterator[Callable[[Tuple[int, int]], None]]:
+    """With ``tiles=auto``: a function that sets the tiling of one resized image as the official models
+    tile the image they are given (protocol.official_tiles); the config's tiles come back afterwards."""
+    tiles = pipeline.config.tiles
+
+    def use(frame_hw: Tuple[int, int]) -> None:
+        if tiles == "auto":
+            grid = official_tiles(*frame_hw, pipeline.encoder.image_size)
+            if pipeline.config.tiles != grid:
+                pipeline.update(tiles=grid)
+    try:
+        yield use
+    finally:
+        if pipeline.config.tiles != tiles:
+            pipeline.update(tiles=tiles)
+
+
 def evaluate_semantic(pipeline: Pipeline, classes: ClassNames, data: SegDataset, cache_dir: str,
                       settings: SemanticSettings, show_progress: bool = True) -> Tuple[np.ndarray, RunInfo]:
     """-> the dataset's (C, C) confusion matrix and what ran. The pipeline's vocabulary becomes the class names."""
     pipeline.set_vocabulary(classes.flat)
-    tiles = pipeline.config.tiles
-    settings = dataclasses.replace(settings, official_tiling=settings.official_tiling and tiles == "auto")
     sigmoid = pipeline.encoder.sigmoid_logit()
     c = len(classes)
     os.makedirs(cache_dir, exist_ok=True)
     total = np.zeros((c, c), np.int64)
     info, t0 = RunInfo(), time.perf_counter()
     bar = progress(len(data), "semantic", show_progress)
-    try:
+    with per_image_tiles(pipeline) as tile:
         for s in data.samples:
             path = os.path.join(cache_dir, safe_name(s.id) + ".npy")
             if os.path.isfile(path):
                 total += np.load(path)
                 info.cached += 1
             else:
-                conf = semantic_one(pipeline, classes, data, s, settings, sigmoid)
+                conf = semantic_one(pipeline, classes, data, s, settings, sigmoid, tile)
                 atomic_write(path, lambda f, conf=conf: np.save(f, conf))
                 total += conf
                 info.computed += 1
             bar.update(1)
             bar.set_postfix_str(f"mIoU {100 * seg_scores(total).miou:.1f}")
-    finally:
-        bar.close()
-        if pipeline.config.tiles != tiles:
-            pipeline.update(tiles=tiles)  # per-image official tiling ends with the run
+    bar.close()
     info.seconds = time.perf_counter() - t0
     return total, info
 
 
 def semantic_one(pipeline: Pipeline, classes: ClassNames, data: SegDataset, s, settings: SemanticSettings,
-                 sigmoid) -> np.ndarray:
+                 sigmoid, tile) -> np.ndarray:
     rgb, label = read_rgb(s.image), data.load_label(s)
     if label.shape != rgb.shape[:2]:
         raise ValueError(f"{s.id}: label {label.shape} and image {rgb.shape[:2]} differ in size")
     frame_hw = rescale_size(*label.shape, settings.resize)
     frame = rescale_image(rgb, frame_hw)
-    if settings.official_tiling:
-        grid = official_tiles(*frame_hw, pipeline.encoder.image_size)
-        if pipeline.config.tiles != grid:
-            pipeline.update(tiles=grid)
+    tile(frame_hw)
     masks = None
     if settings.masks == "given":
         masks, _ = segments_as_masks(label, data.load_instances(s), data.ignore_index, frame_hw)
@@ -140,57 +150,68 @@ def expression_embeddings(pipeline: Pipeline, expressions: List[str]) -> LabelEm
                            torch.arange(len(rows), device=rows[0].device))
 
 
-def given_referring_masks(group: List[RefSample], hw, gt_mask: Optional[np.ndarray]) -> torch.Tensor:
+def given_referring_masks(group: List[RefSample], hw, gt_mask: Optional[np.ndarray], frame_hw) -> torch.Tensor:
     """``--masks given``: the image's instance map (every id, 0 included, one region), or else the
-    first expression's true mask and its complement."""
+    first expression's true mask and its complement; at the frame's size."""
     inst = group[0].instances
     if inst:
         ids = read_index_png(inst).astype(np.int64)
         if ids.shape != tuple(hw):
             raise ValueError(f"{inst}: instance map {ids.shape} does not match its image {tuple(hw)}")
-        masks, _ = segments_as_masks(ids, None, -1, hw)
-        return masks
-    if gt_mask is None:
+    elif gt_mask is None:
         raise ValueError("--masks given needs an instance map or a mask for each referring record")
-    return torch.from_numpy(np.stack([gt_mask, ~gt_mask]))
+    else:
+        ids = gt_mask.astype(np.int64)
+    masks, _ = segments_as_masks(ids, None, -1, frame_hw)
+    return masks
+
+
+# eval_referring.py runs TextRegionSegmenter with --scale 2016 2016: mmcv imrescale to a 2016 long side.
+OFFICIAL_REFERRING_RESIZE = (2016, 2016)
 
 
 def evaluate_referring(pipeline: Pipeline, refs: List[RefSample], cache_dir: str, masks_mode: str = "pipeline",
-                       show_progress: bool = True) -> Tuple[ReferringTally, List[Dict[str, Any]], RunInfo]:
-    """-> the tally, one record per expression, and what ran."""
+                       show_progress: bool = True, resize: Optional[Tuple[int, int]] = OFFICIAL_REFERRING_RESIZE
+                       ) -> Tuple[ReferringTally, List[Dict[str, Any]], RunInfo]:
+    """-> the tally, one record per expression, and what ran. Each image is resized by ``resize`` (mmcv
+    keep-ratio rule) and tiled as the official code tiles it; masks are scored at the image's own size."""
     os.makedirs(cache_dir, exist_ok=True)
     tally, records = ReferringTally(), []
     info, t0 = RunInfo(), time.perf_counter()
     bar = progress(len(refs), "referring", show_progress)
-    for group in group_by_image(refs):
-        paths = [os.path.join(cache_dir, safe_name(s.id) + ".json") for s in group]
-        if all(os.path.isfile(p) for p in paths):
-            done = []
-            for p in paths:
-                with open(p, encoding="utf-8") as f:
-                    done.append(json.load(f))
-            info.cached += len(group)
-        else:
-            done = referring_image(pipeline, group, masks_mode)
-            for p, rec in zip(paths, done):
-                atomic_write(p, lambda f, rec=rec: f.write(json.dumps(rec).encode()))
-            info.computed += len(group)
-        for rec in done:
-            records.append(rec)
-            if rec.get("skipped"):
-                info.skipped.append(f"{rec['id']}: {rec['skipped']}")
-            tally.add(rec["iou"], rec["box_hit"], rec["abstained"], rec["inter"], rec["union"])
-        bar.update(len(group))
-        acc = tally.scores()["acc50"]
-        bar.set_postfix_str(f"acc@0.5 {100 * (acc or 0):.1f}")
+    with per_image_tiles(pipeline) as tile:
+        for group in group_by_image(refs):
+            paths = [os.path.join(cache_dir, safe_name(s.id) + ".json") for s in group]
+            if all(os.path.isfile(p) for p in paths):
+                done = []
+                for p in paths:
+                    with open(p, encoding="utf-8") as f:
+                        done.append(json.load(f))
+                info.cached += len(group)
+            else:
+                done = referring_image(pipeline, group, masks_mode, resize, tile)
+                for p, rec in zip(paths, done):
+                    atomic_write(p, lambda f, rec=rec: f.write(json.dumps(rec).encode()))
+                info.computed += len(group)
+            for rec in done:
+                records.append(rec)
+                if rec.get("skipped"):
+                    info.skipped.append(f"{rec['id']}: {rec['skipped']}")
+                tally.add(rec["iou"], rec["box_hit"], rec["abstained"], rec["inter"], rec["union"])
+            bar.update(len(group))
+            acc = tally.scores()["acc50"]
+            bar.set_postfix_str(f"acc@0.5 {100 * (acc or 0):.1f}")
     bar.close()
     info.seconds = time.perf_counter() - t0
     return tally, records, info
 
 
-def referring_image(pipeline: Pipeline, group: List[RefSample], masks_mode: str) -> List[Dict[str, Any]]:
+def referring_image(pipeline: Pipeline, group: List[RefSample], masks_mode: str,
+                    resize: Optional[Tuple[int, int]], tile) -> List[Dict[str, Any]]:
     rgb = read_rgb(group[0].image)
     hw = rgb.shape[:2]
+    frame_hw = rescale_size(*hw, resize)
+    tile(frame_hw)
     truths = [(s.gt_mask(hw), s.box) for s in group]
     ok, bad = [], {}
     for i, s in enumerate(group):
@@ -199,19 +220,19 @@ def referring_image(pipeline: Pipeline, group: List[RefSample], masks_mode: str)
             ok.append(i)
         except LabelError as exc:  # scored as a miss, and listed in the report
             bad[i] = str(exc)
-    masks = given_referring_masks(group, hw, truths[0][0]) if masks_mode == "given" else None
+    masks = given_referring_masks(group, hw, truths[0][0], frame_hw) if masks_mode == "given" else None
     q_emb = expression_embeddings(pipeline, [group[i].expression for i in ok]) if ok else None
-    result = pipeline.process(rgb, masks=masks, query_embeddings=q_emb) if ok else None
-    frame_masks = result.frame_masks if result is not None and len(result) else None
+    result = pipeline.process(rescale_image(rgb, frame_hw), masks=masks, query_embeddings=q_emb) if ok else None
     groundings = dict(zip(ok, result.groundings)) if result is not None else {}
     out = []
     for i, s in enumerate(group):
         g = groundings.get(i)
         gt_mask, gt_box = truths[i]
-        if g is None or g.region < 0 or frame_masks is None:
+        if g is None or g.region < 0 or not len(result):
             pred = np.zeros(hw, bool)
-        else:
-            pred = (frame_masks[g.region] >= 0.5).cpu().numpy()
+        else:  # the region's mask at the image's own size (the official: resized logits > 0)
+            one = result.masks.select(torch.tensor([g.region], device=result.tokens.device))
+            pred = (one.at_frame(hw)[0] >= 0.5).cpu().numpy()
         iou, hit, inter, union = referring_outcome(pred, gt_mask, gt_box, s.detections)
         rec = {"id": s.id, "expression": s.expression, "iou": iou, "box_hit": hit, "inter": inter,
                "union": union, "abstained": not (g is not None and g.found),
