@@ -28,10 +28,7 @@ from .metrics import ReferringTally, confusion, seg_scores
 from .protocol import (ClassNames, dense_name_logits, official_tiles, referring_outcome, rescale_image,
                        rescale_size, segments_as_masks, semantic_prediction)
 
-try:  # tqdm is a dependency; the loops still run where an install lacks it
-    from tqdm import tqdm
-except ImportError:  # pragma: no cover
-    tqdm = None
+from tqdm import tqdm
 
 
 @dataclass
@@ -68,15 +65,8 @@ def atomic_write(path: str, write) -> None:
     os.replace(tmp, path)  # an interrupted run never leaves half a result behind
 
 
-def progress(total: int, desc: str, enabled: bool):
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled or tqdm is None, dynamic_ncols=True) \
-        if tqdm is not None else _NoBar()
-
-
-class _NoBar:  # pragma: no cover
-    def update(self, n=1): pass
-    def set_postfix_str(self, s): pass
-    def close(self): pass
+def progress(total: int, desc: str, enabled: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, dynamic_ncols=True)
 
 
 @contextmanager
