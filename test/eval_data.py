@@ -40,6 +40,7 @@ def write_dataset(root: str, n: int = 24, seed: int = 0, sizes=None) -> Dict[str
         os.makedirs(os.path.join(root, d), exist_ok=True)
     ids, refs = [], []
     counts = np.zeros(len(class_file_lines()), np.int64)
+    pixels = ignored = 0
     pal = np.zeros(768, np.uint8)
     pal[:3 * len(PALETTE)] = PALETTE.reshape(-1)
     for k in range(n):
@@ -53,6 +54,7 @@ def write_dataset(root: str, n: int = 24, seed: int = 0, sizes=None) -> Dict[str
         lab.save(os.path.join(root, "SegmentationClass", image_id + ".png"))
         Image.fromarray(inst.astype(np.uint8)).save(os.path.join(root, "SegmentationObject", image_id + ".png"))
         valid = label != IGNORE
+        pixels, ignored = pixels + label.size, ignored + int((~valid).sum())
         counts += np.bincount(label[valid], minlength=len(counts))
         for c in range(1, len(CLASSES) + 1):
             mask_path = os.path.join(root, "refmasks", f"{image_id}_{c}.png")
@@ -67,7 +69,7 @@ def write_dataset(root: str, n: int = 24, seed: int = 0, sizes=None) -> Dict[str
     with open(os.path.join(root, "refs.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in refs)
     return {"classes": os.path.join(root, "classes.txt"), "refs": os.path.join(root, "refs.jsonl"),
-            "counts": counts, "ids": ids, "n_refs": len(refs)}
+            "counts": counts, "ids": ids, "n_refs": len(refs), "pixels": pixels, "ignored": ignored}
 
 
 def draw(rng, h: int, w: int):

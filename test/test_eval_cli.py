@@ -52,6 +52,8 @@ def test_planted_tokens_with_given_masks_score_one(data, tmp_path):
     assert rep["images"] == 24 and rep["computed"] == 24 and rep["protocol"] == "voc21"
     assert rep["resize"] == [1008, 672] and rep["prob_thd"] == 0.4  # the official VOC21 config
     assert rep["random_weights"] is False and "PlantedEncoder" in rep["weights"]
+    # Given masks cover every labelled pixel: what no region covers is the ignore band, give or take resampling.
+    assert rep["uncovered_fraction"] == pytest.approx(info["ignored"] / info["pixels"], abs=0.01)
     for png in ("per_class_iou.png", "confusion.png"):
         with open(tmp_path / png, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -133,12 +135,13 @@ def run_cli(*args, env=None, timeout=600):
 
 def test_random_weights_run_the_real_models_and_the_report_says_so(data, tmp_path):
     root, info = data
+    # SAM2's masks (random weights leave pixels uncovered: the CLIP fill runs) and the official tiling.
     p = run_cli("semantic", "--layout", "voc", "--root", root, "--classes", info["classes"], "--preset", "cpu-lite",
-                "--set", "random_weights=true", "--masks", "given", "--limit", "3", "--out", str(tmp_path / "s"))
+                "--set", "random_weights=true", "--set", "tiles=auto", "--limit", "2", "--out", str(tmp_path / "s"))
     assert p.returncode == 0, p.stderr[-3000:]
     rep = json.loads((tmp_path / "s" / "report.json").read_text())
-    assert rep["random_weights"] is True and "random" in rep["weights"] and rep["images"] == 3
-    assert 0.0 <= rep["metrics"]["mIoU"] <= 1.0
+    assert rep["random_weights"] is True and "random" in rep["weights"] and rep["images"] == 2
+    assert rep["masks"] == "sam2" and 0.0 <= rep["metrics"]["mIoU"] <= 1.0 and 0.0 <= rep["uncovered_fraction"] <= 1
     assert "Random weights" in (tmp_path / "s" / "report.md").read_text() and "Random weights" in p.stdout
     # Referring with the preset's own mask source (SAM2, random weights), through the shipped script.
     q = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "textregion-eval"), "referring", "--refs",

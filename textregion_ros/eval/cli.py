@@ -154,6 +154,7 @@ def run_semantic(args, encoder=None) -> Dict[str, Any]:
     scores = seg_scores(conf)
     report = semantic_report(scores, classes.names, header(args, pipeline, overrides, info, fp))
     report.update(images=len(data), protocol=protocol, resize=resize, prob_thd=prob_thd,
+                  uncovered_fraction=info.uncovered / info.pixels if info.pixels else None,
                   ignore_index=args.ignore_index, reduce_zero_label=data.reduce_zero_label)
     md = semantic_markdown(report)
     if args.plots:

@@ -116,18 +116,20 @@ def region_name_logits(result: FrameResult, sigmoid: Optional[Tuple[float, float
 
 def semantic_prediction(result: FrameResult, classes: ClassNames, out_hw: Tuple[int, int],
                         sigmoid: Optional[Tuple[float, float]] = None, prob_thd: float = 0.0,
-                        null_fill: Optional[Callable[[], Optional[torch.Tensor]]] = None
-                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+                        null_fill: Optional[Callable[[], Optional[torch.Tensor]]] = None,
+                        stats: Optional[dict] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """-> (H, W) class index and its probability at ``out_hw`` (the module docstring's rule).
 
     ``null_fill`` returns (S, gh, gw) per-name logits on the patch grid (or None) for the pixels no region
-    covers; it is called only when there are such pixels.
+    covers; it is called only when there are such pixels. ``stats`` receives their count ("uncovered").
     """
     num_names = len(classes.flat)
     dev = result.tokens.device
     if len(result) == 0:
         seg = torch.zeros((num_names, *out_hw), device=dev)
         covered = torch.zeros(out_hw, dtype=torch.bool, device=dev)
+        if stats is not None:
+            stats["uncovered"] = out_hw[0] * out_hw[1]
     else:
         logits = region_name_logits(result, sigmoid)  # (R, S)
         if logits.shape[1] != num_names:
@@ -137,6 +139,8 @@ def semantic_prediction(result: FrameResult, classes: ClassNames, out_hw: Tuple[
         masks = F.interpolate(src[None], size=out_hw, mode="bilinear", align_corners=False)[0].clamp_(0.0, 1.0)
         seg = torch.einsum("rs,rhw->shw", logits, masks)
         covered = masks.sum(0) > 0
+    if stats is not None:
+        stats["uncovered"] = int((~covered).sum())
     if null_fill is not None and not bool(covered.all()):
         dense = null_fill()
         if dense is not None:

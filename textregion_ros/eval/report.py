@@ -37,7 +37,9 @@ def weights_line(report: Dict[str, Any]) -> str:
 def semantic_markdown(report: Dict[str, Any]) -> str:
     m = report["metrics"]
     lines = [f"# Semantic segmentation: {report.get('dataset', '')}", "", weights_line(report), "",
-             f"Preset `{report['preset']}`, masks `{report['masks']}`, {report['images']} images.", "",
+             f"Preset `{report['preset']}`, masks `{report['masks']}`, {report['images']} images; "
+             f"{pct(report.get('uncovered_fraction'))}% of pixels were covered by no region (filled by the "
+             "dense CLIP head, or class 0 for other families).", "",
              "| mIoU | aAcc | mAcc |", "|---:|---:|---:|", f"| {pct(m['mIoU'])} | {pct(m['aAcc'])} | {pct(m['mAcc'])} |",
              "", "| class | IoU | acc | GT pixels |", "|---|---:|---:|---:|"]
     lines += [f"| {c['class']} | {pct(c['iou'])} | {pct(c['acc'])} | {c['gt_pixels']} |" for c in report["per_class"]]

@@ -44,6 +44,8 @@ class RunInfo:
     cached: int = 0
     seconds: float = 0.0
     skipped: List[str] = field(default_factory=list)  # ids that could not be evaluated, with why
+    pixels: int = 0  # semantic: pixels predicted, and those no region covered (the dense fill's share)
+    uncovered: int = 0
 
 
 def fingerprint(pipeline: Pipeline, extra: Dict[str, Any]) -> str:
@@ -99,15 +101,19 @@ def evaluate_semantic(pipeline: Pipeline, classes: ClassNames, data: SegDataset,
     bar = progress(len(data), "semantic", show_progress)
     with per_image_tiles(pipeline) as tile:
         for s in data.samples:
-            path = os.path.join(cache_dir, safe_name(s.id) + ".npy")
+            path = os.path.join(cache_dir, safe_name(s.id) + ".npz")
             if os.path.isfile(path):
-                total += np.load(path)
+                with np.load(path) as z:
+                    conf, uncovered, pixels = z["confusion"], int(z["uncovered"]), int(z["pixels"])
                 info.cached += 1
             else:
-                conf = semantic_one(pipeline, classes, data, s, settings, sigmoid, tile)
-                atomic_write(path, lambda f, conf=conf: np.save(f, conf))
-                total += conf
+                conf, uncovered, pixels = semantic_one(pipeline, classes, data, s, settings, sigmoid, tile)
+                atomic_write(path, lambda f, c=conf, u=uncovered, p=pixels: np.savez(f, confusion=c, uncovered=u,
+                                                                                    pixels=p))
                 info.computed += 1
+            total += conf
+            info.uncovered += uncovered
+            info.pixels += pixels
             bar.update(1)
             bar.set_postfix_str(f"mIoU {100 * seg_scores(total).miou:.1f}")
     bar.close()
@@ -116,7 +122,8 @@ def evaluate_semantic(pipeline: Pipeline, classes: ClassNames, data: SegDataset,
 
 
 def semantic_one(pipeline: Pipeline, classes: ClassNames, data: SegDataset, s, settings: SemanticSettings,
-                 sigmoid, tile) -> np.ndarray:
+                 sigmoid, tile) -> Tuple[np.ndarray, int, int]:
+    """One image -> (its confusion matrix, pixels no region covered, pixels)."""
     rgb, label = read_rgb(s.image), data.load_label(s)
     if label.shape != rgb.shape[:2]:
         raise ValueError(f"{s.id}: label {label.shape} and image {rgb.shape[:2]} differ in size")
@@ -127,10 +134,11 @@ def semantic_one(pipeline: Pipeline, classes: ClassNames, data: SegDataset, s, s
     if settings.masks == "given":
         masks, _ = segments_as_masks(label, data.load_instances(s), data.ignore_index, frame_hw)
     result = pipeline.process(frame, masks=masks)
+    stats: Dict[str, int] = {}
     pred, _ = semantic_prediction(result, classes, label.shape, sigmoid, settings.prob_thd,
-                                  null_fill=lambda: dense_name_logits(pipeline, frame, sigmoid))
+                                  null_fill=lambda: dense_name_logits(pipeline, frame, sigmoid), stats=stats)
     gt = torch.from_numpy(label).to(pred.device)
-    return confusion(gt, pred, len(classes), data.ignore_index).cpu().numpy()
+    return confusion(gt, pred, len(classes), data.ignore_index).cpu().numpy(), stats["uncovered"], label.size
 
 
 def expression_embeddings(pipeline: Pipeline, expressions: List[str]) -> LabelEmbeddings:
