@@ -64,3 +64,21 @@ def test_regions_with_depth_then_the_target_become_3d_detections(vm):
     t = arr.detections[-1]
     assert (t.bbox.size.x, t.bbox.size.y, t.bbox.size.z) == pytest.approx((0.3, 0.2, 0.1))
     assert t.bbox.center.orientation.w == pytest.approx(1.0) and t.id == "7"
+
+
+@pytest.mark.parametrize("vm", MODULES)
+def test_3d_detections_follow_the_output_frame(vm):
+    """With target_frame, region boxes move with the transform and keep the optical axes, turned."""
+    from textregion_ros.geometry.transform import RigidTransform
+    q = [-0.5, 0.5, -0.5, 0.5]  # the optical frame in base_link (x forward = optical z, z up = -optical y)
+    T = RigidTransform.from_quaternion(q, [0.1, 0.0, 1.0])
+    arr = detection3d_array(vm, "base", ("mug", "wall"), outputs(), None, -1, T)
+    assert len(arr.detections) == 2
+    d = arr.detections[0]
+    # By hand: optical (0.1, 0.2, 1.5) is 1.5 + 0.1 forward, 0.1 right (y = -0.1) and 1 - 0.2 up.
+    c = d.bbox.center.position
+    assert (c.x, c.y, c.z) == pytest.approx((1.6, -0.1, 0.8))
+    o = d.bbox.center.orientation
+    got = np.array([o.x, o.y, o.z, o.w])
+    assert np.allclose(got, q) or np.allclose(got, -np.array(q))
+    assert (d.bbox.size.x, d.bbox.size.y, d.bbox.size.z) == pytest.approx((0.2, 0.1, 0.05))  # along the turned axes

@@ -5,7 +5,9 @@ vision_msgs is not on PyPI, so it is imported where a ROS install has it and the
 region with depth, then the grounded target's oriented box) only then. The builders take the
 message module as an argument, so they are tested with stand-in classes where it is missing.
 Each detection carries one hypothesis (the region's label and its probability) and ``id`` = the
-track id ("" while unconfirmed). Frames: the image's optical frame.
+track id ("" while unconfirmed). Frames: ``detections`` in the image's optical frame (pixels);
+``detections_3d`` in the frame the caller moved them to (``target_frame``, as the grounded outputs):
+a region's axis-aligned box keeps its optical-frame axes, so it turns with the transform.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..compose import FrameOutputs, HostTarget
-from ..geometry.transform import quaternion_xyzw
+from ..geometry.transform import RigidTransform, quaternion_xyzw
 
 try:  # a real ROS install
     import vision_msgs.msg as vision_msgs
@@ -52,18 +54,23 @@ def detection2d_array(vm, header, labels: Sequence[str], out: FrameOutputs):
 
 
 def detection3d_array(vm, header, labels: Sequence[str], out: FrameOutputs, target: Optional[HostTarget] = None,
-                      target_region: int = -1):
+                      target_region: int = -1, T: Optional[RigidTransform] = None):
+    """``target`` is already in ``header``'s frame (target3d.moved); region points are optical, moved by ``T``."""
     arr = vm.Detection3DArray()
     arr.header = header
     if out.points is not None and out.sizes is not None:
+        T = T or RigidTransform.identity()
+        centres = T.points(np.asarray(out.points, np.float64).reshape(-1, 3))
+        q = quaternion_xyzw(T.R)  # the optical axes in the output frame
         for i in range(len(out)):
-            p, s = out.points[i], out.sizes[i]
+            p, s = centres[i], out.sizes[i]
             if not (np.all(np.isfinite(p)) and np.all(np.isfinite(s))):
                 continue
             d = vm.Detection3D()
             d.header = header
             d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.position.z = (float(v) for v in p)
-            d.bbox.center.orientation.w = 1.0
+            o = d.bbox.center.orientation
+            o.x, o.y, o.z, o.w = (float(v) for v in q)
             d.bbox.size.x, d.bbox.size.y, d.bbox.size.z = (float(v) for v in s)
             d.results = [_hypothesis(vm, labels[int(out.label[i])], out.prob[i])]
             d.id = _id(out, i)

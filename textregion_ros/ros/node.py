@@ -634,17 +634,20 @@ class TextRegionNode(Node):
             self.pub_grounded_all.publish(messages.grounded_array_msg(trmsg, g_msgs, header))
             published.append("grounded_all")
         point = messages.grounded_point(out, active_g, header)
-        if (point is not None and want_point) or (out.target is not None and (want_cloud or want_box or want_pose)):
-            frame_id, T = self.frames.resolve(header)
+        T = out_header = t_out = None
+        if want_det3d or (point is not None and want_point) or (
+                out.target is not None and (want_cloud or want_box or want_pose)):
+            frame_id, T = self.frames.resolve(header)  # one lookup for every 3D output of the frame
             out_header = header_in(header, frame_id)
+            t_out = target3d.moved(out.target, T) if out.target is not None else None
+        if (point is not None and want_point) or (out.target is not None and (want_cloud or want_box or want_pose)):
             if point is not None and want_point:
                 p = T.points(np.array([[point.point.x, point.point.y, point.point.z]]))[0]
                 moved_point = PointStamped(header=out_header)
                 moved_point.point.x, moved_point.point.y, moved_point.point.z = (float(v) for v in p)
                 self.pub_point.publish(moved_point)
                 published.append("grounded_point")
-            if out.target is not None:
-                t_out = target3d.moved(out.target, T)
+            if t_out is not None:
                 tid = active_g.track_id if active_g else 0
                 if want_cloud:
                     self.pub_cloud.publish(target3d.point_cloud(t_out, out_header))
@@ -659,8 +662,8 @@ class TextRegionNode(Node):
             self.pub_det2d.publish(detection2d_array(vision_msgs, header, labels, out))
             published.append("detections")
         if want_det3d:
-            self.pub_det3d.publish(detection3d_array(vision_msgs, header, labels, out, out.target,
-                                                     active_g.region if active_g else -1))
+            self.pub_det3d.publish(detection3d_array(vision_msgs, out_header, labels, out, t_out,
+                                                     active_g.region if active_g else -1, T))
             published.append("detections_3d")
         t_messages = time.perf_counter()
         if want_overlay:
