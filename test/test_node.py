@@ -385,11 +385,11 @@ def test_latest_frame_wins_at_60_fps_without_queue_growth(h, tmp_path):
     snap = h.node.stats.snapshot()
     processed = snap["processed"] - stats0.get("processed", 0)
     assert published > 1000 and len(log) >= 5, (published, log, snap)
-    assert all(seq == newest for seq, newest in log), "a frame was processed while a newer one waited"
-    assert processed < published / 20
-    assert snap["dropped_stale"] - stats0.get("dropped_stale", 0) > 0
+    assert all(seq == newest for seq, newest in log), ("a frame was processed while a newer one waited", log)
+    assert processed < published / 20, (processed, published)
+    assert snap["dropped_stale"] - stats0.get("dropped_stale", 0) > 0, snap
     stamps = [stamp_key(m.header) for m in h.got["regions"][regions0:]]
-    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), stamps
     # Seen from outside: stamp-to-receipt latency stays about one frame's work. A queue of 60 fps
     # frames behind a ~2 s pipeline would grow it by seconds with every processed frame.
     lat = [t - (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9)
@@ -401,7 +401,7 @@ def test_latest_frame_wins_at_60_fps_without_queue_growth(h, tmp_path):
     assert np.median(lat) < 3 * frame_s + 2.0, (lat, frame_s)
     assert np.median(lat[-third:]) < np.median(lat[:third]) + frame_s + 1.0, ("latency grows over the run", lat)
     half = len(rss) // 2
-    assert max(rss[half:]) - max(rss[:half]) < 150e6, "memory grows with the input rate"
+    assert max(rss[half:]) - max(rss[:half]) < 150e6, ("memory grows with the input rate", rss[::4])
 
 
 def test_rviz_config_shows_topics_the_node_publishes(h):
