@@ -134,16 +134,7 @@ class PipelineConfig:
         return cfg
 
     def validate(self) -> None:
-        for name, (lo, hi) in NUMERIC_RANGES.items():
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value}")
-            if not lo <= value <= hi:
-                raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+        check_ranges(self, {k: r for k, r in NUMERIC_RANGES.items() if getattr(self, k) is not None})  # None = default
         if self.mask_source not in ("sam2", "superpixels", "given"):
             raise ValueError(f"mask_source must be sam2, superpixels or given, not {self.mask_source!r}")
         if self.sam2_input_size % 64 != 0 or self.sam2_input_size < 256:

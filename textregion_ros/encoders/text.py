@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..files import atomic_write
 from ..labels import split_synonyms
 from .base import ImageTextEncoder
 
@@ -110,10 +110,7 @@ class TextEmbedder:
             return
         try:
             os.makedirs(self.disk_dir, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.disk_dir, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                torch.save(emb.detach().cpu(), f)
-            os.replace(tmp, self._disk_path(name))  # atomic: a reader never sees half a file
+            atomic_write(self._disk_path(name), lambda f: torch.save(emb.detach().cpu(), f))
         except OSError:
             pass  # a read-only or full disk only costs the next startup time
 

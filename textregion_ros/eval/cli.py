@@ -15,7 +15,7 @@ import dataclasses
 import os
 import sys
 import typing
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -52,11 +52,10 @@ def parse_overrides(items: List[str]) -> Dict[str, Any]:
     return out
 
 
-def parse_resize(text: Optional[str]):
-    if text is None:
-        return None
+def parse_resize(text: str) -> Optional[Tuple[int, int]]:
+    """"LONGxSHORT" -> (long, short); "none" -> None (the image keeps its size)."""
     if text.lower() == "none":
-        return "none"
+        return None
     parts = text.lower().split("x")
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise ValueError(f"--resize must be LONGxSHORT (e.g. 2016x672) or none, not {text!r}")
@@ -142,11 +141,10 @@ def run_semantic(args, encoder=None) -> Dict[str, Any]:
     data = seg_dataset(args.layout, args.root, args.images, args.labels, args.instances, args.split,
                        args.ignore_index, args.limit)
     protocol = args.protocol or LAYOUT_DATASET.get(args.layout)
-    resize = parse_resize(args.resize)
-    resize = None if resize == "none" else resize or OFFICIAL_RESIZE.get(protocol)
+    resize = OFFICIAL_RESIZE.get(protocol) if args.resize is None else parse_resize(args.resize)
     prob_thd = args.prob_thd if args.prob_thd is not None else OFFICIAL_PROB_THD.get(protocol, 0.0)
     pipeline, overrides = make_pipeline(args, encoder)
-    settings = SemanticSettings("given" if pipeline.config.mask_source == "given" else "pipeline", resize, prob_thd)
+    settings = SemanticSettings(resize, prob_thd)
     fp = fingerprint(pipeline, {"task": "semantic", "classes": classes.classes, "settings": settings,
                                 "ignore": args.ignore_index, "reduce_zero_label": data.reduce_zero_label})
     conf, info = evaluate_semantic(pipeline, classes, data, os.path.join(args.out, "cache", "semantic-" + fp),
@@ -159,7 +157,6 @@ def run_semantic(args, encoder=None) -> Dict[str, Any]:
     md = semantic_markdown(report)
     if args.plots:
         report["plots"] = semantic_plots(args.out, scores, conf, classes.names)
-    report["metrics"] = {k: (None if v != v else v) for k, v in report["metrics"].items()}  # NaN -> null
     write_report(args.out, report, md)
     return report
 
@@ -171,13 +168,11 @@ def run_referring(args, encoder=None) -> Dict[str, Any]:
 
     refs = read_refs(args.refs, args.images, args.limit)
     resize = parse_resize(args.resize)
-    resize = None if resize == "none" else resize
     pipeline, overrides = make_pipeline(args, encoder)
-    masks = "given" if pipeline.config.mask_source == "given" else "pipeline"
     fp = fingerprint(pipeline, {"task": "referring", "refs": os.path.abspath(args.refs), "images": args.images,
                                 "resize": resize})
     tally, records, info = evaluate_referring(pipeline, refs, os.path.join(args.out, "cache", "referring-" + fp),
-                                              masks, not args.no_progress, resize)
+                                              not args.no_progress, resize)
     report = {**header(args, pipeline, overrides, info, fp), "task": "referring", "resize": resize,
               "metrics": tally.scores(), "records": records}
     write_report(args.out, report, referring_markdown(report))

@@ -9,7 +9,7 @@ classes that occur in the ground truth.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -60,16 +60,21 @@ def seg_scores(conf: np.ndarray) -> SegScores:
                      iou=iou, acc=acc, gt_pixels=gt_area)
 
 
-def mask_iou(a: np.ndarray, b: np.ndarray) -> tuple:
+def mask_overlap(a: np.ndarray, b: np.ndarray) -> Tuple[int, int]:
     """-> (intersection, union) pixel counts of two boolean masks of one size."""
     return int(np.logical_and(a, b).sum()), int(np.logical_or(a, b).sum())
 
 
+def box_intersection(a: Sequence[float], b: Sequence[float]) -> float:
+    """Overlap area of two xywh boxes."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(w, 0.0) * max(h, 0.0)
+
+
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     """IoU of two xywh boxes (the official referring evaluation's Box arithmetic)."""
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = max(x1, min(a[0] + a[2], b[0] + b[2])), max(y1, min(a[1] + a[3], b[1] + b[3]))
-    inter = (x2 - x1) * (y2 - y1)
+    inter = box_intersection(a, b)
     union = a[2] * a[3] + b[2] * b[3] - inter
     return float(inter / union) if union > 0 else 0.0
 

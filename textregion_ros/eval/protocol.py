@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from ..pipeline import image_to_tensor
 from ..results import FrameResult
 from ..tokens import dense_embedding_map
-from .metrics import box_iou
+from .metrics import box_intersection, box_iou, mask_overlap
 
 # The official configs' mmseg Resize scales and probability thresholds, by dataset.
 OFFICIAL_RESIZE = {"voc21": (1008, 672), "voc20": (2016, 672), "context60": (2016, 672),
@@ -128,8 +128,6 @@ def semantic_prediction(result: FrameResult, classes: ClassNames, out_hw: Tuple[
     if len(result) == 0:
         seg = torch.zeros((num_names, *out_hw), device=dev)
         covered = torch.zeros(out_hw, dtype=torch.bool, device=dev)
-        if stats is not None:
-            stats["uncovered"] = out_hw[0] * out_hw[1]
     else:
         logits = region_name_logits(result, sigmoid)  # (R, S)
         if logits.shape[1] != num_names:
@@ -226,8 +224,7 @@ def referring_outcome(pred_mask: np.ndarray, gt_mask: Optional[np.ndarray], gt_b
         box = snap_to_detections(box, detections)
         hit = box_iou(box, gt_box) > 0.5
     if gt_mask is not None:
-        inter = int(np.logical_and(pred_mask, gt_mask).sum())
-        union = int(np.logical_or(pred_mask, gt_mask).sum())
+        inter, union = mask_overlap(pred_mask, gt_mask)
         return (inter / union if union else 0.0), hit, inter, union
     if box is None or gt_box is None:
         return 0.0, hit, 0, int(round(gt_box[2] * gt_box[3])) if gt_box is not None else 0
@@ -235,8 +232,3 @@ def referring_outcome(pred_mask: np.ndarray, gt_mask: Optional[np.ndarray], gt_b
     union = box[2] * box[3] + gt_box[2] * gt_box[3] - inter
     return (inter / union if union > 0 else 0.0), hit, int(round(inter)), int(round(union))
 
-
-def box_intersection(a: Sequence[float], b: Sequence[float]) -> float:
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    return max(w, 0.0) * max(h, 0.0)

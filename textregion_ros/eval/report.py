@@ -21,7 +21,7 @@ def nan_to_none(values) -> List[Optional[float]]:
 
 def semantic_report(scores: SegScores, names: List[str], header: Dict[str, Any]) -> Dict[str, Any]:
     return {**header, "task": "semantic",
-            "metrics": {"mIoU": scores.miou, "aAcc": scores.aacc, "mAcc": scores.macc},
+            "metrics": dict(zip(("mIoU", "aAcc", "mAcc"), nan_to_none([scores.miou, scores.aacc, scores.macc]))),
             "per_class": [{"class": n, "iou": i, "acc": a, "gt_pixels": int(p)}
                           for n, i, a, p in zip(names, nan_to_none(scores.iou), nan_to_none(scores.acc),
                                                 scores.gt_pixels)]}

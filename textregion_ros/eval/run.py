@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,8 +18,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..encoders.text import LabelEmbeddings
+from ..files import atomic_write
 from ..labels import LabelError, check_text
 from ..pipeline import Pipeline
 from .datasets import RefSample, SegDataset, group_by_image, read_index_png, read_rgb
@@ -28,12 +29,9 @@ from .metrics import ReferringTally, confusion, seg_scores
 from .protocol import (ClassNames, dense_name_logits, official_tiles, referring_outcome, rescale_image,
                        rescale_size, segments_as_masks, semantic_prediction)
 
-from tqdm import tqdm
-
 
 @dataclass
 class SemanticSettings:
-    masks: str = "pipeline"  # "pipeline" (the config's mask source) | "given" (ground-truth segments)
     resize: Optional[Tuple[int, int]] = None  # mmseg Resize scale; None keeps the image size
     prob_thd: float = 0.0
 
@@ -58,13 +56,6 @@ def fingerprint(pipeline: Pipeline, extra: Dict[str, Any]) -> str:
 def safe_name(sample_id: str) -> str:
     clean = re.sub(r"[^A-Za-z0-9._-]", "_", sample_id)[:80]
     return f"{clean}-{hashlib.sha1(sample_id.encode()).hexdigest()[:8]}"
-
-
-def atomic_write(path: str, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        write(f)
-    os.replace(tmp, path)  # an interrupted run never leaves half a result behind
 
 
 def progress(total: int, desc: str, enabled: bool) -> tqdm:
@@ -108,8 +99,8 @@ def evaluate_semantic(pipeline: Pipeline, classes: ClassNames, data: SegDataset,
                 info.cached += 1
             else:
                 conf, uncovered, pixels = semantic_one(pipeline, classes, data, s, settings, sigmoid, tile)
-                atomic_write(path, lambda f, c=conf, u=uncovered, p=pixels: np.savez(f, confusion=c, uncovered=u,
-                                                                                    pixels=p))
+                # An interrupted run never leaves half a result behind (files.atomic_write).
+                atomic_write(path, lambda f: np.savez(f, confusion=conf, uncovered=uncovered, pixels=pixels))
                 info.computed += 1
             total += conf
             info.uncovered += uncovered
@@ -131,7 +122,7 @@ def semantic_one(pipeline: Pipeline, classes: ClassNames, data: SegDataset, s, s
     frame = rescale_image(rgb, frame_hw)
     tile(frame_hw)
     masks = None
-    if settings.masks == "given":
+    if pipeline.config.mask_source == "given":  # the ground-truth segments
         masks, _ = segments_as_masks(label, data.load_instances(s), data.ignore_index, frame_hw)
     result = pipeline.process(frame, masks=masks)
     stats: Dict[str, int] = {}
@@ -168,8 +159,7 @@ def given_referring_masks(group: List[RefSample], hw, gt_mask: Optional[np.ndarr
 OFFICIAL_REFERRING_RESIZE = (2016, 2016)
 
 
-def evaluate_referring(pipeline: Pipeline, refs: List[RefSample], cache_dir: str, masks_mode: str = "pipeline",
-                       show_progress: bool = True, resize: Optional[Tuple[int, int]] = OFFICIAL_REFERRING_RESIZE
+def evaluate_referring(pipeline: Pipeline, refs: List[RefSample], cache_dir: str, show_progress: bool = True, resize: Optional[Tuple[int, int]] = OFFICIAL_REFERRING_RESIZE
                        ) -> Tuple[ReferringTally, List[Dict[str, Any]], RunInfo]:
     """-> the tally, one record per expression, and what ran. Each image is resized by ``resize`` (mmcv
     keep-ratio rule) and tiled as the official code tiles it; masks are scored at the image's own size."""
@@ -187,9 +177,9 @@ def evaluate_referring(pipeline: Pipeline, refs: List[RefSample], cache_dir: str
                         done.append(json.load(f))
                 info.cached += len(group)
             else:
-                done = referring_image(pipeline, group, masks_mode, resize, tile)
+                done = referring_image(pipeline, group, resize, tile)
                 for p, rec in zip(paths, done):
-                    atomic_write(p, lambda f, rec=rec: f.write(json.dumps(rec).encode()))
+                    atomic_write(p, lambda f: f.write(json.dumps(rec).encode()))
                 info.computed += len(group)
             for rec in done:
                 records.append(rec)
@@ -204,8 +194,8 @@ def evaluate_referring(pipeline: Pipeline, refs: List[RefSample], cache_dir: str
     return tally, records, info
 
 
-def referring_image(pipeline: Pipeline, group: List[RefSample], masks_mode: str,
-                    resize: Optional[Tuple[int, int]], tile) -> List[Dict[str, Any]]:
+def referring_image(pipeline: Pipeline, group: List[RefSample], resize: Optional[Tuple[int, int]], tile
+                    ) -> List[Dict[str, Any]]:
     rgb = read_rgb(group[0].image)
     hw = rgb.shape[:2]
     frame_hw = rescale_size(*hw, resize)
@@ -218,7 +208,8 @@ def referring_image(pipeline: Pipeline, group: List[RefSample], masks_mode: str,
             ok.append(i)
         except LabelError as exc:  # scored as a miss, and listed in the report
             bad[i] = str(exc)
-    masks = given_referring_masks(group, hw, truths[0][0], frame_hw) if masks_mode == "given" else None
+    given = pipeline.config.mask_source == "given"
+    masks = given_referring_masks(group, hw, truths[0][0], frame_hw) if given else None
     q_emb = expression_embeddings(pipeline, [group[i].expression for i in ok]) if ok else None
     result = pipeline.process(rescale_image(rgb, frame_hw), masks=masks, query_embeddings=q_emb) if ok else None
     groundings = dict(zip(ok, result.groundings)) if result is not None else {}

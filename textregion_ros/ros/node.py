@@ -640,24 +640,21 @@ class TextRegionNode(Node):
             frame_id, T = self.frames.resolve(header)  # one lookup for every 3D output of the frame
             out_header = header_in(header, frame_id)
             t_out = target3d.moved(out.target, T) if out.target is not None else None
-        if (point is not None and want_point) or (out.target is not None and (want_cloud or want_box or want_pose)):
-            if point is not None and want_point:
-                p = T.points(np.array([[point.point.x, point.point.y, point.point.z]]))[0]
-                moved_point = PointStamped(header=out_header)
-                moved_point.point.x, moved_point.point.y, moved_point.point.z = (float(v) for v in p)
-                self.pub_point.publish(moved_point)
-                published.append("grounded_point")
-            if t_out is not None:
-                tid = active_g.track_id if active_g else 0
-                if want_cloud:
-                    self.pub_cloud.publish(target3d.point_cloud(t_out, out_header))
-                    published.append("grounded_cloud")
-                if want_box:
-                    self.pub_box.publish(target3d.grounded_box(trmsg, t_out, out_header, active_g.query, tid))
-                    published.append("grounded_box")
-                if want_pose:
-                    self.pub_pose.publish(target3d.pose_stamped(t_out, out_header))
-                    published.append("grounded_pose")
+        if point is not None and want_point:
+            p = T.points(np.array([[point.point.x, point.point.y, point.point.z]]))[0]
+            moved_point = PointStamped(header=out_header)
+            moved_point.point.x, moved_point.point.y, moved_point.point.z = (float(v) for v in p)
+            self.pub_point.publish(moved_point)
+            published.append("grounded_point")
+        if t_out is not None and want_cloud:
+            self.pub_cloud.publish(target3d.point_cloud(t_out, out_header))
+            published.append("grounded_cloud")
+        if t_out is not None and want_box:
+            self.pub_box.publish(target3d.grounded_box(trmsg, t_out, out_header, active_g.query, active_g.track_id))
+            published.append("grounded_box")
+        if t_out is not None and want_pose:
+            self.pub_pose.publish(target3d.pose_stamped(t_out, out_header))
+            published.append("grounded_pose")
         if want_det2d:
             self.pub_det2d.publish(detection2d_array(vision_msgs, header, labels, out))
             published.append("detections")
