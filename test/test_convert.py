@@ -130,3 +130,43 @@ def test_array_to_image_roundtrip():
         assert np.array_equal(image_to_array(m), arr)
     with pytest.raises(ValueError):
         array_to_image(RGB, "mono8")
+
+
+CHECKED_FIELDS = r"""
+import numpy as np
+from rclpy.serialization import deserialize_message, serialize_message
+from sensor_msgs.msg import Image
+import textregion_ros.msg as trmsg
+from textregion_ros.ros.convert import array_to_image, image_to_array, packed
+rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+back = deserialize_message(serialize_message(array_to_image(rgb, "rgb8")), Image)
+assert (image_to_array(back) == rgb).all()
+r = trmsg.Region(); r.token = packed(np.linspace(-1, 1, 7), "f")
+assert np.allclose(deserialize_message(serialize_message(r), trmsg.Region).token, np.linspace(-1, 1, 7))
+print("ok")
+"""
+
+
+def test_message_fields_are_packed_arrays_accepted_by_checked_setters():
+    """Byte and float fields get an array.array of the field's type code, which the generated setters
+    keep as is; anything else they convert in Python, element by element when ROS_PYTHON_CHECK_FIELDS=1
+    (the sensor_msgs setter read at import, so that case runs in its own interpreter)."""
+    import array
+    import subprocess
+
+    from textregion_ros.ros.convert import packed
+    m = array_to_image(RGB, "rgb8")
+    assert isinstance(m.data, array.array) and m.data.typecode == "B" and bytes(m.data) == RGB.tobytes()
+    depth = np.array([[0.5, np.nan], [2.0, 0.0]], np.float32)
+    assert (np.frombuffer(array_to_image(depth, "32FC1").data, np.float32) == depth.ravel()).sum() == 3  # NaN != NaN
+    t = packed(np.array([0.25, -1.5], np.float64), "f")
+    assert t.typecode == "f" and list(t) == [0.25, -1.5]
+    # A received frame (rclpy hands over an array.array) is read in place; a padded one is copied, correctly.
+    from rclpy.serialization import deserialize_message, serialize_message
+    got = deserialize_message(serialize_message(m), Image)
+    assert isinstance(got.data, array.array)
+    assert np.shares_memory(image_to_rgb8(got), np.frombuffer(got.data, np.uint8))
+    assert (image_to_rgb8(got) == RGB).all()
+    env = dict(__import__("os").environ, ROS_PYTHON_CHECK_FIELDS="1")
+    p = subprocess.run([sys.executable, "-c", CHECKED_FIELDS], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]

@@ -6,6 +6,7 @@ ImageError with a short reason that the node counts in diagnostics.
 """
 from __future__ import annotations
 
+import array
 import io
 import sys
 
@@ -62,13 +63,16 @@ def check_image_header(msg: Image) -> int:
 
 
 def image_to_array(msg: Image) -> np.ndarray:
-    """Image -> (H, W[, C]) array in the message's own encoding (a copy, native byte order)."""
+    """Image -> (H, W[, C]) array in the message's own encoding, native byte order.
+
+    A view of the message's buffer (rclpy's ``array.array``) when rows are tight and the byte order
+    is native, which is what cameras send; otherwise a copy."""
     row = check_image_header(msg)
     dtype, channels = ENCODINGS[msg.encoding]
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     data = msg.data
-    buf = np.frombuffer(bytes(data) if not isinstance(data, (bytes, bytearray, memoryview, np.ndarray)) else data,
-                        dtype=np.uint8)
+    buf = np.frombuffer(data if isinstance(data, (bytes, bytearray, memoryview, np.ndarray, array.array))
+                        else bytes(data), dtype=np.uint8)
     rows = np.lib.stride_tricks.as_strided(buf, shape=(h, row), strides=(step, 1))
     order = ">" if msg.is_bigendian else "<"
     arr = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(order))
@@ -194,6 +198,18 @@ def compressed_to_rgb8(msg: CompressedImage) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def packed(arr: np.ndarray, typecode: str = "B") -> array.array:
+    """A message's ``uint8[]``/``float32[]`` field value from an array, in one copy.
+
+    The generated setters keep an ``array.array`` as it is; anything else is converted by
+    ``array.array(code, value)``, and with ROS_PYTHON_CHECK_FIELDS=1 first checked element by
+    element in Python (46 ms for one VGA image)."""
+    out = array.array(typecode)
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    out.frombytes(flat.view(np.uint8) if typecode == "B" else flat.astype(out.typecode, copy=False).view(np.uint8))
+    return out
+
+
 def array_to_image(arr: np.ndarray, encoding: str, header=None) -> Image:
     """(H, W[, C]) array -> Image with a tight step in native byte order."""
     if encoding not in ENCODINGS:
@@ -209,7 +225,7 @@ def array_to_image(arr: np.ndarray, encoding: str, header=None) -> Image:
     msg.encoding = encoding
     msg.is_bigendian = int(sys.byteorder == "big")
     msg.step = int(arr.shape[1] * channels * arr.itemsize)
-    msg.data = arr.tobytes()
+    msg.data = packed(arr)
     return msg
 
 
@@ -221,5 +237,5 @@ def rgb8_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header=None) -> Compr
     if header is not None:
         msg.header = header
     msg.format = fmt
-    msg.data = buf.tobytes()
+    msg.data = packed(buf)
     return msg

@@ -10,7 +10,7 @@ from sensor_msgs.msg import RegionOfInterest
 
 from ..compose import FrameOutputs
 from ..results import Grounding
-from .convert import array_to_image
+from .convert import array_to_image, packed
 
 NAN = float("nan")
 
@@ -36,7 +36,7 @@ def region_msg(Region, labels: Sequence[str], out: FrameOutputs, i: int, header,
     e = out.sizes[i] if out.sizes is not None else (NAN, NAN, NAN)
     r.size = Vector3(x=float(e[0]), y=float(e[1]), z=float(e[2]))
     if tokens is not None:
-        r.token = tokens[i].astype(np.float32).tolist()
+        r.token = packed(tokens[i], "f")
     return r
 
 

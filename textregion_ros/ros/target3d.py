@@ -15,6 +15,7 @@ from visualization_msgs.msg import Marker
 
 from ..compose import HostTarget
 from ..geometry.transform import RigidTransform, quaternion_xyzw
+from .convert import packed
 from .viz import set_lifetime
 
 # x, y, z, rgb as float32, the layout PCL and RViz read (rgb packed 0x00RRGGBB in a float's bytes).
@@ -48,7 +49,7 @@ def point_cloud(target: HostTarget, header) -> PointCloud2:
     msg.is_bigendian = False
     msg.point_step, msg.row_step = 16, 16 * n
     msg.is_dense = True
-    msg.data = buf.tobytes()
+    msg.data = packed(buf)
     return msg
 
 
