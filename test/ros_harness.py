@@ -1,6 +1,7 @@
 """A running textregion node plus a tester node, both on real rclpy / Fast DDS over loopback."""
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -170,3 +171,15 @@ class Harness:
         finally:
             late.destroy_node()
         return seen[-1] if seen else None
+
+
+@contextlib.contextmanager
+def running_harness(namespace: str = "/tr", **kwargs):
+    """rclpy up, one Harness, and both torn down: what each node test module's fixture needs."""
+    rclpy.init()
+    harness = Harness(namespace=namespace, **kwargs)
+    try:
+        yield harness
+    finally:
+        harness.close()
+        rclpy.shutdown()

@@ -177,6 +177,11 @@ def test_bad_arguments_and_mismatched_class_files_are_refused(data, tmp_path, ca
     assert "class file names 2 classes" in capsys.readouterr().err
     assert main(["semantic", "--layout", "voc", "--root", str(tmp_path / "nowhere"), "--classes", str(short),
                  "--out", str(tmp_path)], encoder=PlantedEncoder()) == 2
+    capsys.readouterr()
+    # An instances folder named on the command line must exist (the layout's own default may be absent).
+    assert main(base + ["--classes", info["classes"], "--instances", str(tmp_path / "typo")],
+                encoder=PlantedEncoder()) == 2
+    assert "instances folder" in capsys.readouterr().err
 
 
 def test_refcoco_converter_reads_the_refer_toolkit_files(tmp_path):

@@ -11,32 +11,22 @@ import time
 import numpy as np
 import psutil
 import pytest
-import rclpy
 from PIL import Image as PILImage
 from rcl_interfaces.msg import ParameterType
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from ros_harness import Harness
+from ros_harness import Harness, running_harness
 from textregion_ros.ros.convert import array_to_image
 from textregion_ros.ros.node import release_free_memory
-from textregion_ros.scene import make_scene
 from textregion_ros.srv import Ground
 
 
 @pytest.fixture(scope="module")
 def h():
-    rclpy.init()
-    harness = Harness(namespace="/hostile")
-    yield harness
-    harness.close()
-    rclpy.shutdown()
-
-
-@pytest.fixture(scope="module")
-def scene():
-    return make_scene()
+    with running_harness("/hostile") as harness:
+        yield harness
 
 
 @pytest.fixture(scope="module")

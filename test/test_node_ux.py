@@ -6,10 +6,9 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 import pytest
-import rclpy
 from rclpy.parameter import Parameter
 
-from ros_harness import ROOT, Harness
+from ros_harness import ROOT, Harness, running_harness
 from textregion_ros.config import preset
 from textregion_ros.ros.diagnostics import Stats
 from textregion_ros.scene import make_scene
@@ -18,11 +17,8 @@ from textregion_ros.srv import Ground
 
 @pytest.fixture(scope="module")
 def h():
-    rclpy.init()
-    harness = Harness(namespace="/ux")
-    yield harness
-    harness.close()
-    rclpy.shutdown()
+    with running_harness("/ux") as harness:
+        yield harness
 
 
 def test_parameters_show_effective_values_with_descriptors(h):

@@ -94,6 +94,8 @@ def seg_dataset(layout: str, root: Optional[str] = None, images: Optional[str] =
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
     reduce_zero = False
+    if instances and not os.path.isdir(instances):  # asked for by name: a typo must not pass silently
+        raise FileNotFoundError(f"instances folder {instances} does not exist")
     if layout == "voc":
         if not root:
             raise ValueError("--layout voc needs --root (the VOC2012 folder)")
@@ -110,7 +112,7 @@ def seg_dataset(layout: str, root: Optional[str] = None, images: Optional[str] =
     for what, path in (("images", images), ("labels", labels)):
         if not os.path.isdir(path):
             raise FileNotFoundError(f"{what} folder {path} does not exist")
-    if instances and not os.path.isdir(instances):
+    if instances and not os.path.isdir(instances):  # the layout's default folder is optional
         instances = None
     ids = read_split(split) if split else sorted(os.path.splitext(n)[0] for n in os.listdir(labels)
                                                   if n.lower().endswith(".png"))
