@@ -78,6 +78,8 @@ def measure(root: str, regions: int, frames: int, tracking: bool = True) -> dict
     h.node.stats.compute.clear(), h.node.stats.pipeline.clear()
     if hasattr(h.node.stats, "publish"):
         h.node.stats.publish.clear()
+        if hasattr(h.node.stats, "publish_cpu"):  # an older tree (--old-tree) may not have it
+            h.node.stats.publish_cpu.clear()
         for q in getattr(h.node.stats, "publish_parts", {}).values():
             q.clear()
     t0 = time.monotonic()
@@ -93,6 +95,9 @@ def measure(root: str, regions: int, frames: int, tracking: bool = True) -> dict
            "wall_per_frame_ms": 1e3 * wall / frames}
     if "publish_mean_s" in snap:
         out["publish_stage_ms"] = 1e3 * snap["publish_mean_s"]
+        # The stage thread's own CPU: wall minus this is waiting for the GIL or a core (the tester's
+        # subscribers deserialize every output in this same process).
+        out["publish_stage_cpu_ms"] = 1e3 * snap.get("publish_cpu_mean_s", float("nan"))
         for k, v in snap.items():
             if k.startswith("publish_mean_s/"):
                 out[f"publish_{k.split('/')[1]}_ms"] = 1e3 * v

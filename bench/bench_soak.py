@@ -73,6 +73,15 @@ print(json.dumps({"frames": frames, "bad": sent}))
 """
 
 
+def rss_kinds(pid: int) -> dict:
+    """RssAnon / RssShmem / RssFile in kB from /proc/<pid>/status (Linux; empty elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f if line.startswith("Rss"))}
+    except (OSError, ValueError):
+        return {}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10)
@@ -125,13 +134,14 @@ def main() -> int:
     cam = subprocess.Popen([sys.executable, "-c", CAMERA, str(seconds), str(args.fps), str(args.bad_every)],
                            env=env, stdout=subprocess.PIPE, text=True)
     t0 = time.monotonic()
-    rss = []
+    rss, kinds = [], []
     while cam.poll() is None:
         rclpy.spin_once(sub, timeout_sec=0.2)
         if node.poll() is not None:
             break
         if not rss or time.monotonic() - rss[-1][0] > 5:
             rss.append((time.monotonic() - t0, proc.memory_info().rss))
+            kinds.append((time.monotonic() - t0, rss_kinds(node.pid)))
     end_wait = time.monotonic() + 15
     while time.monotonic() < end_wait:
         rclpy.spin_once(sub, timeout_sec=0.2)
@@ -160,6 +170,14 @@ def main() -> int:
                                    if any(m * 60 <= t < (m + 1) * 60 for t, _ in rss)],
         "dropped_stale": int(last_diag.get("dropped_stale", 0)), "dropped_old": int(last_diag.get("dropped_old", 0)),
     }
+    # RSS counts the Fast DDS shared-memory segments as their pages are first touched (the node's own
+    # 64 MB segment and each peer's it reads from): that part rises to the segment sizes and stops. A leak
+    # shows in the anonymous part (the heap and torch), so each part gets its own floor per minute.
+    for part in ("RssAnon", "RssShmem", "RssFile"):
+        report[f"{part}_floor_mb_by_minute"] = [
+            round(min(k[part] for t, k in kinds if m * 60 <= t < (m + 1) * 60 and part in k) / 2**10)
+            for m in range(int(args.warmup // 60), int(seconds // 60))
+            if any(m * 60 <= t < (m + 1) * 60 and part in k for t, k in kinds)]
     print(json.dumps(report, indent=2))
     if args.json:
         with open(args.json, "w") as f:

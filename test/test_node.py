@@ -14,23 +14,15 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
-from ros_harness import ROOT, Harness, stamp_key
+from ros_harness import ROOT, Harness, stamp_key, running_harness
 from textregion_ros.ros.convert import array_to_image, rgb8_to_compressed
 from textregion_ros.scene import make_scene
 
 
 @pytest.fixture(scope="module")
 def h():
-    rclpy.init()
-    harness = Harness()
-    yield harness
-    harness.close()
-    rclpy.shutdown()
-
-
-@pytest.fixture(scope="module")
-def scene():
-    return make_scene()
+    with running_harness() as harness:
+        yield harness
 
 
 def test_every_output_with_types_headers_and_shapes(h, scene):
@@ -65,6 +57,10 @@ def test_every_output_with_types_headers_and_shapes(h, scene):
     keys = lambda: {kv.key for kv in h.got["diag"][-1].status[0].values} if h.got["diag"] else set()  # noqa: E731
     assert h.wait(lambda: "processed" in keys(), 5)
     assert {"input_rate_hz", "processed_rate_hz", "latency_mean_s", "latency_max_s", "received"} <= keys()
+    # The publish stage's time, split per component, beside its thread's CPU time (never above its wall).
+    snap = h.node.stats.snapshot()
+    assert {"publish_mean_s/compose", "publish_mean_s/messages", "published_rate_hz/regions"} <= set(snap)
+    assert 0 < snap["publish_cpu_mean_s"] <= snap["publish_mean_s"] + 1e-3, snap
     res = h.node.set_parameters([Parameter("queries", type_=Parameter.Type.STRING_ARRAY, value=[])])
     assert res[0].successful, res[0].reason  # the standing query is cleared for the tests after this one
 

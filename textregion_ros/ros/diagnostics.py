@@ -28,6 +28,7 @@ class Stats:
         self.compute: Deque[float] = deque(maxlen=100)
         self.pipeline: Deque[float] = deque(maxlen=100)
         self.publish: Deque[float] = deque(maxlen=100)
+        self.publish_cpu: Deque[float] = deque(maxlen=100)  # the stage thread's CPU time: work, not GIL waits
         self.publish_parts: Dict[str, Deque[float]] = {}
         self.recent_problems: Deque[Tuple[float, str]] = deque(maxlen=1000)
         self.counts: Counter = Counter()
@@ -49,13 +50,18 @@ class Stats:
             self.compute.append(compute_s)
             self.pipeline.append(pipeline_s)
             self.counts["processed"] += 1
+            # Cumulative, so a reader can take the mean over any window of its own (a benchmark's).
+            self.counts["pipeline_total_s"] += pipeline_s
 
-    def on_published(self, latency_s: float, publish_s: float, outputs, parts: Dict[str, float] = None) -> None:
-        """latency: image stamp to published; publish: the publish stage's own time, split in ``parts``."""
+    def on_published(self, latency_s: float, publish_s: float, outputs, parts: Dict[str, float] = None,
+                     cpu_s: float = float("nan")) -> None:
+        """latency: image stamp to published; publish: the publish stage's own time, split in ``parts``;
+        cpu: that stage's thread CPU time (wall minus cpu is time spent waiting for the GIL or a core)."""
         now = time.monotonic()
         with self.lock:
             self.latency.append(latency_s)
             self.publish.append(publish_s)
+            self.publish_cpu.append(cpu_s)
             for name, value in (parts or {}).items():
                 self.publish_parts.setdefault(name, deque(maxlen=100)).append(value)
             for name in outputs:
@@ -91,6 +97,7 @@ class Stats:
             out["pipeline_mean_s"] = mean(self.pipeline)
             out["ros_overhead_mean_s"] = out["compute_mean_s"] - out["pipeline_mean_s"]
             out["publish_mean_s"] = mean(self.publish)
+            out["publish_cpu_mean_s"] = mean(self.publish_cpu)
             for name, q in self.publish_parts.items():
                 out[f"publish_mean_s/{name}"] = mean(q)
             recent = Counter(k for t, k in self.recent_problems if now - t <= self.level_window_s)
@@ -112,7 +119,7 @@ class Stats:
         recent_txt = (", last %.0f s: " % self.level_window_s + ", ".join(f"{k} x{v}" for k, v in recent.most_common(3))
                       if recent else "")
         status.message = f"{state}, {int(bad)} bad inputs{recent_txt}"
-        values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in sorted(snap.items())]
+        values = [KeyValue(key=k, value=f"{v:.7g}" if isinstance(v, float) else str(v)) for k, v in sorted(snap.items())]
         values += [KeyValue(key=k, value=v) for k, v in sorted(flags.items())]
         status.values = values
         arr = DiagnosticArray()

@@ -577,7 +577,7 @@ class TextRegionNode(Node):
         return torch.from_numpy(depth).to(self.pipeline.device, non_blocking=True)
 
     def _publish(self, item: Processed) -> None:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         s = self.settings
         if not item.partial and self.pipeline.propagator is None:
             item.result = self._track_or_reset(item.result)
@@ -694,7 +694,7 @@ class TextRegionNode(Node):
         self.stats.on_published(latency, t_end - t0, published, {
             "track": result.timings.get("track", 0.0) if self.pipeline.propagator is None else 0.0,
             "compose": t_compose - t0, "messages": t_messages - t_compose, "overlay_text": t_overlay - t_messages,
-            "markers": t_end - t_overlay})
+            "markers": t_end - t_overlay}, cpu_s=time.thread_time() - cpu0)
 
     def _marker_lifetime(self) -> float:
         """Markers outlive the gap to the next frame, so a slow device does not make them blink."""
@@ -741,6 +741,9 @@ class TextRegionNode(Node):
         return response
 
     def _publish_diagnostics(self) -> None:
+        if self.pipeline.device.type == "cuda":  # what the node's tensors have held at most (caching allocator)
+            self.stats.set_flag("device_memory_peak_mb",
+                                f"{torch.cuda.max_memory_reserved(self.pipeline.device) / 2**20:.0f}")
         self.pub_diag.publish(self.stats.message(self.get_clock().now().to_msg(),
                                                  f"{self.get_fully_qualified_name()}: inference",
                                                  str(self.pipeline.device)))
