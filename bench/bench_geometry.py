@@ -5,7 +5,7 @@
 Times, on a ray-cast box scene with depth holes and flying pixels (test/rgbd_shapes.py):
 * ``target_geometry`` (cleaning, cloud, PCA + face-normal oriented box) and the host copy of it;
 * building the ROS messages from it (PointCloud2, GroundedBox, PoseStamped);
-* per-region 3D with extents (``region_stats``, one batched quantile) against the median alone
+* per-region 3D with extents (``region_stats``, masked_quantiles: one sort per coordinate) against the median alone
   (``region_points``, what the node computed before), for ``--regions`` masks.
 The reference is this run's pipeline frame (``cpu-lite`` on the CPU, ``realtime`` on CUDA) with
 as many regions forced. Writes bench/reports/<device>-geometry.json.

@@ -29,3 +29,30 @@ def test_no_valid_depth_gives_nan_and_zero_regions():
     K = torch.tensor([[1.0, 0, 2], [0, 1.0, 2], [0, 0, 1]])
     assert torch.isnan(region_points(mask, depth, K)).all()
     assert region_points(torch.zeros(0, 4, 5, dtype=torch.bool), depth, K).shape == (0, 3)
+
+
+def test_masked_quantiles_equal_torch_nanquantile_over_each_member_set():
+    """Counting along one sort per row against torch's own nanquantile on NaN-filled copies: random
+    sets, empty and one-member sets, ties, NaN and inf outside the sets, the node's quantiles."""
+    from textregion_ros.geometry.points import masked_quantiles
+    g = torch.Generator().manual_seed(0)
+    for trial in range(20):
+        c, p, r = 3, int(torch.randint(1, 400, (1,), generator=g)), int(torch.randint(1, 12, (1,), generator=g))
+        values = torch.randn(c, p, generator=g)
+        if trial % 2:  # ties, as quantized depth has
+            values = (values * 4).round() / 4
+        members = torch.rand(r, p, generator=g) < torch.rand(r, 1, generator=g)
+        members[0] = False  # an empty set
+        if r > 1:
+            members[1] = False
+            members[1, int(torch.randint(0, p, (1,), generator=g))] = True  # one member
+        outside = ~members.any(0)
+        values[:, outside] = torch.where(torch.rand(int(outside.sum()), generator=g) < 0.5,
+                                         float("nan"), float("inf"))
+        q = (0.02, 0.5, 0.98, 0.0, 1.0, 0.3)
+        got = masked_quantiles(values, members, q)
+        filled = torch.where(members[:, None, :], values[None], torch.tensor(float("nan")))  # (R, C, P)
+        want = torch.nanquantile(filled, torch.tensor(q), dim=-1)  # (Q, R, C)
+        assert got.shape == want.shape == (len(q), r, c)
+        assert torch.equal(torch.isnan(got), torch.isnan(want))
+        assert torch.allclose(got.nan_to_num(), want.nan_to_num(), atol=1e-5, rtol=0), (trial, (got - want).abs().max())

@@ -90,3 +90,14 @@ def test_compose_on_cuda_matches_the_cpu():
     gpu = compose(r, image, ComposeRequest(instance=True, crops=True, overlay=True))
     assert gpu.instance.shape == (480, 640) and gpu.overlay.shape == (480, 640, 3)
     assert len(gpu.crop_data) == int(sum((b[2] - b[0]) * (b[3] - b[1]) for b in gpu.boxes))
+
+
+def test_masked_quantiles_on_cuda_match_torch_nanquantile():
+    from textregion_ros.geometry.points import masked_quantiles
+    g = torch.Generator().manual_seed(1)
+    values, members = torch.randn(3, 5000, generator=g), torch.rand(64, 5000, generator=g) < 0.3
+    q = (0.02, 0.5, 0.98)
+    got = masked_quantiles(values.cuda(), members.cuda(), q).cpu()
+    want = torch.nanquantile(torch.where(members[:, None], values[None], torch.tensor(float("nan"))),
+                             torch.tensor(q), dim=-1)
+    assert torch.allclose(got, want, atol=1e-5)
