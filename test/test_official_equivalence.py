@@ -131,3 +131,23 @@ def test_dense_csa_logits_match_the_official_fill(multi, encoders, scene):
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
     assert (want.std() > 1e-3)  # logits that vary: the comparison can fail
+
+
+def test_the_dense_fill_reuses_the_region_pass_and_equals_a_fresh_one(encoders, scene, monkeypatch):
+    """The evaluation keeps the region pass's per-view features (Pipeline.process(keep_views=True)) and
+    runs only the CSA block on them: the encoder runs once per image, with the same fill as a second pass."""
+    from textregion_ros.tokens import dense_embedding_map, encode_value_map
+
+    enc = encoders("ViT-B-16", "openai")
+    img = torch.from_numpy(scene.rgb).permute(2, 0, 1).float() / 255.0
+    calls = []
+    real = enc.encode_values
+    monkeypatch.setattr(enc, "encode_values", lambda x: calls.append(len(x)) or real(x))
+    with torch.no_grad():
+        fmap = encode_value_map(enc, img, "auto", True, enc.default_global_weight, keep_views=True)
+        reused = dense_embedding_map(enc, img, "auto", True, fmap.views)
+        assert len(calls) == 1
+        fresh = dense_embedding_map(enc, img, "auto", True)
+    assert len(calls) == 2 and reused.grid_hw == fresh.grid_hw
+    torch.testing.assert_close(reused.values, fresh.values, atol=1e-6, rtol=0)
+    assert encode_value_map(enc, img, "auto", True, enc.default_global_weight).views is None  # the node's case

@@ -197,3 +197,10 @@ def test_sam2_target_tracking_needs_sam2_masks():
         preset("cpu-lite", mask_source="superpixels", target_tracking="sam2")
     with pytest.raises(ValueError, match="target_tracking"):
         preset("cpu-lite", target_tracking="xmem")
+
+
+def test_views_are_kept_only_when_asked(pipe, scene):
+    """The evaluation's dense fill reuses the encoder pass; the node's results must not hold it."""
+    assert pipe.process(scene.rgb).views is None
+    feats, plan = pipe.process(scene.rgb, keep_views=True).views
+    assert feats.block_input is not None and plan.grid == (2, 2)

@@ -172,10 +172,13 @@ class Pipeline:
 
     @torch.inference_mode()
     def process(self, image, queries: Sequence[str] = (), masks: Optional[torch.Tensor] = None,
-                profile: bool = False, query_embeddings: Optional[LabelEmbeddings] = None) -> FrameResult:
+                profile: bool = False, query_embeddings: Optional[LabelEmbeddings] = None,
+                keep_views: bool = False) -> FrameResult:
         """One frame. ``masks`` (R, H, W) bypasses the mask source; ``profile`` syncs per stage.
 
-        ``query_embeddings`` (from embed_queries) skips embedding ``queries`` here.
+        ``query_embeddings`` (from embed_queries) skips embedding ``queries`` here. ``keep_views`` keeps the
+        encoder's per-view features on the result (``views``), for a second head on the same pass (the
+        evaluation's dense fill); the node does not hold them.
         """
         cfg = self.config
         vocab = self.vocab  # one snapshot per frame: a swap mid-frame cannot mix two vocabularies
@@ -186,7 +189,8 @@ class Pipeline:
         with self._stage(timings, "masks", profile):
             maskset = given_masks(masks.to(self.device)) if masks is not None else self.mask_source.generate(img)
         with self._stage(timings, "encoder", profile):
-            fmap = encode_value_map(self.encoder, img, cfg.tiles, cfg.use_global_view, self.global_weight)
+            fmap = encode_value_map(self.encoder, img, cfg.tiles, cfg.use_global_view, self.global_weight,
+                                    keep_views)
         with self._stage(timings, "pooling", profile):
             rt = region_tokens(self.encoder, fmap, maskset.patch_weights(fmap.grid_hw), cfg.remove_global_patches,
                                cfg.global_patch_threshold, cfg.clip_head)
@@ -200,7 +204,8 @@ class Pipeline:
         return FrameResult(frame_hw=frame_hw, masks=maskset, tokens=tokens, classes=classes, labels=vocab.labels,
                            num_background=vocab.num_background, queries=tuple(q_emb.labels),
                            grounding_tensors=grounding, region_logit_scale=cfg.region_logit_scale,
-                           timings=timings, vocab=vocab, query_embeddings=q_emb)
+                           timings=timings, vocab=vocab, query_embeddings=q_emb,
+                           views=fmap.views)
 
     @torch.inference_mode()
     def track(self, result: FrameResult, tracker: Tracker, locks: Optional[TargetLocks] = None) -> FrameResult:

@@ -40,6 +40,7 @@ class FrameResult:
     timings: Dict[str, float] = field(default_factory=dict)
     vocab: Any = None  # the pipeline.Vocabulary these labels come from (for grounding later queries)
     query_embeddings: Any = None  # the LabelEmbeddings of ``queries``
+    views: Any = None  # Pipeline.process(keep_views=True): the encoder's (ValueFeatures, ViewPlan)
     track_ids: Optional[np.ndarray] = None  # (R,) uint32 track per region (Pipeline.track); 0 = unconfirmed
 
     def __len__(self) -> int:

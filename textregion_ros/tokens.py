@@ -10,7 +10,7 @@ and no clamping of the resized values.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +67,7 @@ class FeatureMap:
     values: torch.Tensor  # (N, C) fused features on the patch grid
     grid_hw: Tuple[int, int]  # (rows*g, cols*g)
     multires: bool  # tiles were encoded (the official "multi_resolution" path)
+    views: Any = None  # (ValueFeatures, ViewPlan) it was fused from, for a second head on the same pass
 
 
 def encode_views(encoder: ImageTextEncoder, image01: torch.Tensor, tiles: str, use_global: bool):
@@ -83,21 +84,26 @@ def fuse(per_view: torch.Tensor, grid: int, plan: ViewPlan, use_global: bool, gl
 
 
 def encode_value_map(encoder: ImageTextEncoder, image01: torch.Tensor, tiles: str, use_global: bool,
-                     global_weight: float) -> FeatureMap:
-    """-> fused features (N, C) on their grid."""
+                     global_weight: float, keep_views: bool = False) -> FeatureMap:
+    """-> fused features (N, C) on their grid; with ``keep_views`` also the per-view features they came
+    from (otherwise freed here: with many views they are the pass's largest activations)."""
     feats, plan = encode_views(encoder, image01, tiles, use_global)
-    return fuse(feats.patch_values, feats.grid, plan, use_global, global_weight)
+    fmap = fuse(feats.patch_values, feats.grid, plan, use_global, global_weight)
+    if keep_views:
+        fmap.views = (feats, plan)
+    return fmap
 
 
-def dense_embedding_map(encoder: ImageTextEncoder, image01: torch.Tensor, tiles: str, use_global: bool
-                        ) -> Optional[FeatureMap]:
+def dense_embedding_map(encoder: ImageTextEncoder, image01: torch.Tensor, tiles: str, use_global: bool,
+                        views=None) -> Optional[FeatureMap]:
     """Per-patch text-space embeddings (N, E) fused across views as the official ``get_CLIP_logits`` fuses
     its patch logits (global view upsampled and added with weight 1; logits are linear in the
-    embeddings). None for a family without a dense head (only CLIP has one)."""
+    embeddings). None for a family without a dense head (only CLIP has one). ``views`` (a FeatureMap's, from
+    the same image, tiles and global view) reuses that encoder pass instead of running another."""
     dense = getattr(encoder, "dense_embeddings", None)
     if dense is None:
         return None
-    feats, plan = encode_views(encoder, image01, tiles, use_global)
+    feats, plan = views if views is not None else encode_views(encoder, image01, tiles, use_global)
     return fuse(dense(feats), feats.grid, plan, use_global, 1.0)
 
 

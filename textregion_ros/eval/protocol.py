@@ -155,14 +155,15 @@ def semantic_prediction(result: FrameResult, classes: ClassNames, out_hw: Tuple[
     return pred, conf
 
 
-def dense_name_logits(pipeline, frame: np.ndarray, sigmoid: Optional[Tuple[float, float]] = None
-                      ) -> Optional[torch.Tensor]:
+def dense_name_logits(pipeline, frame: np.ndarray, sigmoid: Optional[Tuple[float, float]] = None,
+                      views=None) -> Optional[torch.Tensor]:
     """(S, gh, gw) logits of every patch for every name of the pipeline's vocabulary, from the encoder's
-    dense head (CLIP's CSA block; None for other families): the official fill for uncovered pixels."""
+    dense head (CLIP's CSA block; None for other families): the official fill for uncovered pixels.
+    ``views``: a result's (``Pipeline.process(keep_views=True)``), so the encoder runs once per image."""
     cfg = pipeline.config
     with torch.inference_mode():
         fmap = dense_embedding_map(pipeline.encoder, image_to_tensor(frame, pipeline.device), cfg.tiles,
-                                   cfg.use_global_view)
+                                   cfg.use_global_view, views)
         if fmap is None:
             return None
         cos = fmap.values @ pipeline.vocab.label_emb.embeddings.float().T  # (N, S): one label per name

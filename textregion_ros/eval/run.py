@@ -124,10 +124,11 @@ def semantic_one(pipeline: Pipeline, classes: ClassNames, data: SegDataset, s, s
     masks = None
     if pipeline.config.mask_source == "given":  # the ground-truth segments
         masks, _ = segments_as_masks(label, data.load_instances(s), data.ignore_index, frame_hw)
-    result = pipeline.process(frame, masks=masks)
+    result = pipeline.process(frame, masks=masks, keep_views=True)
     stats: Dict[str, int] = {}
-    pred, _ = semantic_prediction(result, classes, label.shape, sigmoid, settings.prob_thd,
-                                  null_fill=lambda: dense_name_logits(pipeline, frame, sigmoid), stats=stats)
+    pred, _ = semantic_prediction(result, classes, label.shape, sigmoid, settings.prob_thd, stats=stats,
+                                  null_fill=lambda: dense_name_logits(pipeline, frame, sigmoid, result.views))
+    result.views = None  # the encoder's activations: not kept past this image
     gt = torch.from_numpy(label).to(pred.device)
     return confusion(gt, pred, len(classes), data.ignore_index).cpu().numpy(), stats["uncovered"], label.size
 
