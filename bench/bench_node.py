@@ -38,7 +38,8 @@ CAMERA = r"""
 import sys, time, json, rclpy, numpy as np
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, CameraInfo
-from textregion_ros.ros.convert import array_to_image
+from std_msgs.msg import Header
+from textregion_ros.ros.convert import camera_frame
 from textregion_ros.scene import make_scene
 import signal
 fps = float(sys.argv[1]); stop = []
@@ -51,11 +52,7 @@ s = make_scene(); depth = np.nan_to_num(s.depth_m, nan=0.0).astype(np.float32)
 while pi.get_subscription_count() == 0: time.sleep(0.05)
 period = 1.0 / fps; t = time.monotonic(); sent = 0; late = 0
 while not stop:
-    stamp = n.get_clock().now().to_msg()
-    info = CameraInfo(); info.header.stamp = stamp; info.header.frame_id = "camera_optical"
-    info.width, info.height = s.rgb.shape[1], s.rgb.shape[0]; info.k = s.K.flatten().tolist()
-    d = array_to_image(depth, "32FC1"); d.header = info.header
-    m = array_to_image(s.rgb, "rgb8"); m.header = info.header
+    m, d, info = camera_frame(s.rgb, s.K, Header(stamp=n.get_clock().now().to_msg(), frame_id="camera_optical"), depth)
     pc.publish(info); pd.publish(d); pi.publish(m); sent += 1
     t += period; wait = t - time.monotonic()
     if wait < 0: late += 1

@@ -28,7 +28,8 @@ import sys, time, json, rclpy, numpy as np
 from rclpy.qos import qos_profile_sensor_data, QoSProfile
 from sensor_msgs.msg import Image, CameraInfo, CompressedImage
 from std_msgs.msg import String
-from textregion_ros.ros.convert import array_to_image
+from std_msgs.msg import Header
+from textregion_ros.ros.convert import array_to_image, camera_frame
 from textregion_ros.scene import make_scene
 seconds, fps, bad_every = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 rclpy.init(); n = rclpy.create_node("soak_camera", namespace="/soak")
@@ -60,10 +61,7 @@ def bad(i):
     sent[kind] = sent.get(kind, 0) + 1
 end = time.monotonic() + seconds; period = 1.0 / fps; t = time.monotonic(); i = 0; frames = 0
 while time.monotonic() < end:
-    stamp = n.get_clock().now().to_msg()
-    info = CameraInfo(); info.header.stamp = stamp; info.header.frame_id = "cam"; info.k = s.K.flatten().tolist()
-    d = array_to_image(depth, "32FC1"); d.header = info.header
-    m = array_to_image(s.rgb, "rgb8"); m.header = info.header
+    m, d, info = camera_frame(s.rgb, s.K, Header(stamp=n.get_clock().now().to_msg(), frame_id="cam"), depth)
     pc.publish(info); pd.publish(d); pi.publish(m); frames += 1
     i += 1
     if i % bad_every == 0:

@@ -170,3 +170,19 @@ def test_message_fields_are_packed_arrays_accepted_by_checked_setters():
     env = dict(__import__("os").environ, ROS_PYTHON_CHECK_FIELDS="1")
     p = subprocess.run([sys.executable, "-c", CHECKED_FIELDS], env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
+
+
+def test_camera_frame_is_one_rgbd_frame_under_one_header():
+    from std_msgs.msg import Header
+
+    from textregion_ros.ros.convert import camera_frame
+    K = np.array([[500.0, 0, 2], [0, 510.0, 1], [0, 0, 1]])
+    hdr = Header(frame_id="cam")
+    hdr.stamp.sec, hdr.stamp.nanosec = 12, 34
+    img, d, info = camera_frame(RGB, K, hdr, np.full((2, 4), 1.5, np.float32))
+    assert (image_to_rgb8(img) == RGB).all() and (depth_to_meters(d) == 1.5).all() and d.encoding == "32FC1"
+    assert (info.height, info.width) == (2, 4) and list(info.k) == K.flatten().tolist()
+    assert all((m.header.frame_id, m.header.stamp.sec, m.header.stamp.nanosec) == ("cam", 12, 34) for m in (img, d, info))
+    _, mm, _ = camera_frame(RGB, K, hdr, np.full((2, 4), 1500, np.uint16))
+    assert mm.encoding == "16UC1" and (depth_to_meters(mm) == 1.5).all()
+    assert camera_frame(RGB, K, hdr)[1] is None

@@ -128,11 +128,11 @@ def main(argv=None) -> int:
     import torch
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
-    from std_msgs.msg import String
+    from std_msgs.msg import Header, String
 
     import textregion_ros.msg as trmsg
 
-    from .ros.convert import array_to_image
+    from .ros.convert import camera_frame
 
     preset = args.preset or ("realtime" if torch.cuda.is_available() else "cpu-lite")
     random_weights = args.random_weights
@@ -176,16 +176,10 @@ def main(argv=None) -> int:
         for i, (rgb, depth, K) in enumerate(frames_from(args.source, args.frames)):
             stamp = player.get_clock().now().to_msg()
             header_frame = "camera_color_optical_frame"
-            img = array_to_image(rgb, "rgb8")
-            img.header.stamp, img.header.frame_id = stamp, header_frame
-            info = CameraInfo()
-            info.header = img.header
-            info.height, info.width = rgb.shape[:2]
-            info.k = K.flatten().tolist()
+            img, d, info = camera_frame(rgb, K, Header(stamp=stamp, frame_id=header_frame),
+                                        None if depth is None else np.nan_to_num(depth, nan=0.0).astype(np.float32))
             pub_info.publish(info)
-            if depth is not None:
-                d = array_to_image(np.nan_to_num(depth, nan=0.0).astype(np.float32), "32FC1")
-                d.header = img.header
+            if d is not None:
                 pub_depth.publish(d)
             key = (stamp.sec, stamp.nanosec)
             t0 = time.monotonic()

@@ -160,7 +160,8 @@ def given_referring_masks(group: List[RefSample], hw, gt_mask: Optional[np.ndarr
 OFFICIAL_REFERRING_RESIZE = (2016, 2016)
 
 
-def evaluate_referring(pipeline: Pipeline, refs: List[RefSample], cache_dir: str, show_progress: bool = True, resize: Optional[Tuple[int, int]] = OFFICIAL_REFERRING_RESIZE
+def evaluate_referring(pipeline: Pipeline, refs: List[RefSample], cache_dir: str, show_progress: bool = True,
+                       resize: Optional[Tuple[int, int]] = OFFICIAL_REFERRING_RESIZE
                        ) -> Tuple[ReferringTally, List[Dict[str, Any]], RunInfo]:
     """-> the tally, one record per expression, and what ran. Each image is resized by ``resize`` (mmcv
     keep-ratio rule) and tiled as the official code tiles it; masks are scored at the image's own size."""

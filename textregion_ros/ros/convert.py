@@ -9,10 +9,11 @@ from __future__ import annotations
 import array
 import io
 import sys
+from typing import Optional
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ..config import MAX_PIXELS, MAX_SIDE, MIN_SIDE
 
@@ -227,6 +228,19 @@ def array_to_image(arr: np.ndarray, encoding: str, header=None) -> Image:
     msg.step = int(arr.shape[1] * channels * arr.itemsize)
     msg.data = packed(arr)
     return msg
+
+
+def camera_frame(rgb: np.ndarray, K: np.ndarray, header, depth: Optional[np.ndarray] = None):
+    """One RGB-D frame as a camera driver publishes it, under one header: (rgb8 Image, depth Image or None,
+    CameraInfo with K and the size). Depth is 32FC1 metres for float arrays, 16UC1 millimetres for uint16."""
+    img = array_to_image(rgb, "rgb8", header)
+    info = CameraInfo(header=header)
+    info.height, info.width = int(rgb.shape[0]), int(rgb.shape[1])
+    info.k = [float(v) for v in np.asarray(K).flatten()]
+    d = None
+    if depth is not None:
+        d = array_to_image(depth, "16UC1" if depth.dtype == np.uint16 else "32FC1", header)
+    return img, d, info
 
 
 def rgb8_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", header=None) -> CompressedImage:
