@@ -12,6 +12,7 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -55,6 +56,8 @@ class Harness:
         self.node = TextRegionNode(pipeline=pipeline, namespace=namespace,
                                    cli_args=["--ros-args", "--params-file", YAML],
                                    parameter_overrides=TEST_OVERRIDES + list(extra))
+        assert self.node.trigger_configure() == TransitionCallbackReturn.SUCCESS, self.node.last_failure
+        assert self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         self.tester = rclpy.create_node("tester", namespace=namespace)
         self.executor = MultiThreadedExecutor(num_threads=4)
         self.executor.add_node(self.node)
@@ -97,12 +100,12 @@ class Harness:
 
     def wait_idle(self, timeout: float = 60.0):
         """With cpu-lite a frame takes seconds; one sent meanwhile would exceed max_age and be dropped.
-        Pending first, then busy: the node sets busy as it takes the pending frame."""
-        assert self.wait(lambda: self.node._pending is None and not self.node.busy, timeout)
+        Nothing waiting, nothing in inference, nothing being published (the node's idle())."""
+        assert self.wait(self.node.idle, timeout)
 
     def wait_text(self, timeout: float = 120.0):
         """Vocabulary and standing queries are embedded on the node's text thread; wait until it is done."""
-        assert self.wait(lambda: not self.node._text_jobs and not self.node.text_busy, timeout)
+        assert self.wait(self.node.text_idle, timeout)
 
     def now(self):
         return self.tester.get_clock().now().to_msg()
@@ -127,7 +130,7 @@ class Harness:
             key = d.header.stamp.sec * 10**9 + d.header.stamp.nanosec
             for _ in range(3):
                 self.pub_depth.publish(d)
-                if self.wait(lambda: any(t == key for t, _ in list(self.node._depth)), 3.0):
+                if self.wait(lambda: self.node.has_depth(key), 3.0):
                     break
         img = array_to_image(rgb, encoding)
         img.header.stamp, img.header.frame_id = stamp, frame_id

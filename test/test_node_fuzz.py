@@ -254,7 +254,7 @@ def run_case(ctx, case):
         futs = [client.call_async(Ground.Request(query=q)) for q in payload]
         assert h.wait(lambda: all(f.done() for f in futs), 60), "every caller gets an answer"
     # After every case: alive, answering, and a good frame still works.
-    assert all(t.is_alive() for t in h.node._threads + hc.node._threads)
+    assert h.node.stages_alive() and hc.node.stages_alive()
     fut = client.call_async(Ground.Request(query="mug"))
     assert h.wait(fut.done, 30) and fut.result().message
     hdr = h.send(GOOD)

@@ -48,7 +48,7 @@ def call(h, client, query, timeout=30.0):
 
 def healthy(h, client, scene):
     """Alive, answering, and a good frame still yields regions."""
-    assert all(t.is_alive() for t in h.node._threads)
+    assert h.node.stages_alive()
     assert call(h, client, "mug").message != ""
     hdr = h.send(scene.rgb)
     assert h.output("regions", hdr) is not None, "a good frame must still be processed"
@@ -163,10 +163,10 @@ def test_07_a_large_vocabulary_is_embedded_off_the_frame_thread(h, client, scene
     vocab = list(h.node.get_parameter("vocabulary").value)
     big = [f"object number {i}" for i in range(150)]
     assert h.node.set_parameters([Parameter("vocabulary", value=big)])[0].successful
-    assert h.wait(lambda: h.node.text_busy, 10)
+    assert h.wait(lambda: (not h.node.text_idle()), 10)
     hdr = h.send(scene.rgb, wait_idle=False)
     r = h.output("regions", hdr, 60)
-    assert r is not None and h.node.text_busy, "a frame was processed while the vocabulary was embedding"
+    assert r is not None and (not h.node.text_idle()), "a frame was processed while the vocabulary was embedding"
     h.wait_text(600)
     hdr = h.send(scene.rgb)
     assert list(h.output("regions", hdr).labels)[:150] == big

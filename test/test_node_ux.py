@@ -98,7 +98,7 @@ def test_one_query_snapshot_per_frame(h):
     h.query("red mug")
     assert h.wait(lambda: h.node.active_query == "red mug", 10)
     hdr = h.send(make_scene().rgb)
-    assert h.wait(lambda: h.node.busy, 30)
+    assert h.wait(lambda: h.node.inferring(), 30)
     h.query("green book")
     g, ga = h.output("grounded", hdr), h.output("grounded_all", hdr)
     assert g.query == "red mug"

@@ -1,8 +1,8 @@
-"""Every knob of the pipeline in one dataclass, plus the named presets.
+"""Every knob of the pipeline in one dataclass (rows of the knob table, knobs.py), plus the presets.
 
-Defaults are the TextRegion paper's; presets override a handful of fields.
-The ROS node fills the same dataclass from its parameters (ros/params.py),
-so YAML, Python and ROS share one vocabulary of names.
+Defaults are the TextRegion paper's; a row's ``presets`` overrides it per preset. The ROS node
+declares the same rows as parameters (ros/params.py), so YAML, Python and ROS share one
+vocabulary of names, ranges and descriptions.
 """
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from . import knobs
+from .knobs import DECISIONS, ENCODER, EXECUTION, MASK_MODEL, MASKS, TEXT, TOKENS, check, check_ranges, knob
 from .labels import MAX_LABELS, check_labels
 
 DEFAULT_VOCABULARY: Tuple[str, ...] = (
@@ -33,89 +35,99 @@ MAX_SIDE = 8192
 MIN_SIDE = 16
 
 
-# Every numeric knob's closed range. NaN and inf are never accepted. The ROS parameter descriptors
-# are built from this table, so the node and the library reject the same values.
-NUMERIC_RANGES: Dict[str, Tuple[float, float]] = {
-    "sam2_input_size": (256, 2048),
-    "points_per_side": (1, 64),
-    "point_batch": (0, 4096),
-    "pred_iou_thresh": (0.0, 1.0),
-    "stability_score_thresh": (0.0, 1.0),
-    "stability_score_offset": (0.0, 10.0),
-    "box_nms_thresh": (0.0, 1.0),
-    "min_mask_area": (0, 65536),
-    "fuse_thresh": (0.0, 1.0),
-    "max_masks": (0, 1024),
-    "force_masks": (0, 1024),
-    "superpixel_segments": (2, 1024),
-    "global_weight": (0.0, 10.0),
-    "global_patch_threshold": (-2.0, 2.0),
-    "region_logit_scale": (0.0, 1000.0),
-    "abstain_threshold": (0.0, 1.0),
-}
-
-
 @dataclass
 class PipelineConfig:
-    # --- image-text encoder (open_clip names; see encoders/registry.py) ---
-    encoder_model: str = "ViT-L-14-336"
-    # open_clip pretrained tag, a local checkpoint path, or "" for the model's default tag.
-    encoder_weights: str = "openai"
-    # Random weights must be asked for by name; missing weights are an error otherwise.
-    random_weights: bool = False
+    """Every knob of the pipeline, one row each (knobs.py). Defaults are the paper's."""
+    # --- image-text encoder ---
+    encoder_model: str = knob("ViT-L-14-336", "open_clip model name (CLIP ViT-*, ViT-*-SigLIP2*, PE-Core-*)",
+                              consumer=ENCODER, presets={"realtime": "ViT-B-16", "cpu-lite": "ViT-B-16"})
+    encoder_weights: str = knob("openai", "open_clip pretrained tag (its metadata applies: QuickGELU, mean/std, "
+                                "interpolation), a local checkpoint path, or empty for the model's default tag",
+                                consumer=ENCODER)
+    random_weights: bool = knob(False, "random weights for tests and benchmarks; every label is then meaningless "
+                                "(missing weights are an error otherwise)", consumer=ENCODER)
 
     # --- mask source ---
-    mask_source: str = "sam2"  # "sam2" | "superpixels" | "given"
-    sam2_model: str = "large"  # tiny | small | base_plus | large
-    # An HF id (facebook/sam2.1-hiera-large), a local .pt path, or "" for the model's HF id.
-    sam2_weights: str = ""
-    sam2_input_size: int = 1024
-    points_per_side: int = 16
-    point_batch: int = 0  # 0 = auto: all points in one decoder batch on CUDA, 64 on the CPU
-    pred_iou_thresh: float = 0.6
-    stability_score_thresh: float = 0.6
-    stability_score_offset: float = 1.0
-    box_nms_thresh: float = 0.9
+    mask_source: str = knob("sam2", "sam2 | superpixels | given", consumer=MASK_MODEL,
+                            choices=("sam2", "superpixels", "given"))
+    sam2_model: str = knob("large", "SAM2.1 size: tiny | small | base_plus | large", consumer=MASK_MODEL,
+                           presets={"realtime": "tiny", "cpu-lite": "tiny"},
+                           choices=("tiny", "small", "base_plus", "large"))
+    sam2_weights: str = knob("", "Hugging Face id or local .pt; empty = the size's facebook/sam2.1-hiera-* id",
+                             consumer=MASK_MODEL)
+    sam2_input_size: int = knob(1024, "SAM2 input side in pixels (multiple of 64); 1024 is the paper's",
+                                range=(256, 2048), consumer=MASK_MODEL, presets={"realtime": 512, "cpu-lite": 512})
+    points_per_side: int = knob(16, "SAM2 point grid per side (points_per_side^2 prompts)", range=(1, 64),
+                                consumer=MASK_MODEL, presets={"cpu-lite": 6})
+    point_batch: int = knob(0, "prompts per decoder batch; 0 = all at once on CUDA, 64 on the CPU", range=(0, 4096),
+                            consumer=MASKS)
+    pred_iou_thresh: float = knob(0.6, "drop masks whose predicted IoU is not above this", range=(0.0, 1.0),
+                                  runtime=True, consumer=MASKS)
+    stability_score_thresh: float = knob(0.6, "drop masks whose stability score is below this", range=(0.0, 1.0),
+                                         runtime=True, consumer=MASKS)
+    stability_score_offset: float = knob(1.0, "logit offset of the stability score", range=(0.0, 10.0),
+                                         runtime=True, consumer=MASKS)
+    box_nms_thresh: float = knob(0.9, "box IoU above which NMS drops the lower-scoring mask (1 = off)",
+                                 range=(0.0, 1.0), runtime=True, consumer=MASKS)
     # TextRegion's rule: drop masks of <= this many pixels on SAM2's 256x256 low-resolution grid
     # (input 1024), after NMS. At other input sizes the count is scaled to the same image fraction.
-    min_mask_area: int = 100
-    multimask: bool = True
-    fuse_masks: bool = True
-    fuse_thresh: float = 0.8
-    max_masks: int = 0  # 0 = no cap; >0 keeps the top-K after filtering
-    force_masks: int = 0  # benchmarks only: exactly K masks whatever random weights let through
-    superpixel_segments: int = 64
+    min_mask_area: int = knob(100, "drop masks of at most this many pixels on SAM2's 256x256 grid (scaled at "
+                              "other sizes)", range=(0, 65536), runtime=True, consumer=MASKS)
+    multimask: bool = knob(True, "three masks per prompt (whole, part, sub-part)", runtime=True, consumer=MASKS)
+    fuse_masks: bool = knob(True, "merge masks contained in a higher-priority mask (soft containment)",
+                            runtime=True, consumer=MASKS)
+    fuse_thresh: float = knob(0.8, "containment above which masks are merged", range=(0.0, 1.0), runtime=True,
+                              consumer=MASKS)
+    max_masks: int = knob(0, "keep at most this many masks by score (0 = no cap)", range=(0, 1024), runtime=True,
+                          consumer=MASKS, presets={"cpu-lite": 24})
+    force_masks: int = knob(0, "benchmarks only: exactly this many masks (0 = off)", range=(0, 1024), runtime=True,
+                            consumer=MASKS)
+    superpixel_segments: int = knob(64, "SLIC segments when mask_source is superpixels", range=(2, 1024),
+                                    runtime=True, consumer=MASKS)
 
     # --- region tokens ---
-    # Multi-resolution crop grid: "auto" (the paper's rule: rescale to short side 672 / long side <= 2016,
-    # then floor(H/crop) x floor(W/crop) tiles that slide back inside the image), "RxC" (a fixed grid of
-    # the frame as it is), or "none" (the global view only).
-    tiles: str = "auto"
-    use_global_view: bool = True
-    global_weight: Optional[float] = None  # None = the encoder family's default (CLIP 1.0, SigLIP2/PE 0.5)
-    remove_global_patches: bool = True
-    global_patch_threshold: float = 0.07
+    # "auto" is the paper's rule: rescale to short side 672 / long side <= 2016, then floor(H/crop) x
+    # floor(W/crop) tiles that slide back inside the image; "RxC" tiles the frame as it is.
+    tiles: str = knob("auto", "multi-resolution views: auto (the paper's rule), RxC (fixed grid) or none (global "
+                      "view only)", consumer=TOKENS, presets={"realtime": "2x2", "cpu-lite": "none"})
+    use_global_view: bool = knob(True, "encode the whole frame as well as the tiles", consumer=TOKENS)
+    global_weight: Optional[float] = knob(None, "weight of the global view in multi-resolution fusion (CLIP 1.0, "
+                                          "SigLIP2/PE 0.5)", range=(0.0, 10.0), consumer=TOKENS)
+    remove_global_patches: bool = knob(True, "zero patches that look alike inside and outside regions (global "
+                                       "patch removal)", runtime=True, consumer=TOKENS)
+    global_patch_threshold: float = knob(0.07, "belonging-score threshold of global patch removal", range=(-2.0, 2.0),
+                                         runtime=True, consumer=TOKENS)
     # CLIP only. The official code has two region heads: "segmentation" (model_semantic.py: raw values,
-    # no MLP) and "referring" (TextRegionSegmenter.py, used for referring expressions: L2-normalised
-    # values, then the last block's MLP). SigLIP2 and PE have one head each.
-    clip_head: str = "segmentation"
+    # no MLP) and "referring" (TextRegionSegmenter.py: L2-normalised values, then the last block's MLP).
+    # The node's presets use the referring head: its job is finding the region a phrase names.
+    clip_head: str = knob("segmentation", "CLIP region head: segmentation (raw values, no MLP) or referring "
+                          "(normalised values + MLP)", consumer=TOKENS,
+                          presets={"realtime": "referring", "cpu-lite": "referring"},
+                          choices=("segmentation", "referring"))
 
     # --- text and decisions ---
-    templates: str = "imagenet"  # "imagenet" | "short" | "none"
-    region_logit_scale: float = 50.0
-    abstain_threshold: float = 0.5
-    vocabulary: Tuple[str, ...] = DEFAULT_VOCABULARY
-    background: Tuple[str, ...] = DEFAULT_BACKGROUND
+    templates: str = knob("imagenet", "prompt templates: imagenet (80) | short (5) | none", consumer=ENCODER,
+                          presets={"realtime": "short", "cpu-lite": "short"}, choices=("imagenet", "short", "none"))
+    region_logit_scale: float = knob(50.0, "softmax temperature of region labels and groundings",
+                                     range=(0.0, 1000.0), runtime=True, consumer=DECISIONS)
+    abstain_threshold: float = knob(0.5, "a query is found when its best region's probability reaches this",
+                                    range=(0.0, 1.0), runtime=True, consumer=DECISIONS)
+    vocabulary: Tuple[str, ...] = knob(DEFAULT_VOCABULARY, "labels to classify regions into; 'a; b' are synonyms "
+                                       "scored as the max", runtime=True, consumer=TEXT)
+    background: Tuple[str, ...] = knob(DEFAULT_BACKGROUND, "labels that regions may match but that are never "
+                                       "reported as objects", runtime=True, consumer=TEXT)
 
     # --- execution ---
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
-    compile: bool = False  # CUDA graphs for SAM2 and the encoder (CUDA only; ~1 min warm-up)
+    device: str = knob("auto", "auto | cpu | cuda | cuda:N", consumer=EXECUTION, presets={"cpu-lite": "cpu"})
+    dtype: str = knob("auto", "auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16", consumer=EXECUTION,
+                      presets={"cpu-lite": "fp32"}, choices=("auto", "fp32", "bf16", "fp16"))
+    compile: bool = knob(False, "CUDA graphs for SAM2 and the encoder (CUDA only, ignored on the CPU; about a "
+                         "minute of warm-up)", consumer=EXECUTION, presets={"realtime": True})
 
     # --- time ---
-    # "sam2": between full frames, the locked target's mask is carried by SAM2's memory attention
-    # (masks/sam2_propagate.py); needs mask_source "sam2". "none": every frame is a full frame.
-    target_tracking: str = "none"
+    target_tracking: str = knob("none", "none (every frame is a full frame) | sam2 (between full frames, the active "
+                                "query's locked target is carried by SAM2's memory attention and only grounded "
+                                "outputs are published)", consumer=MASK_MODEL, choices=("none", "sam2"))
 
     def resolved(self) -> "PipelineConfig":
         """The same config with family-dependent defaults filled in (what actually runs)."""
@@ -134,13 +146,9 @@ class PipelineConfig:
         return cfg
 
     def validate(self) -> None:
-        check_ranges(self, {k: r for k, r in NUMERIC_RANGES.items() if getattr(self, k) is not None})  # None = default
-        if self.mask_source not in ("sam2", "superpixels", "given"):
-            raise ValueError(f"mask_source must be sam2, superpixels or given, not {self.mask_source!r}")
-        if self.sam2_input_size % 64 != 0 or self.sam2_input_size < 256:
+        check(self)  # every row's range and choices
+        if self.sam2_input_size % 64 != 0:
             raise ValueError("sam2_input_size must be a multiple of 64 and at least 256")
-        if self.points_per_side < 1:
-            raise ValueError("points_per_side must be >= 1")
         check_labels(self.vocabulary, "vocabulary")
         check_labels(self.background, "background")
         if not self.vocabulary and not self.background:
@@ -151,14 +159,8 @@ class PipelineConfig:
         parse_tiles(self.tiles)  # raises with the reason
         if self.tiles == "none" and not self.use_global_view:
             raise ValueError("with tiles 'none' the global view is required")
-        if self.clip_head not in ("segmentation", "referring"):
-            raise ValueError(f"clip_head must be segmentation or referring, not {self.clip_head!r}")
-        if self.target_tracking not in ("none", "sam2"):
-            raise ValueError(f"target_tracking must be none or sam2, not {self.target_tracking!r}")
         if self.target_tracking == "sam2" and self.mask_source != "sam2":
             raise ValueError("target_tracking sam2 needs mask_source sam2")
-        if self.templates not in ("imagenet", "short", "none"):
-            raise ValueError(f"templates must be imagenet, short or none, not {self.templates!r}")
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -180,34 +182,14 @@ class PipelineConfig:
         return table[self.dtype]
 
 
-PRESETS: Dict[str, Dict[str, Any]] = {
-    # TextRegion reference defaults: SAM2.1-L, 16x16 points, ViT-L/14@336 multi-resolution with the
-    # official tiling, and the semantic-segmentation head its tables were measured with.
-    "paper": {},
-    # The node's default: camera frame rate on one GPU. SAM2 runs at 512: its mask decoder's
-    # upscaling dominates at 1024, and 128x128 masks are finer than the 28x28 token grid.
-    "realtime": dict(
-        encoder_model="ViT-B-16", encoder_weights="openai", sam2_model="tiny",
-        sam2_input_size=512, points_per_side=16, tiles="2x2", templates="short",
-        clip_head="referring", dtype="auto", compile=True,  # CUDA graphs; ignored on the CPU
-    ),
-    # The node's presets use the referring head: its job is finding the region a phrase names, which is
-    # the official referring-expression path.
-    # No GPU: smaller SAM2 input, fewer points, ViT-B/16 with a global view only.
-    "cpu-lite": dict(
-        encoder_model="ViT-B-16", encoder_weights="openai", sam2_model="tiny",
-        sam2_input_size=512, points_per_side=6, tiles="none", templates="short", clip_head="referring",
-        max_masks=24, device="cpu", dtype="fp32",
-    ),
-}
-
-
-def check_ranges(obj: Any, ranges: Dict[str, Tuple[float, float]], what: str = "") -> None:
-    """Each named attribute of ``obj`` must be a finite number (not a bool) within its range."""
-    for name, (lo, hi) in ranges.items():
-        v = getattr(obj, name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-            raise ValueError(f"{what}{name} must be a finite number in [{lo}, {hi}], got {v!r}")
+# Named presets, derived from the rows: "paper" is the defaults (the TextRegion reference: SAM2.1-L,
+# 16x16 points, ViT-L/14@336 multi-resolution with the official tiling and the semantic-segmentation
+# head); "realtime" is the node's default, camera frame rate on one GPU (SAM2 at 512: its decoder's
+# upscaling dominates at 1024, and 128x128 masks are finer than the 28x28 token grid); "cpu-lite"
+# is for no GPU (fewer points, a global view only).
+PRESET_NAMES = ("paper", "realtime", "cpu-lite")
+PRESETS: Dict[str, Dict[str, Any]] = {name: knobs.preset_values(PipelineConfig, name) for name in PRESET_NAMES}
+NUMERIC_RANGES: Dict[str, Tuple[float, float]] = knobs.ranges(PipelineConfig)
 
 
 def parse_tiles(tiles: str) -> Optional[Tuple[int, int]]:

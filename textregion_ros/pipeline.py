@@ -18,6 +18,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from . import knobs
 from .classify import classify, ground, ground_from_scores, query_scores
 from .config import MAX_PIXELS, MIN_SIDE, PipelineConfig, preset
 from .encoders import ImageTextEncoder, create_encoder
@@ -141,18 +142,17 @@ class Pipeline:
                       cfg.abstain_threshold, self.encoder.sigmoid_logit())
 
     def update(self, **overrides) -> None:
-        """Change thresholds and other per-frame knobs at runtime (models are not rebuilt)."""
-        model_keys = {"encoder_model", "encoder_weights", "random_weights", "mask_source", "sam2_model",
-                      "sam2_weights", "sam2_input_size", "points_per_side", "device", "dtype", "compile",
-                      "templates", "target_tracking"}
-        if model_keys & set(overrides):
-            raise ValueError(f"these need a restart: {sorted(model_keys & set(overrides))}")
+        """Change per-frame knobs at runtime (models are not rebuilt). Each knob reaches the component the
+        knob table names as its consumer; knobs of a rebuilt component (knobs.REBUILD) are refused."""
+        consumers = {f.name: k.consumer for f, k in knobs.rows(PipelineConfig)}
+        rebuild = sorted(k for k in overrides if consumers.get(k) in knobs.REBUILD)
+        if rebuild:
+            raise ValueError(f"these need a restart: {rebuild}")
         self.config = self.config.replace(**overrides)
-        gen = self.mask_source
-        for key in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "min_mask_area",
-                    "fuse_masks", "fuse_thresh", "max_masks", "force_masks", "point_batch"):
-            if key in overrides and hasattr(gen, key):
-                setattr(gen, key, overrides[key])
+        source_knobs = getattr(self.mask_source, "knobs", {})
+        for key, attr in source_knobs.items():
+            if key in overrides:
+                setattr(self.mask_source, attr, overrides[key])
         if "global_weight" in overrides:
             self.global_weight = (overrides["global_weight"] if overrides["global_weight"] is not None
                                   else self.encoder.default_global_weight)

@@ -20,15 +20,25 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .knobs import TRACKS, knob, ranges
 from .results import Grounding
 
-LOCK_RANGES = {"margin": (0.0, 1.0), "frames": (1, 1000)}
+@dataclass
+class LockConfig:
+    """Rows of the knob table (knobs.py); the node declares each as lock_<name>."""
+    margin: float = knob(0.1, "score by which another track must beat a query's locked target to take over",
+                         range=(0.0, 1.0), runtime=True, consumer=TRACKS)
+    frames: int = knob(3, "consecutive frames another track must win by lock_margin to take over", range=(1, 1000),
+                       runtime=True, consumer=TRACKS)
+
+
+LOCK_RANGES = ranges(LockConfig)
 
 
 @dataclass
 class TargetLock:
-    margin: float = 0.1
-    frames: int = 3
+    margin: float = LockConfig.margin
+    frames: int = LockConfig.frames
     query: str = ""
     target: int = 0  # track id; 0 = none
     challenger: int = 0

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from .config import check_ranges
+from .knobs import TRACKS, check, knob, ranges
 from .masks.base import dilate
 from .results import FrameResult
 
@@ -45,25 +45,31 @@ INFEASIBLE = 1e6
 # A matched region below this share of its track's mask area counts as occluded (see update()).
 OCCLUDED_AREA_RATIO = 0.7
 
-TRACKER_RANGES = {
-    "iou_weight": (0.0, 1.0), "min_iou": (0.0, 1.0), "min_similarity": (0.0, 1.0), "confirm_hits": (1, 100),
-    "max_misses": (0, 1000), "token_smoothing": (0.0, 0.99), "grid": (8, 512), "max_motion_px": (0.0, 1000.0),
-}
-
-
 @dataclass
 class TrackerConfig:
-    iou_weight: float = 0.7  # share of mask IoU in the similarity; the rest is token cosine
-    min_iou: float = 0.05  # predicted-mask IoU a match needs at least
-    min_similarity: float = 0.3  # blended similarity a match needs at least
-    confirm_hits: int = 2  # matches before a track gets its id
-    max_misses: int = 10  # frames without a match before a track dies
-    token_smoothing: float = 0.5  # weight of the track's past in its token average (0 = newest only)
-    grid: int = 96  # long side of the association grid in cells
-    max_motion_px: float = 24.0  # how far a partly hidden object may move per frame, in pixels
+    """Rows of the knob table (knobs.py); the node declares each as track_<name>."""
+    iou_weight: float = knob(0.7, "share of mask overlap in the region-to-track similarity (the rest is token "
+                             "cosine)", range=(0.0, 1.0), runtime=True, consumer=TRACKS)
+    min_iou: float = knob(0.05, "mask overlap a region needs with a track's predicted mask to continue it",
+                          range=(0.0, 1.0), runtime=True, consumer=TRACKS)
+    min_similarity: float = knob(0.3, "blended similarity a region needs to continue a track", range=(0.0, 1.0),
+                                 runtime=True, consumer=TRACKS)
+    confirm_hits: int = knob(2, "matches before a track gets its id (track_id is 0 until then)", range=(1, 100),
+                             runtime=True, consumer=TRACKS)
+    max_misses: int = knob(10, "frames without a match before a track is dropped", range=(0, 1000), runtime=True,
+                           consumer=TRACKS)
+    token_smoothing: float = knob(0.5, "weight of a track's past in its token average (0 = this frame only)",
+                                  range=(0.0, 0.99), runtime=True, consumer=TRACKS)
+    grid: int = knob(96, "long side of the association grid in cells", range=(8, 512), runtime=True,
+                     consumer=TRACKS)
+    max_motion_px: float = knob(24.0, "how far a partly hidden object may move per frame, in pixels",
+                                range=(0.0, 1000.0), runtime=True, consumer=TRACKS)
 
     def validate(self) -> None:
-        check_ranges(self, TRACKER_RANGES, "tracker ")
+        check(self, "tracker ")
+
+
+TRACKER_RANGES = ranges(TrackerConfig)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Protocol, Tuple
+from typing import Mapping, Dict, Protocol, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +58,9 @@ class MaskSet:
 
 class MaskSource(Protocol):
     name: str
+    # The PipelineConfig knobs this source reads per frame -> its attribute of that name: Pipeline.update
+    # sets them, so a runtime change reaches the source. Knobs a source does not list it does not use.
+    knobs: Mapping[str, str]
 
     def generate(self, image01: torch.Tensor) -> MaskSet:
         """(3, H, W) float RGB image in [0, 1], on the source's device -> MaskSet."""

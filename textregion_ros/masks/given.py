@@ -26,6 +26,7 @@ def given_masks(masks: torch.Tensor, scores: Optional[torch.Tensor] = None) -> M
 class GivenMasks:
     """A MaskSource that returns whatever masks were last set (for a fixed scene or tests)."""
     name = "given"
+    knobs: dict = {}  # reads no knob: the masks are given
 
     def __init__(self, masks: Optional[torch.Tensor] = None):
         self.masks = masks

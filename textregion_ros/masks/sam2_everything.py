@@ -49,6 +49,9 @@ class ImageFeatures:
 
 class Sam2Everything:
     name = "sam2"
+    knobs = {k: k for k in ("point_batch", "pred_iou_thresh", "stability_score_thresh", "stability_score_offset",
+                            "box_nms_thresh", "min_mask_area", "multimask", "fuse_masks", "fuse_thresh", "max_masks",
+                            "force_masks")}
 
     def __init__(self, model: torch.nn.Module, points_per_side: int = 16, point_batch: int = 0,
                  pred_iou_thresh: float = 0.6, stability_score_thresh: float = 0.6,

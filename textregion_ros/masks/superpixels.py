@@ -10,6 +10,7 @@ from .base import MaskSet, check_image
 
 class Superpixels:
     name = "superpixels"
+    knobs = {"superpixel_segments": "n_segments"}
 
     def __init__(self, n_segments: int = 64, compactness: float = 10.0, work_size: int = 256):
         self.n_segments = n_segments

@@ -126,3 +126,13 @@ class Stats:
         arr.header.stamp = stamp
         arr.status = [status]
         return arr
+
+
+def status_message(stats: Stats, pipeline, state: str, stamp, node_name: str) -> DiagnosticArray:
+    """The node's /diagnostics entry: its counters, its lifecycle state and, on CUDA, the memory peak."""
+    if pipeline is not None and pipeline.device.type == "cuda":  # the caching allocator's peak
+        import torch
+
+        stats.set_flag("device_memory_peak_mb", f"{torch.cuda.max_memory_reserved(pipeline.device) / 2**20:.0f}")
+    stats.set_flag("lifecycle_state", state)
+    return stats.message(stamp, f"{node_name}: inference", str(pipeline.device) if pipeline is not None else state)

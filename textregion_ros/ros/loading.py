@@ -1,0 +1,42 @@
+"""Loading the models for configure: every failure becomes a StartupError with its reason."""
+from __future__ import annotations
+
+import ctypes
+import gc
+
+import torch
+
+from ..encoders.weights import WeightsUnavailableError
+from ..hub import prefer_cache_when_offline
+from ..pipeline import Pipeline
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def load_pipeline(config, logger) -> Pipeline:
+    if not config.random_weights and not prefer_cache_when_offline():
+        logger.info("the model hub is not reachable: loading weights from the local cache only")
+    sam2 = f", SAM2 {config.sam2_model}" if config.mask_source == "sam2" else f", masks {config.mask_source}"
+    logger.info(f"loading models: {config.encoder_model} ({config.encoder_weights}){sam2}")
+    try:
+        return Pipeline(config)
+    except (WeightsUnavailableError, ValueError, RuntimeError) as exc:
+        raise StartupError(str(exc)) from exc
+
+
+def release_free_memory() -> None:
+    """Hand freed heap back to the OS (glibc keeps freed arena memory otherwise)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+def release_models() -> None:
+    """After the last reference to a pipeline is gone: its tensors back to the OS and the device."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    release_free_memory()

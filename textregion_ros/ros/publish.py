@@ -1,0 +1,151 @@
+"""The publish stage: tracks, composes once on the device, and builds what someone reads.
+
+It runs beside the inference stage: frame t is composed and published while frame t+1 is
+inferred. Which outputs to build comes from the outputs table and the publishers' subscriber
+counts; what to compose is the union of those outputs' needs.
+"""
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import deque
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from ..compose import FrameOutputs, compose
+from .context import NodeContext
+from .convert import ImageError, depth_to_meters
+from .handover import LatestSlot
+from .inference import Processed
+from .loading import release_free_memory
+from .outputs import OUTPUTS, TARGET, FrameView, Output, compose_request, needs_depth
+from .tracks import Tracks
+
+# After frames this large, hand freed heap back to the OS: glibc keeps freed arena memory otherwise,
+# and one 4000x4000 frame would leave the process hundreds of MB larger for good.
+TRIM_PIXELS = 4_000_000
+
+
+class PublishStage:
+    def __init__(self, ctx: NodeContext, tracks: Tracks, publishers: Dict[str, object], frames, slot: LatestSlot):
+        self.ctx, self.tracks, self.publishers, self.frames, self.slot = ctx, tracks, publishers, frames, slot
+        self.last: Optional[Tuple[Processed, FrameOutputs]] = None  # the newest full frame, for the services
+        self._periods: deque = deque(maxlen=21)
+        self._running = False
+        self._thread: Optional[threading.Thread] = None
+
+    # --- life ---
+    def start(self) -> None:
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="textregion-publish", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._running = False
+        self.slot.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30.0)
+        self._thread = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def listening(self, row: Output) -> bool:
+        pub = self.publishers.get(row.name)
+        return pub is not None and row.enabled(self.ctx.settings) and pub.get_subscription_count() > 0
+
+    def wanted(self) -> bool:
+        """Does any output have a reader (otherwise the inference stage idles)."""
+        return any(self.listening(r) for r in OUTPUTS)
+
+    def _loop(self) -> None:
+        while self._running:
+            item = self.slot.take(0.1)
+            if item is None:
+                continue
+            try:
+                self.publish(item)
+            except Exception as exc:
+                if not self._running:
+                    return
+                self.ctx.stats.count("errors/publish")
+                self.ctx.logger.error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+            finally:
+                self.slot.done()
+
+    # --- one frame ---
+    def _depth_tensor(self, item: Processed) -> Optional[torch.Tensor]:
+        if item.depth is None:
+            return None
+        try:
+            depth = depth_to_meters(item.depth)
+        except ImageError as exc:
+            self.ctx.warn(f"depth/{exc.reason}", f"unreadable depth: {exc}")
+            return None
+        if depth.shape != tuple(item.result.frame_hw):
+            self.ctx.warn("depth/size_mismatch", f"depth {depth.shape[::-1]} does not match the image "
+                                                 f"{tuple(item.result.frame_hw)[::-1]}; 3D values are NaN")
+            return None
+        return torch.from_numpy(depth).to(self.ctx.pipeline.device, non_blocking=True)
+
+    def _view(self, item: Processed, rows: List[Output]) -> Tuple[FrameView, FrameOutputs]:
+        s = self.ctx.settings
+        view = FrameView(item.result, None, item.header, s, item.K, self.frames.resolve, self.marker_lifetime(),
+                         self.ctx.random_weights, bool(item.queries.active))
+        g = view.active_grounding
+        target = g is not None and g.found and any(TARGET in r.needs for r in rows)  # only for a found target
+        req = compose_request(rows, target, self._depth_tensor(item) if needs_depth(rows) else None, item.K, s,
+                              g.region if g else -1)
+        view.out = compose(item.result, item.image, req)
+        return view, view.out
+
+    def publish(self, item: Processed) -> None:
+        t0, cpu0 = time.perf_counter(), time.thread_time()
+        if not item.partial and self.ctx.pipeline.propagator is None:
+            item.result = self.tracks.update(item.result)
+        t1 = time.perf_counter()
+        rows = [r for r in OUTPUTS if self.listening(r) and not (item.partial and r.full_only)]
+        view, out = self._view(item, rows)
+        parts = {"compose": time.perf_counter() - t1}
+        if not item.partial:  # before publishing: a client that saw this frame can ground on it
+            self.last = (item, out)
+        if out.points is not None and len(out):
+            missing = int((~np.isfinite(out.points[:, 2])).sum())
+            if missing:
+                self.ctx.stats.count("depth/region_without_valid_depth", missing)
+        published: List[str] = []
+        for row in rows:
+            t = time.perf_counter()
+            msg = row.build(view)
+            if msg is not None:
+                self.publishers[row.name].publish(msg)
+                published.append(row.name)
+            parts[row.name] = time.perf_counter() - t
+        self._finish(item, out, t0, cpu0, published, parts)
+
+    def _finish(self, item: Processed, out: FrameOutputs, t0: float, cpu0: float, published, parts) -> None:
+        # Keep what the services need, not the frame-sized arrays (a mask is recomputed on request).
+        out.instance = out.overlay = out.crop_data = out.target = None
+        item.image = None
+        result = item.result
+        if result.frame_hw[0] * result.frame_hw[1] >= TRIM_PIXELS:
+            release_free_memory()
+        self._periods.append(time.monotonic())
+        latency = max((self.ctx.now_ns() - item.stamp_ns) * 1e-9, 0.0)
+        tracked = self.ctx.pipeline.propagator is None and not item.partial
+        parts["track"] = result.timings.get("track", 0.0) if tracked else 0.0
+        self.ctx.stats.on_published(latency, time.perf_counter() - t0, published, parts,
+                                    cpu_s=time.thread_time() - cpu0)
+
+    def marker_lifetime(self) -> float:
+        """Markers outlive the gap to the next frame, so a slow device does not make them blink. The
+        median interval: one idle gap (nobody listened for a minute) must not stretch it to 60 s."""
+        if len(self._periods) < 2:
+            return 2.0
+        ts = list(self._periods)
+        period = statistics.median(b - a for a, b in zip(ts, ts[1:]))
+        return float(min(max(3.0 * period, 0.5), 60.0))

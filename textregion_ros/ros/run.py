@@ -1,0 +1,84 @@
+"""main(): the node in its own process, with Ctrl-C and SIGTERM ending it quietly, fast, with status 0.
+
+rclpy's own signal handler is off: a second SIGINT (a terminal sends one to the whole process
+group, and ros2 launch sends another) would otherwise land inside teardown as a KeyboardInterrupt.
+Here a signal only sets an event. The main thread then stops the stages with a deadline and
+leaves with os._exit, so a frame still in flight on a worker thread cannot hold the exit or
+abort it in a C++ destructor. With autostart (the default) main configures and activates the
+node itself; a failed configure exits 2 with its reason.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import List, Optional
+
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.signals import SignalHandlerOptions
+
+TEARDOWN_S = 1.5  # how long teardown may wait for the stages before leaving anyway
+
+
+def _bring_up(node, stop: threading.Event, result: list) -> None:
+    try:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            result.append(2)
+        elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            result.append(1)
+        else:
+            result.append(0)
+    except Exception as exc:  # our fault: report it and exit non-zero
+        node.get_logger().fatal(f"bring-up failed: {type(exc).__name__}: {exc}")
+        result.append(1)
+    if result[-1]:
+        stop.set()
+
+
+def _teardown(node, executor) -> None:
+    done = threading.Event()
+
+    def stop():
+        try:
+            node.stop_parts()
+            executor.shutdown(timeout_sec=0.5)
+            node.destroy_node()
+            rclpy.try_shutdown()
+        except Exception:  # leaving anyway; nothing useful to add to a clean stop
+            pass
+        done.set()
+
+    threading.Thread(target=stop, daemon=True).start()
+    done.wait(TEARDOWN_S)
+
+
+def run(node_class, args: Optional[List[str]] = None) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = node_class()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, name="textregion-executor", daemon=True).start()
+    result: list = []
+    if node.get_parameter("autostart").value:
+        threading.Thread(target=_bring_up, args=(node, stop, result), name="textregion-bringup",
+                         daemon=True).start()
+    while not stop.wait(0.2) and not node.finalized.is_set():  # a signal, or `ros2 lifecycle set ... shutdown`
+        pass
+    # Ignore further signals: teardown is already under way and bounded.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    rc = result[0] if result else 0
+    if rc == 2:
+        rclpy.logging.get_logger("textregion").fatal(f"cannot start: {node.last_failure}")
+    else:
+        node.get_logger().info("stopping" if result else "interrupted during startup")
+    _teardown(node, executor)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
