@@ -22,10 +22,17 @@ ARGS = [
     ("depth", "/camera/aligned_depth_to_color/image_raw", "depth registered to the image (16UC1 mm or 32FC1 m)"),
     ("camera_info", "/camera/color/camera_info", "camera_info of the image (K is used)"),
     ("compressed", "", "true: subscribe to <image>/compressed; empty: keep the params file's value"),
-    ("use_sim_time", "", "true for bag replay with /clock; empty: keep the params file's value"),
+    ("use_sim_time", "", "true for bag replay with /clock (RViz too); empty: keep the params file's value"),
+    ("preset", "", "realtime | cpu-lite | paper; empty: keep the params file's value"),
+    ("device", "", "auto | cpu | cuda | cuda:N; empty: keep the params file's value"),
+    ("random_weights", "", "true: random weights for trying the node without weights (meaningless labels)"),
+    ("autostart", "", "false: stay unconfigured until `ros2 lifecycle set`; empty: keep the params file's value"),
     ("rviz", "false", "start RViz with the overlay, markers and grounded point"),
     ("fixed_frame", "camera_color_optical_frame", "RViz fixed frame: the camera's optical frame id"),
 ]
+
+
+BOOL_ARGS = ("compressed", "use_sim_time", "random_weights", "autostart")  # node parameters, set only when given
 
 
 class NodeFailed(RuntimeError):
@@ -39,11 +46,28 @@ def _fail_on_error(event, context):
     return [EmitEvent(event=ShutdownEvent(reason="textregion node exited"))]
 
 
+def _params_file_sim_time(path):
+    """use_sim_time as the params file sets it for any node (RViz must run on the same clock), or None."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    for section in doc.values():
+        value = (section or {}).get("ros__parameters", {}).get("use_sim_time") if isinstance(section, dict) else None
+        if isinstance(value, bool):
+            return value
+    return None
+
+
 def _setup(context):
     cfg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     share = FindPackageShare("textregion_ros").perform(context)
     params = [cfg("params_file") or f"{share}/config/perceive.yaml"]
-    overrides = {name: cfg(name).lower() == "true" for name in ("compressed", "use_sim_time") if cfg(name)}
+    overrides = {name: cfg(name).lower() == "true" for name in BOOL_ARGS if cfg(name)}
+    overrides.update({name: cfg(name) for name in ("preset", "device") if cfg(name)})
     if overrides:
         params.append(overrides)
     image = cfg("image")
@@ -66,7 +90,8 @@ def _setup(context):
         from textregion_ros.ros.rviz_config import write_rendered
 
         rviz_cfg = write_rendered(f"{share}/config/perceive.rviz", cfg("namespace"), cfg("fixed_frame"))
-        sim = {"use_sim_time": overrides["use_sim_time"]} if "use_sim_time" in overrides else {}
+        sim_time = overrides.get("use_sim_time", _params_file_sim_time(params[0]))
+        sim = {"use_sim_time": sim_time} if sim_time is not None else {}
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                             arguments=["-d", rviz_cfg], parameters=[sim] if sim else [], on_exit=Shutdown()))
     return actions

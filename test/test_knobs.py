@@ -138,3 +138,10 @@ def test_a_knob_of_a_built_model_is_refused_at_runtime(pipes):
     for name in ("encoder_model", "sam2_model", "points_per_side", "templates", "device"):
         with pytest.raises(ValueError, match="restart"):
             sam.update(**{name: getattr(sam.config, name)})
+
+
+def test_readme_parameter_table_is_the_knob_table():
+    from textregion_ros.ros.params import parameter_table
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    assert parameter_table() in readme, "README's parameter table: paste ros.params.parameter_table()"

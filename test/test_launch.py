@@ -30,8 +30,9 @@ def test_launch_file_compiles_and_every_argument_is_described():
     assert {"namespace", "params_file", "image", "depth", "camera_info", "compressed", "use_sim_time", "rviz",
             "fixed_frame"} <= set(args)
     assert all(len(desc) > 10 for _, desc in args.values())
-    # Left unset, these two must not override the params file.
-    assert args["compressed"][0] == "" and args["use_sim_time"][0] == ""
+    # Left unset, these must not override the params file.
+    assert all(args[n][0] == "" for n in ("compressed", "use_sim_time", "preset", "device", "random_weights",
+                                           "autostart"))
     src = open(LAUNCH).read()
     assert "OnProcessExit" in src and "on_exit=Shutdown()" in src and 'executable="textregion_node"' in src
 

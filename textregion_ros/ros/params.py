@@ -156,3 +156,26 @@ def validate_settings(s: NodeSettings) -> None:
         check_labels(s.queries, "queries")
     except LabelError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, tuple):
+        return f"{len(value)} labels" if len(value) > 4 else (", ".join(value) or "none")
+    if value is None:
+        return "family default"
+    return f"{value}".lower() if isinstance(value, bool) else f"{value}" if value != "" else '""'
+
+
+def parameter_table() -> str:
+    """The README's parameter table, from the rows (test_knobs checks the README holds it)."""
+    bar = " \\| "  # a | inside a Markdown table cell
+    lines = ["| parameter | default | per preset | range or choices | at runtime | what |", "|---|---|---|---|---|---|",
+             f"| `preset` | realtime | | {bar.join(PRESET_NAMES)} | no | {PRESET_DOC} |"]
+    for cls in (PipelineConfig, NodeSettings):
+        for f, k in knobs.rows(cls):
+            presets = ", ".join(f"{p}: {_cell(v)}" for p, v in k.presets.items())
+            limits = f"[{k.range[0]}, {k.range[1]}]" if k.range else bar.join(k.choices)
+            doc = k.doc.replace("|", bar.strip())
+            lines.append(f"| `{f.name}` | {_cell(f.default)} | {presets} | {limits} | "
+                         f"{'yes' if k.runtime else 'no'} | {doc} |")
+    return "\n".join(lines)
