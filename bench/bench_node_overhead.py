@@ -40,7 +40,6 @@ class RecordedPipeline:
         import copy
         self.process_calls += 1
         r = copy.copy(self._result)
-        r.__dict__.pop("groundings", None)
         r.__dict__.pop("frame_masks", None)
         return r
 

@@ -30,7 +30,7 @@ from textregion_ros.classify import Classification  # noqa: E402
 from textregion_ros.config import preset  # noqa: E402
 from textregion_ros.masks.base import MaskSet  # noqa: E402
 from textregion_ros.pipeline import Pipeline  # noqa: E402
-from textregion_ros.results import FrameResult  # noqa: E402
+from textregion_ros.results import FrameResult, groundings_from  # noqa: E402
 from textregion_ros.scene import make_scene  # noqa: E402
 from textregion_ros.targeting import TargetLocks  # noqa: E402
 from textregion_ros.tracking import Tracker  # noqa: E402
@@ -70,7 +70,7 @@ def as_result(pipe, logits, tokens, hw=(480, 640)):
     assert isinstance(cls, Classification)
     return FrameResult(frame_hw=hw, masks=MaskSet(logits, torch.ones(r, device=tokens.device), hw, is_logits=True),
                        tokens=tokens, classes=cls, labels=vocab.labels, num_background=vocab.num_background,
-                       queries=("red mug",), grounding_tensors=pipe.ground(tokens, q), vocab=vocab,
+                       queries=("red mug",), groundings=groundings_from(q.labels, pipe.ground(tokens, q)), vocab=vocab,
                        query_embeddings=q)
 
 

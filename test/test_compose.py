@@ -16,7 +16,7 @@ def frame(masks, probs):
                          cosines=torch.zeros(r, 2))
     ms = MaskSet(masks=masks.float(), scores=torch.ones(r), frame_hw=tuple(masks.shape[1:]))
     return FrameResult(frame_hw=tuple(masks.shape[1:]), masks=ms, tokens=torch.zeros(r, 4), classes=cls,
-                       labels=("a", "b"), num_background=0, queries=(), grounding_tensors=())
+                       labels=("a", "b"), num_background=0, queries=())
 
 
 @pytest.fixture

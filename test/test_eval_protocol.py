@@ -21,7 +21,7 @@ def frame(cos: torch.Tensor, masks: torch.Tensor) -> FrameResult:
     cls = Classification(cos.argmax(1), cos.max(1).values, cos.max(1).values, cos)
     return FrameResult(frame_hw=tuple(masks.shape[-2:]), masks=MaskSet(masks, torch.ones(r), tuple(masks.shape[-2:])),
                        tokens=torch.zeros(r, 4), classes=cls, labels=(), num_background=0, queries=(),
-                       grounding_tensors=(), region_logit_scale=50.0)
+                       region_logit_scale=50.0)
 
 
 def write_classes(tmp_path, lines):

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from textregion_ros.compose import instance_map
 from textregion_ros.config import preset
 from textregion_ros.encoders import create_encoder
 from textregion_ros.masks.sam2_build import build_sam2_model
@@ -19,7 +20,7 @@ def test_realtime_pipeline_on_cuda_keeps_tensors_on_device():
     assert pipe.dtype == torch.bfloat16 and pipe.device.type == "cuda"
     r = pipe.process(make_scene().rgb, queries=["mug"])
     assert len(r) > 0 and r.tokens.is_cuda and r.masks.masks.is_cuda and r.classes.prob.is_cuda
-    assert r.instance_map().is_cuda
+    assert instance_map(r).is_cuda
     assert 0 <= r.groundings[0].prob <= 1
 
 

@@ -19,7 +19,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from ros_harness import Harness, running_harness
 from textregion_ros.ros.convert import array_to_image
-from textregion_ros.ros.node import release_free_memory
+from textregion_ros.ros.loading import release_free_memory
 from textregion_ros.srv import Ground
 
 

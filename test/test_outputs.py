@@ -12,7 +12,7 @@ from textregion_ros.classify import Classification
 from textregion_ros.compose import compose
 from textregion_ros.geometry.transform import RigidTransform
 from textregion_ros.masks.base import MaskSet
-from textregion_ros.results import FrameResult
+from textregion_ros.results import FrameResult, groundings_from
 from textregion_ros.ros import outputs
 from textregion_ros.ros.outputs import OUTPUTS, FrameView, compose_request
 from textregion_ros.ros.params import NodeSettings
@@ -33,7 +33,7 @@ def frame_result(scene, found=True, queries=("red box",)):
     g = tuple(torch.tensor([v]) for v in (0, 0.95 if found else 0.2, 0.3, 0.5, float(found)))
     return FrameResult(frame_hw=scene.mask.shape, masks=MaskSet(masks, torch.tensor([1.0, 0.5]), scene.mask.shape),
                        tokens=torch.zeros(2, 4), classes=cls, labels=("box", "wall"), num_background=1,
-                       queries=tuple(queries), grounding_tensors=g if queries else ())
+                       queries=tuple(queries), groundings=groundings_from(queries, g))
 
 
 def view(scene, rows=OUTPUTS, found=True, resolve=None, queries=("red box",), settings=None):

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+from textregion_ros.compose import boxes_and_areas, instance_map
+
 from textregion_ros.config import PRESETS, PipelineConfig, preset
 from textregion_ros.masks import Superpixels
 from textregion_ros.pipeline import Pipeline
@@ -32,11 +34,11 @@ def test_process_with_given_masks_gives_consistent_outputs(pipe, scene):
     assert ((r.classes.prob > 0) & (r.classes.prob <= 1)).all()
     g = r.groundings
     assert [x.query for x in g] == ["mug", "ball; sphere"] and all(0 <= x.region < 3 for x in g)
-    inst = r.instance_map()
+    inst = instance_map(r)
     assert inst.shape == (240, 320) and inst.dtype == torch.int32
     assert set(inst.unique().tolist()) == {0, 1, 2, 3}
     assert (inst[150, 10] == 0) and (inst[50, 50] == 1)
-    boxes, areas = r.boxes_and_areas()
+    boxes, areas = boxes_and_areas(r)
     assert boxes[0].tolist() == [30.0, 20.0, 150.0, 120.0] and areas[0] == 100 * 120
     label, conf = r.label_map()
     assert label.shape == (240, 320) and (conf <= 1).all()
@@ -47,7 +49,7 @@ def test_instance_map_ties_go_to_the_higher_score(pipe, scene):
     m[:, 50:100, 50:100] = 1  # identical masks: every pixel is a tie
     r = pipe.process(scene.rgb[:240, :320], masks=m)
     winner = int(torch.argmax(r.classes.prob)) + 1
-    assert set(r.instance_map()[50:100, 50:100].unique().tolist()) == {winner}
+    assert set(instance_map(r)[50:100, 50:100].unique().tolist()) == {winner}
 
 
 def test_superpixel_source_and_multiresolution_tokens(pipe, scene):
@@ -71,7 +73,7 @@ def test_global_patch_removal_returns_kept_indices(clip_encoder, scene):
 
 def test_zero_regions_is_an_empty_result(pipe, scene):
     r = pipe.process(scene.rgb[:240, :320], queries=["mug"], masks=torch.zeros(0, 240, 320))
-    assert len(r) == 0 and r.instance_map().sum() == 0
+    assert len(r) == 0 and instance_map(r).sum() == 0
     assert r.groundings[0].region == -1 and not r.groundings[0].found
     assert r.label_map()[0].shape == (240, 320)
 
@@ -189,7 +191,7 @@ def test_locked_target_is_carried_between_full_frames_by_sam2(clip_encoder):
     assert (cg.query, cg.region, cg.track_id, cg.locked) == ("mug", 0, g.track_id, True)
     assert carried.track_ids.tolist() == [g.track_id]
     assert int(carried.classes.label[0]) == int(r.classes.label[g.region])
-    assert carried.instance_map().shape == (240, 320)
+    assert instance_map(carried).shape == (240, 320)
 
 
 def test_sam2_target_tracking_needs_sam2_masks():

@@ -28,7 +28,7 @@ def as_result(frame, tokens_by_object, rng, noise=0.15, order=None):
     h, w = frame.rgb.shape[:2]
     cls = Classification(torch.zeros(n, dtype=torch.long), torch.ones(n), torch.ones(n), torch.ones(n, 1))
     return FrameResult(frame_hw=(h, w), masks=MaskSet(masks, torch.ones(n), (h, w)), tokens=tokens, classes=cls,
-                       labels=("x",), num_background=0, queries=(), grounding_tensors=()), frame.object_ids[order]
+                       labels=("x",), num_background=0, queries=()), frame.object_ids[order]
 
 
 def run(frames, tracker, tokens_by_object, seed=0, noise=0.15):

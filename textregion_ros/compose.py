@@ -129,22 +129,18 @@ def _int_boxes(binary: torch.Tensor) -> torch.Tensor:
     return boxes_from_masks(binary).long()
 
 
-def _to_host(tensors: Sequence[Optional[torch.Tensor]]) -> List[Optional[np.ndarray]]:
-    """One device->host copy for all arrays: concatenate their bytes, copy once, split on the host."""
-    present = [t.contiguous() for t in tensors if t is not None]
+def _to_host(tensors: Dict[str, Optional[torch.Tensor]]) -> Dict[str, Optional[np.ndarray]]:
+    """One device->host copy for all arrays, by name: concatenate their bytes, copy once, split on the host."""
+    present = {k: t.contiguous() for k, t in tensors.items() if t is not None}
+    out: Dict[str, Optional[np.ndarray]] = {k: None for k in tensors}
     if not present:
-        return [None] * len(tensors)
-    flat = [t.reshape(-1).view(torch.uint8) for t in present]
-    buf = torch.cat(flat).cpu().numpy()
-    out, pos, it = [], 0, iter(present)
-    for t in tensors:
-        if t is None:
-            out.append(None)
-            continue
-        src = next(it)
+        return out
+    buf = torch.cat([t.reshape(-1).view(torch.uint8) for t in present.values()]).cpu().numpy()
+    pos = 0
+    for k, src in present.items():
         n = src.numel() * src.element_size()
         dtype = torch.empty((), dtype=src.dtype).numpy().dtype
-        out.append(buf[pos:pos + n].view(dtype).reshape(tuple(src.shape)))
+        out[k] = buf[pos:pos + n].view(dtype).reshape(tuple(src.shape))
         pos += n
     return out
 
@@ -153,17 +149,18 @@ def _to_host(tensors: Sequence[Optional[torch.Tensor]]) -> List[Optional[np.ndar
 def compose(result: FrameResult, image: Optional[torch.Tensor], req: ComposeRequest) -> FrameOutputs:
     """FrameResult (+ the frame as an (H, W, 3) uint8 device tensor for the overlay) -> FrameOutputs."""
     t = compose_on_device(result, image, req)
-    tg = t["target"]
-    host = _to_host([result.classes.label, result.classes.prob.float(), result.classes.cosine.float(), t["boxes"],
-                     t["area"], t["points"], t["sizes"], t["instance"] if req.instance else None, t["overlay"],
-                     t["crop_data"], t["crop_start"], t["colors"],
-                     tg.points.float() if tg is not None else None, tg.colors if tg is not None else None,
-                     HostTarget.pack(tg) if tg is not None else None])
-    label, prob, cos, boxes_h, area_h, pts, sizes, inst_h, ov, cd, co, col, tp, tc, tpack = host
-    return FrameOutputs(label=label, prob=prob, cosine=cos, boxes=boxes_h, area=area_h, points=pts, sizes=sizes,
-                        instance=inst_h.view(np.uint16) if inst_h is not None else None, overlay=ov,
-                        crop_data=cd, crop_start=co, colors=col, track_ids=result.track_ids,
-                        target=HostTarget.unpack(tp, tc, tpack) if tg is not None else None)
+    tg = t.pop("target")
+    if not req.instance:
+        t["instance"] = None  # the overlay needed it on the device; nobody reads it on the host
+    t.update(label=result.classes.label, prob=result.classes.prob.float(), cosine=result.classes.cosine.float())
+    if tg is not None:
+        t.update(target_points=tg.points.float(), target_colors=tg.colors, target_pack=HostTarget.pack(tg))
+    h = _to_host(t)
+    if h["instance"] is not None:
+        h["instance"] = h["instance"].view(np.uint16)
+    target = HostTarget.unpack(h.pop("target_points"), h.pop("target_colors"), h.pop("target_pack")) \
+        if tg is not None else None
+    return FrameOutputs(**h, track_ids=result.track_ids, target=target)
 
 
 @torch.inference_mode()
@@ -224,6 +221,20 @@ def compose_on_device(result: FrameResult, image: Optional[torch.Tensor], req: C
         overlay = draw_overlay_device(image, inst, colors, req.alpha, result, req.grounded)
     return {"boxes": boxes, "area": area, "points": points, "sizes": extents, "instance": inst, "overlay": overlay,
             "crop_data": crop_data, "crop_start": crop_start, "colors": colors, "target": target}
+
+
+@torch.inference_mode()
+def instance_map(result: FrameResult) -> torch.Tensor:
+    """(H, W) int32: region id + 1 where that region's soft mask is highest; 0 where all are < 0.5.
+    Ties go to the higher-scoring region. Computed as the node computes it."""
+    return compose_on_device(result, None, ComposeRequest(instance=True))["instance"].to(torch.int32)
+
+
+@torch.inference_mode()
+def boxes_and_areas(result: FrameResult) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(R, 4) float xyxy pixel boxes (exclusive max) and (R,) pixel areas of the masks >= 0.5."""
+    t = compose_on_device(result, None, ComposeRequest())
+    return t["boxes"].float(), t["area"]
 
 
 @torch.inference_mode()

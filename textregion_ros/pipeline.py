@@ -3,7 +3,7 @@
     pipe = Pipeline(preset("realtime"))
     pipe.set_vocabulary(["red mug", "laptop"], background=["wall", "floor"])
     result = pipe.process(rgb_uint8, queries=["red mug"])
-    result.groundings[0].found, result.instance_map()
+    result.groundings[0].found, instance_map(result)   # compose.instance_map
 
 Models load once in the constructor; text embeddings are cached; everything
 per frame stays on the model's device until a caller asks for host values.
@@ -27,22 +27,13 @@ from .labels import check_labels
 from .masks import MaskSource, create_mask_source, given_masks
 from .masks.base import MaskSet
 from .masks.sam2_propagate import Sam2Propagator, video_model_like
-from .results import FrameResult
+from .results import FrameResult, Vocabulary, groundings_from
 from .targeting import TargetLocks
 from .tokens import encode_value_map, region_tokens
 from .tracking import Tracker
 
 # What a query competes with when no background labels are set, so grounding can still abstain.
 FALLBACK_BACKGROUND = ("background",)
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    """Labels and their embeddings, swapped in as one object."""
-    labels: Tuple[str, ...]  # vocabulary then background labels; label indices point here
-    num_background: int
-    label_emb: LabelEmbeddings
-    background_emb: Optional[LabelEmbeddings]
 
 
 def image_to_tensor(image, device: torch.device) -> torch.Tensor:
@@ -203,7 +194,7 @@ class Pipeline:
             grounding = self.ground(tokens, q_emb, vocab)
         return FrameResult(frame_hw=frame_hw, masks=maskset, tokens=tokens, classes=classes, labels=vocab.labels,
                            num_background=vocab.num_background, queries=tuple(q_emb.labels),
-                           grounding_tensors=grounding, region_logit_scale=cfg.region_logit_scale,
+                           groundings=groundings_from(q_emb.labels, grounding), region_logit_scale=cfg.region_logit_scale,
                            timings=timings, vocab=vocab, query_embeddings=q_emb,
                            views=fmap.views)
 
@@ -228,13 +219,12 @@ class Pipeline:
         else:
             probs = cos = tokens.new_zeros((len(tokens), len(q_emb)))
             grounding = self.ground(tokens, q_emb, vocab)
-        out = replace(result, tokens=tokens, classes=classes, grounding_tensors=grounding, track_ids=upd.track_ids,
-                      query_embeddings=q_emb)
-        out.timings = dict(result.timings)
+        groundings = groundings_from(q_emb.labels, grounding, upd.track_ids)
         if locks is not None:
             both = torch.stack([probs.float(), cos.float()]).cpu().numpy()
-            out.groundings = locks.update(out.groundings, both[0], both[1], upd.track_ids, tracker.is_alive)
-        return out
+            groundings = locks.update(groundings, both[0], both[1], upd.track_ids, tracker.is_alive)
+        return replace(result, tokens=tokens, classes=classes, groundings=groundings, track_ids=upd.track_ids,
+                       query_embeddings=q_emb, timings=dict(result.timings))
 
     # --- the locked target between full frames (target_tracking: sam2) ---
     @torch.inference_mode()
@@ -265,10 +255,9 @@ class Pipeline:
         c = full.classes
         out = replace(full, masks=masks, tokens=full.tokens[i],
                       classes=type(c)(c.label[i], c.prob[i], c.cosine[i], c.cosines[i]), queries=(g.query,),
-                      query_embeddings=None, grounding_tensors=(),
+                      query_embeddings=None, groundings=[replace(g, region=0)],
                       track_ids=full.track_ids[[g.region]] if full.track_ids is not None else None,
                       timings={"propagate": time.perf_counter() - t0})
-        out.groundings = [replace(g, region=0)]
         return out
 
     def stop_target(self) -> None:

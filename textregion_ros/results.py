@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -11,7 +11,19 @@ import torch
 import torch.nn.functional as F
 
 from .classify import Classification
+from .encoders.base import ValueFeatures
+from .encoders.text import LabelEmbeddings
 from .masks.base import MaskSet
+from .tokens import ViewPlan
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Labels and their embeddings, swapped in as one object."""
+    labels: Tuple[str, ...]  # vocabulary then background labels; label indices point here
+    num_background: int
+    label_emb: LabelEmbeddings
+    background_emb: Optional[LabelEmbeddings]
 
 
 @dataclass
@@ -35,25 +47,16 @@ class FrameResult:
     labels: Tuple[str, ...]  # vocabulary then background labels; label indices point here
     num_background: int
     queries: Tuple[str, ...]
-    grounding_tensors: Tuple[torch.Tensor, ...]  # region, prob, cosine, margin, found, each (Q,)
+    groundings: List[Grounding] = field(default_factory=list)  # one per query, in ``queries`` order
     region_logit_scale: float = 50.0
     timings: Dict[str, float] = field(default_factory=dict)
-    vocab: Any = None  # the pipeline.Vocabulary these labels come from (for grounding later queries)
-    query_embeddings: Any = None  # the LabelEmbeddings of ``queries``
-    views: Any = None  # Pipeline.process(keep_views=True): the encoder's (ValueFeatures, ViewPlan)
+    vocab: Optional[Vocabulary] = None  # what ``labels`` come from (for grounding later queries)
+    query_embeddings: Optional[LabelEmbeddings] = None  # of ``queries``
+    views: Optional[Tuple[ValueFeatures, ViewPlan]] = None  # Pipeline.process(keep_views=True): the encoder's
     track_ids: Optional[np.ndarray] = None  # (R,) uint32 track per region (Pipeline.track); 0 = unconfirmed
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
-
-    @cached_property
-    def groundings(self) -> List[Grounding]:
-        if not self.queries:
-            return []
-        region, prob, cos, margin, found = (t.float().cpu() for t in self.grounding_tensors)
-        return [Grounding(q, int(region[i]), float(prob[i]), float(cos[i]), float(margin[i]), bool(found[i]),
-                          self.track_id_of(int(region[i])))
-                for i, q in enumerate(self.queries)]
 
     def track_id_of(self, region: int) -> int:
         """The region's track id (0 when untracked, unconfirmed or no region)."""
@@ -64,15 +67,6 @@ class FrameResult:
     def frame_masks(self) -> torch.Tensor:
         """(R, H, W) mask probabilities in [0, 1] at frame resolution."""
         return self.masks.at_frame(self.frame_hw)
-
-    def instance_map(self) -> torch.Tensor:
-        """(H, W) int32: region id + 1 where that region's soft mask is highest; 0 where all are < 0.5.
-
-        Ties go to the higher-scoring region. Computed as the node computes it (compose.py).
-        """
-        from .compose import ComposeRequest, compose_on_device  # compose imports this module
-
-        return compose_on_device(self, None, ComposeRequest(instance=True))["instance"].to(torch.int32)
 
     def label_map(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Dense (H, W) label index and confidence, per TextRegion's postprocess.
@@ -90,9 +84,14 @@ class FrameResult:
         conf, label = torch.softmax(seg * self.region_logit_scale, dim=0).max(dim=0)
         return label, conf
 
-    def boxes_and_areas(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(R, 4) float xyxy pixel boxes (exclusive max) and (R,) pixel areas of the masks >= 0.5."""
-        from .compose import ComposeRequest, compose_on_device
 
-        t = compose_on_device(self, None, ComposeRequest())
-        return t["boxes"].float(), t["area"]
+def groundings_from(queries: Sequence[str], tensors: Tuple[torch.Tensor, ...],
+                    track_ids: Optional[np.ndarray] = None) -> List[Grounding]:
+    """classify.ground's (region, prob, cosine, margin, found) tensors -> one Grounding per query (one
+    host transfer)."""
+    if not queries:
+        return []
+    region, prob, cos, margin, found = torch.stack([t.float() for t in tensors]).cpu()
+    tid = lambda r: int(track_ids[r]) if track_ids is not None and 0 <= r < len(track_ids) else 0  # noqa: E731
+    return [Grounding(q, int(region[i]), float(prob[i]), float(cos[i]), float(margin[i]), bool(found[i]),
+                      tid(int(region[i]))) for i, q in enumerate(queries)]

@@ -31,7 +31,8 @@ class ValueFeatures:
     values: torch.Tensor  # (B, P + N, C) value features, P prefix tokens first
     num_prefix: int
     grid: int  # patches per side of one view
-    # The last block's input tokens, kept for equivalence checks against the model.
+    # The last block's input tokens: the attention pool (SigLIP2, PE) reads them,
+    # and the evaluation's CLIP fill runs the CSA block on them (dense_embeddings).
     block_input: Optional[torch.Tensor] = None
 
     @property

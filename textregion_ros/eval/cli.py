@@ -27,7 +27,8 @@ PROTOCOL_NOTES = [
     "a class with several names takes the max of their probabilities (official: the first class only; "
     "the same on the official class files)",
     "SAM2 masks reach the label map in one bilinear resize of the low-resolution logits (sam2: two)",
-    "the CLIP fill for uncovered pixels runs the encoder a second time",
+    "the CLIP fill for uncovered pixels reuses the region pass's last-block inputs and runs only the CSA block "
+    "on them, on images with uncovered pixels only",
 ]
 LAYOUT_DATASET = {"voc": "voc21", "ade20k": "ade20k"}
 

@@ -17,7 +17,8 @@ Where ours differs, by design or by omission (the README repeats this):
   names in its class files); we take it within every class, which is the same on those files;
 * SAM2's masks reach the label map's size in one bilinear resize of the low-resolution logits (sam2's
   own postprocessing resizes twice: to its input size, then to the image);
-* the CSA fill runs the encoder a second time, on frames with uncovered pixels only;
+* the CSA fill reuses the region pass's last-block inputs (``Pipeline.process(keep_views=True)``) and runs only
+  the CSA block on them, on frames with uncovered pixels only;
 
 Referring (``eval_referring.py``): images are resized to a 2016-px long side (its ``--scale 2016 2016``);
 the expression's region is the arg-max cosine over regions (no abstain), scored at the image's size;
