@@ -45,8 +45,15 @@ def test_idle_without_subscribers_and_says_so():
     try:
         h0 = Harness(namespace="/ux_idle", pipeline=base.node.pipeline, subscribe=False)
         before = h0.node.stats.snapshot()
-        hdr = h0.send(make_scene().rgb, wait_idle=False)
+        scene = make_scene()
+        # Depth with a stamp far from the image's: an idle node matches nothing, so counts nothing.
+        stamp = h0.now()
+        far = type(stamp)(sec=stamp.sec + 100, nanosec=stamp.nanosec)
+        hdr = h0.send(scene.rgb, np.nan_to_num(scene.depth_m, nan=0.0), scene.K, stamp=stamp, depth_stamp=far,
+                      wait_idle=False)
         assert h0.wait(lambda: h0.node.stats.snapshot().get("idle_skipped", 0) > before.get("idle_skipped", 0), 30)
+        time.sleep(1.0)
+        assert h0.node.stats.snapshot().get("depth/unmatched_stamp", 0) == 0, "an idle node warned about depth"
         assert h0.node.stats.snapshot().get("processed", 0) == before.get("processed", 0)
         msg = h0.node.stats.message(hdr.stamp, "n", "cpu")
         assert "idle" in msg.status[0].message
@@ -174,3 +181,133 @@ def test_sam2_target_tracking_publishes_the_target_between_full_frames(h):  # h:
         del scene
     finally:
         h2.close()
+
+
+# --- the first hour, second pass --------------------------------------------------------------------
+def counts(h, key):
+    return h.node.stats.snapshot().get(key, 0)
+
+
+def test_depth_published_after_its_image_still_gives_3d(h):
+    """Many drivers publish depth 5-30 ms after colour. The node matches depth when it publishes the
+    frame, waiting up to sync_tolerance, so a late depth frame is not lost (it was when matched at take)."""
+    import random
+    from sensor_msgs.msg import CameraInfo
+    from textregion_ros.ros.convert import array_to_image
+
+    scene = make_scene()
+    depth = np.nan_to_num(scene.depth_m, nan=0.0).astype(np.float32)
+    rng = random.Random(0)
+    with_3d, frames = 0, 15
+    for _ in range(frames):
+        h.wait_idle()
+        stamp = h.now()
+        info = CameraInfo(height=480, width=640, k=[float(v) for v in scene.K.flatten()])
+        info.header.stamp, info.header.frame_id = stamp, "camera_color_optical_frame"
+        h.pub_info.publish(info)
+        img = array_to_image(scene.rgb, "rgb8")
+        img.header.stamp, img.header.frame_id = stamp, "camera_color_optical_frame"
+        d = array_to_image(depth, "32FC1")
+        d.header = img.header
+        h.publish_delivered(h.pub_image, img)
+        time.sleep(rng.uniform(0.005, 0.030))
+        key = stamp.sec * 10**9 + stamp.nanosec
+        for _ in range(3):  # best effort: publish again until the node holds it
+            h.pub_depth.publish(d)
+            if h.wait(lambda: h.node.has_depth(key), 3.0):
+                break
+        regions = h.output("regions", img.header)
+        assert regions is not None
+        with_3d += any(np.isfinite(r.centroid.z) for r in regions.regions)
+    assert with_3d >= 0.99 * frames, (with_3d, frames)
+
+
+def test_bad_camera_metadata_is_counted(h):
+    """camera_info for another size than the image, and an empty frame_id, are refused and counted."""
+    from sensor_msgs.msg import CameraInfo
+
+    scene = make_scene()
+    depth = np.nan_to_num(scene.depth_m, nan=0.0)
+    before = counts(h, "bad_input/camera_info_size")
+    info = CameraInfo(height=720, width=1280, k=[float(v) for v in scene.K.flatten()])
+    info.header.stamp, info.header.frame_id = h.now(), "camera_color_optical_frame"
+    h.pub_info.publish(info)
+    time.sleep(0.5)
+    hdr = h.send(scene.rgb, depth)  # depth, but the camera_info is for 1280x720
+    regions = h.output("regions", hdr)
+    assert regions is not None and not any(np.isfinite(r.centroid.z) for r in regions.regions)
+    assert counts(h, "bad_input/camera_info_size") > before
+    b = counts(h, "bad_input/empty_frame_id")
+    h.send(scene.rgb, frame_id="")
+    assert h.wait(lambda: counts(h, "bad_input/empty_frame_id") == b + 1, 10)
+    h.send(scene.rgb, depth, scene.K)  # a good camera_info again for the tests after this one
+
+
+def test_integers_set_doubles_and_masks_can_be_left_out(h):
+    res = h.node.set_parameters([Parameter("max_rate", value=5)])
+    assert res[0].successful, res[0].reason
+    assert h.node.settings.max_rate == 5.0 and isinstance(h.node.settings.max_rate, float)
+    assert not h.node.set_parameters([Parameter("max_rate", value=5000)])[0].successful
+    assert not h.node.set_parameters([Parameter("max_rate", value="fast")])[0].successful
+    h.node.set_parameters([Parameter("max_rate", value=0.0), Parameter("publish_masks", value=False)])
+    try:
+        regions = h.output("regions", h.send(make_scene().rgb))
+        assert regions is not None and regions.regions and all(not len(r.mask.data) for r in regions.regions)
+        assert any(r.area > 0 for r in regions.regions)
+    finally:
+        h.node.set_parameters([Parameter("publish_masks", value=True)])
+
+
+def test_diagnostics_warn_when_no_image_arrives_naming_the_topic(h):
+    time.sleep(6.5)  # longer than diagnostics.NO_INPUT_WARN_S without a frame
+    n = len(h.got["diag"])
+    assert h.wait(lambda: len(h.got["diag"]) > n + 1, 5)
+    st = h.got["diag"][-1].status[0]
+    assert st.level == DiagnosticStatus.WARN and "no image on /ux/image" in st.message, st.message
+
+
+def test_diagnostics_keep_warning_while_qos_is_incompatible_with_the_right_hint(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    s = Stats(level_window_s=10.0)
+    s.set_flag("lifecycle_state", "active")
+    s.set_flag("qos_incompatible", "true")
+    s.set_flag("qos_hint", "set image_qos:=sensor_data (best effort accepts every publisher)")
+    s.on_received()
+    clock[0] += 60.0  # long after the event: still WARN, since nothing has arrived since
+    st = s.message(None, "n", "cpu").status[0]
+    assert st.level == DiagnosticStatus.WARN and "image_qos:=sensor_data" in st.message
+    s.set_flag("qos_incompatible", "false")
+    s.on_received()
+    assert s.message(None, "n", "cpu").status[0].level == DiagnosticStatus.OK
+
+
+def test_clock_hint_when_sim_time_has_no_clock():
+    """use_sim_time without /clock: the clock is 0, every frame is 'in the future', and the log says why."""
+    from textregion_ros.ros.context import NodeContext
+    from textregion_ros.ros.convert import array_to_image
+    from textregion_ros.ros.intake import Intake
+    from textregion_ros.ros.params import NodeSettings
+
+    lines = []
+
+    class Log:
+        def warning(self, text, **_):
+            lines.append(text)
+
+    ctx = NodeContext(Log(), Stats(), lambda: 0, NodeSettings())
+    img = array_to_image(np.zeros((32, 32, 3), np.uint8), "rgb8")
+    img.header.stamp.sec, img.header.frame_id = 1_700_000_000, "cam"
+    Intake(ctx).on_image(img)
+    assert ctx.stats.snapshot()["bad_input/future_stamp"] == 1
+    assert "/clock" in lines[0] and "use_sim_time" in lines[0]
+
+
+def test_parameters_show_what_auto_means_here():
+    import torch
+    from textregion_ros.ros.params import effective_defaults
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU's resolution; on CUDA auto means cuda and bf16")
+    rt = effective_defaults("realtime")
+    assert (rt["device"], rt["dtype"], rt["compile"]) == ("cpu", "fp32", False)

@@ -160,3 +160,13 @@ def test_readme_topic_table_is_the_outputs_table():
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
     assert outputs.topic_table() in readme, "README's topic table: paste outputs.topic_table()"
+
+
+def test_publish_masks_false_leaves_masks_out_and_crops_uncomposed(scene):
+    s = NodeSettings(publish_masks=False)
+    v = view(scene, settings=s)
+    assert v.out.crop_data is None  # not composed at all
+    regions, g = build(v, "regions"), build(v, "grounded")
+    assert all(len(r.mask.data) == 0 for r in regions.regions) and len(g.region.mask.data) == 0
+    assert regions.regions[0].area == int(scene.mask.sum())  # boxes, areas and 3D stay
+    assert len(build(view(scene), "regions").regions[0].mask.data) > 0

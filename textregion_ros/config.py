@@ -59,8 +59,8 @@ class PipelineConfig:
                                 range=(256, 2048), consumer=MASK_MODEL, presets={"realtime": 512, "cpu-lite": 512})
     points_per_side: int = knob(16, "SAM2 point grid per side (points_per_side^2 prompts)", range=(1, 64),
                                 consumer=MASK_MODEL, presets={"cpu-lite": 6})
-    point_batch: int = knob(0, "prompts per decoder batch; 0 = all at once on CUDA, 64 on the CPU", range=(0, 4096),
-                            consumer=MASKS)
+    point_batch: int = knob(0, "prompts per decoder batch; 0 = auto: all points_per_side^2 at once on CUDA, 64 "
+                            "on the CPU", range=(0, 4096), consumer=MASKS)
     pred_iou_thresh: float = knob(0.6, "drop masks whose predicted IoU is not above this", range=(0.0, 1.0),
                                   runtime=True, consumer=MASKS)
     stability_score_thresh: float = knob(0.6, "drop masks whose stability score is below this", range=(0.0, 1.0),

@@ -13,7 +13,8 @@ from typing import Deque, Dict, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-PROBLEM_PREFIXES = ("bad_input/", "errors/", "depth/", "qos/")
+PROBLEM_PREFIXES = ("bad_input/", "errors/", "depth/", "qos/", "tf/")
+NO_INPUT_WARN_S = 5.0  # an active node that has received no image for this long says so
 
 
 class Stats:
@@ -33,6 +34,7 @@ class Stats:
         self.recent_problems: Deque[Tuple[float, str]] = deque(maxlen=1000)
         self.counts: Counter = Counter()
         self.flags: Dict[str, str] = {}
+        self.last_received = time.monotonic()  # of the last image (from when the node was activated)
 
     def _trim(self, q: Deque[float], now: float) -> None:
         while q and now - q[0] > self.window_s:
@@ -40,7 +42,8 @@ class Stats:
 
     def on_received(self) -> None:
         with self.lock:
-            self.received.append(time.monotonic())
+            self.last_received = time.monotonic()
+            self.received.append(self.last_received)
             self.counts["received"] += 1
 
     def on_processed(self, compute_s: float, pipeline_s: float) -> None:
@@ -105,6 +108,19 @@ class Stats:
         out["_recent"] = recent
         return out
 
+    def _state(self, snap, flags) -> Tuple[str, bool]:
+        """What the node is doing in words, and whether that alone is worth a WARN."""
+        if flags.get("lifecycle_state", "active") != "active":
+            return f"{flags['lifecycle_state']}: not processing", False
+        if flags.get("qos_incompatible") == "true":
+            return f"a camera publisher's QoS is incompatible: {flags.get('qos_hint', '')}", True
+        silent = time.monotonic() - self.last_received
+        if silent > NO_INPUT_WARN_S and "lifecycle_state" in flags:
+            return f"no image on {flags.get('input_topic', 'the image topic')} for {silent:.0f} s", True
+        if flags.get("idle") == "true":
+            return "idle: no output has a subscriber", False
+        return f"{snap['processed_rate_hz']:.1f} Hz processed of {snap['input_rate_hz']:.1f} Hz in", False
+
     def message(self, stamp, name: str, hardware_id: str) -> DiagnosticArray:
         snap = self.snapshot()
         recent: Counter = snap.pop("_recent")
@@ -113,9 +129,8 @@ class Stats:
         bad = sum(v for k, v in snap.items() if k.startswith("bad_input/"))
         with self.lock:
             flags = dict(self.flags)
-        status.level = DiagnosticStatus.WARN if recent else DiagnosticStatus.OK
-        state = "idle: no output has a subscriber" if flags.get("idle") == "true" else (
-            f"{snap['processed_rate_hz']:.1f} Hz processed of {snap['input_rate_hz']:.1f} Hz in")
+        state, warn = self._state(snap, flags)
+        status.level = DiagnosticStatus.WARN if recent or warn else DiagnosticStatus.OK
         recent_txt = (", last %.0f s: " % self.level_window_s + ", ".join(f"{k} x{v}" for k, v in recent.most_common(3))
                       if recent else "")
         status.message = f"{state}, {int(bad)} bad inputs{recent_txt}"

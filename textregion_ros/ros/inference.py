@@ -26,12 +26,16 @@ from .tracks import Tracks
 class Processed:
     result: FrameResult
     image: Optional[torch.Tensor]  # (H, W, 3) uint8 on the device
-    header: object
-    depth: object  # sensor_msgs/Image matched to the frame, or None
-    K: Optional[np.ndarray]
+    msg: object  # the image message (its header; its size for camera_info checks)
     queries: QuerySet
     stamp_ns: int
     partial: bool = False  # only the active query's target, carried by SAM2 (target_tracking sam2)
+    depth: object = None  # sensor_msgs/Image matched at publish time (Intake.match_depth), or None
+    K: Optional[np.ndarray] = None
+
+    @property
+    def header(self):
+        return self.msg.header
 
 
 class RuntimeUpdates:
@@ -147,8 +151,7 @@ class InferenceStage:
             result = self.tracks.update(result)
             self._carry_target(image, result, queries)
         self.ctx.stats.on_processed(time.perf_counter() - t0, t2 - t1)
-        header = frame.msg.header
-        done = Processed(result, image, header, frame.depth, frame.K, queries, stamp_ns(header.stamp), partial)
+        done = Processed(result, image, frame.msg, queries, stamp_ns(frame.msg.header.stamp), partial)
         if self.out.put(done):
             self.ctx.stats.count("dropped_publish")  # the publish stage fell behind: newest wins
 

@@ -1,11 +1,14 @@
 """The camera's inputs: image, depth and camera_info callbacks. Checks, counts, hand-over; no model work.
 
 An image that passes its header checks goes into the frame slot (newest wins); depth frames wait
-in a short buffer and are matched to the image by stamp when the inference stage takes it.
+in a short buffer and are matched to the image by stamp when the frame is published. Many drivers
+publish depth just after colour, so the match waits up to sync_tolerance for a depth frame that
+may still come (never when no depth has arrived at all).
 """
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Deque, Optional, Tuple
@@ -22,12 +25,10 @@ DEPTH_BUFFER = 30  # depth frames kept for matching: a second of a 30 Hz camera
 
 @dataclass
 class Frame:
-    """What the inference stage takes: the image, its depth matched at hand-over."""
+    """What the inference stage takes."""
     msg: Any
     seq: int  # this frame's receipt number
     newest: int  # the newest receipt number when the frame was taken (equal: it was the newest)
-    depth: Optional[Image]
-    K: Optional[np.ndarray]
 
 
 def valid_K(msg: CameraInfo) -> Optional[np.ndarray]:
@@ -37,13 +38,20 @@ def valid_K(msg: CameraInfo) -> Optional[np.ndarray]:
     return K
 
 
+def image_size(msg) -> Tuple[int, int]:
+    """(width, height) of a raw image, or (0, 0) when only the payload knows (compressed)."""
+    return int(getattr(msg, "width", 0)), int(getattr(msg, "height", 0))
+
+
 class Intake:
     def __init__(self, ctx: NodeContext):
         self.ctx = ctx
         self.slot: LatestSlot[Any] = LatestSlot()
         self._depth: Deque[Tuple[int, Image]] = deque(maxlen=DEPTH_BUFFER)
-        self._depth_lock = threading.Lock()
+        self._depth_cv = threading.Condition()
         self.K: Optional[np.ndarray] = None
+        self.K_size: Tuple[int, int] = (0, 0)  # camera_info's (width, height); (0, 0) = not given
+        self.last_image = None  # the newest image that passed its checks (the ground service's frame)
         self._warned_qos = False
 
     # --- callbacks (executor threads) ---
@@ -56,12 +64,20 @@ class Intake:
         except ImageError as exc:
             ctx.bad_input(exc.reason, str(exc))
             return
-        max_future = ctx.settings.max_future
-        ahead = t_ns - ctx.now_ns()
-        if max_future > 0 and ahead > max_future * 1e9:
-            ctx.bad_input("future_stamp", f"stamped {ahead * 1e-9:.1f} s ahead of this node's clock "
-                                          f"(max_future {max_future} s)")
+        if not msg.header.frame_id.strip():
+            ctx.bad_input("empty_frame_id", "empty header.frame_id: its outputs could not be placed (REP-103)")
             return
+        ctx.stats.set_flag("qos_incompatible", "false")  # frames arrive: whatever did not match is gone
+        max_future = ctx.settings.max_future
+        now = ctx.now_ns()
+        ahead = t_ns - now
+        if max_future > 0 and ahead > max_future * 1e9:
+            hint = (" The node's clock is at 0: use_sim_time is true but nothing publishes /clock (play the bag "
+                    "with --clock, or set use_sim_time:=false)." if now == 0 else "")
+            ctx.bad_input("future_stamp", f"stamped {ahead * 1e-9:.1f} s ahead of this node's clock "
+                                          f"(max_future {max_future} s).{hint}")
+            return
+        self.last_image = msg
         if self.slot.put(msg):
             ctx.stats.count("dropped_stale")
 
@@ -71,24 +87,29 @@ class Intake:
         except ImageError as exc:
             self.ctx.bad_input(f"depth_{exc.reason}", str(exc), "depth")
             return
-        with self._depth_lock:
+        with self._depth_cv:
             self._depth.append((t, msg))
+            self._depth_cv.notify_all()
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         K = valid_K(msg)
         if K is None:
             self.ctx.bad_input("camera_info", f"K must be finite with fx, fy > 0, got {list(msg.k)}", "camera_info")
             return
-        self.K = K
+        self.K, self.K_size = K, (int(msg.width), int(msg.height))
 
     def on_incompatible_qos(self, event) -> None:
         self.ctx.stats.count("qos/incompatible")
+        self.ctx.stats.set_flag("qos_incompatible", "true")  # WARN until a frame arrives
+        hint = ("set image_qos:=sensor_data (best effort accepts every publisher)"
+                if self.ctx.settings.image_qos == "reliable"
+                else "the publisher asks for more than best effort and volatile allow; check its durability")
+        self.ctx.stats.set_flag("qos_hint", hint)
         if not self._warned_qos:
             self._warned_qos = True
             self.ctx.logger.warning(
                 f"a publisher's QoS is incompatible with this subscription (policy {event.last_policy_kind}); "
-                f"camera inputs use image_qos={self.ctx.settings.image_qos!r}: set image_qos:=reliable or make the "
-                f"publisher best-effort")
+                f"camera inputs use image_qos={self.ctx.settings.image_qos!r}: {hint}")
 
     # --- the inference stage's side ---
     def take(self, timeout: float = 0.1) -> Optional[Frame]:
@@ -96,32 +117,56 @@ class Intake:
         msg = self.slot.take(timeout)
         if msg is None:
             return None
-        depth, K = self.match_depth(msg.header)
-        return Frame(msg, *self.slot.last_taken, depth, K)
+        return Frame(msg, *self.slot.last_taken)
 
     def has_depth(self, t_ns: int) -> bool:
         """A depth frame stamped exactly ``t_ns`` is buffered (tests wait on it before sending the image)."""
-        with self._depth_lock:
+        with self._depth_cv:
             return any(t == t_ns for t, _ in self._depth)
 
-    def match_depth(self, header) -> Tuple[Optional[Image], Optional[np.ndarray]]:
-        """The buffered depth frame nearest the image's stamp, kept with the frame."""
-        with self._depth_lock:
-            buffered = list(self._depth)
-        if not buffered:
+    def _nearest(self, t: int, tol: float) -> Tuple[Optional[Image], bool]:
+        """(the buffered depth within ``tol`` of ``t`` or None, whether one may still come)."""
+        if not self._depth:
+            return None, False  # this camera sends no depth: never wait for it
+        stamp, msg = min(self._depth, key=lambda d: abs(d[0] - t))
+        if abs(stamp - t) <= tol:
+            return msg, False
+        return None, max(s for s, _ in self._depth) < t + tol  # nothing newer yet: it may be in flight
+
+    def match_depth(self, msg) -> Tuple[Optional[Image], Optional[np.ndarray]]:
+        """The depth frame nearest the image's stamp and the camera's K, waiting up to sync_tolerance for a
+        depth frame that is late; (None, None), counted, when there is none or camera_info does not fit."""
+        tol = self.ctx.settings.sync_tolerance
+        t = stamp_ns(msg.header.stamp)
+        deadline = time.monotonic() + tol
+        with self._depth_cv:
+            depth, may_come = self._nearest(t, tol * 1e9)
+            while depth is None and may_come and time.monotonic() < deadline:
+                self._depth_cv.wait(max(deadline - time.monotonic(), 0.0))
+                depth, may_come = self._nearest(t, tol * 1e9)
+            buffered = bool(self._depth)
+        if depth is None:
+            if buffered:
+                self.ctx.warn("depth/unmatched_stamp", "no depth within sync_tolerance of the image; 3D values are NaN")
             return None, None
-        t = stamp_ns(header.stamp)
-        stamp, depth_msg = min(buffered, key=lambda d: abs(d[0] - t))
-        if abs(stamp - t) > self.ctx.settings.sync_tolerance * 1e9:
-            self.ctx.warn("depth/unmatched_stamp", "no depth within sync_tolerance of the image; 3D values are NaN")
-            return None, None
+        K = self._camera_K(msg)
+        return (depth, K) if K is not None else (None, None)
+
+    def _camera_K(self, msg) -> Optional[np.ndarray]:
         if self.K is None:
             self.ctx.warn("depth/no_camera_info", "depth without camera_info; 3D values are NaN")
-            return None, None
-        return depth_msg, self.K
+            return None
+        w, h = image_size(msg)
+        if self.K_size != (0, 0) and w and self.K_size != (w, h):
+            self.ctx.bad_input("camera_info_size", f"camera_info is for {self.K_size[0]}x{self.K_size[1]} but the "
+                                                   f"image is {w}x{h}: its K does not apply; 3D values are NaN",
+                               "camera_info")
+            return None
+        return self.K
 
     def reset(self) -> None:
         """Deactivation: nothing from before it is processed after."""
         self.slot.clear()
-        with self._depth_lock:
+        self.last_image = None
+        with self._depth_cv:
             self._depth.clear()

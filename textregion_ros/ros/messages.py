@@ -41,12 +41,12 @@ def region_msg(Region, labels: Sequence[str], out: FrameOutputs, i: int, header,
 
 
 def region_array_msg(msgs, labels: Sequence[str], num_background: int, out: FrameOutputs, header,
-                     tokens: Optional[np.ndarray] = None):
+                     tokens: Optional[np.ndarray] = None, with_mask: bool = True):
     msg = msgs.RegionArray()
     msg.header = header
     msg.labels = list(labels)
     msg.num_background = num_background
-    msg.regions = [region_msg(msgs.Region, labels, out, i, header, True, tokens) for i in range(len(out))]
+    msg.regions = [region_msg(msgs.Region, labels, out, i, header, with_mask, tokens) for i in range(len(out))]
     return msg
 
 

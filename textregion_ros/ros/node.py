@@ -6,18 +6,19 @@
     deactivate  stops both stages and unsubscribes (nothing is published); the models stay loaded
     cleanup     frees the models and the publishers
 
-Parts: intake.py (camera callbacks), inference.py, publish.py (with outputs.py, one row per
-output), text_stage.py, services.py, parameters.py (on_set / post_set), diagnostics.py. Each
-stage hands over through one LatestSlot (handover.py): newest wins, nothing queues.
+Parts: intake, inference, publish (outputs.py: one row per output), text_stage, services, parameters;
+every stage hands over through one LatestSlot (handover.py): newest wins, nothing queues.
 """
 from __future__ import annotations
 
 import threading
+import time
 from typing import List, Optional
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -58,7 +59,9 @@ class TextRegionNode(LifecycleNode):
         self._pubs: dict = {}
         self.intake = self.text = self.publisher = self.inference = None
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
-        self.create_timer(1.0, self._publish_diagnostics, callback_group=self._group)
+        # Steady clock: with use_sim_time and no /clock the node's clock stands still (diagnostics say why).
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=self._group,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.last_failure = ""  # why the last configure failed
         self.finalized = threading.Event()  # the shutdown transition ran: main() leaves
 
@@ -132,7 +135,7 @@ class TextRegionNode(LifecycleNode):
         tracks = Tracks(ctx)
         self._publish_slot = LatestSlot()
         frames = OutputFrame(self, ctx.settings.target_frame, ctx.settings.tf_timeout, self.stats)
-        self.publisher = PublishStage(ctx, tracks, self._pubs, frames, self._publish_slot)
+        self.publisher = PublishStage(ctx, tracks, self._pubs, frames, self._publish_slot, self.intake)
         self.inference = InferenceStage(ctx, self.intake, self.text, tracks, self.publisher.wanted,
                                         self._publish_slot)
         # KEEP_ALL: a burst of concurrent calls is queued and every caller gets an answer.
@@ -149,6 +152,8 @@ class TextRegionNode(LifecycleNode):
         result = super().on_activate(state)  # activates the lifecycle publishers
         self.pub_active.publish(String(data=self.active_query))
         topic = self.resolve_topic_name("image/compressed" if self.ctx.settings.compressed else "image")
+        self.stats.set_flag("input_topic", topic)
+        self.stats.last_received = time.monotonic()  # the silence counts from activation
         self.get_logger().info(f"ready: waiting for images on {topic}; publish queries on "
                                f"{self.resolve_topic_name('query')} (std_msgs/String)")
         return result
@@ -203,9 +208,8 @@ class TextRegionNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        for part in (self.inference, self.publisher, self.text):
-            if part is not None:
-                part.stop()
+        for part in filter(None, (self.inference, self.publisher, self.text)):
+            part.stop()
 
     # --- parameters and queries ---
     def _apply(self, runtime: dict, text: dict, standing) -> None:

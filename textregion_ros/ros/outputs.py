@@ -66,7 +66,8 @@ class FrameView:
 
     @cached_property
     def grounded_msgs(self) -> list:
-        return [messages.grounded_msg(trmsg, self.labels, self.out, g, self.header) for g in self.result.groundings]
+        return [messages.grounded_msg(trmsg, self.labels, self.out, g, self.header, self.settings.publish_masks)
+                for g in self.result.groundings]
 
     @cached_property
     def point(self) -> Optional[PointStamped]:
@@ -87,7 +88,8 @@ class FrameView:
 
 def _regions(v: FrameView):
     tokens = v.result.tokens.float().cpu().numpy() if v.settings.publish_tokens else None
-    return messages.region_array_msg(trmsg, v.labels, v.result.num_background, v.out, v.header, tokens)
+    return messages.region_array_msg(trmsg, v.labels, v.result.num_background, v.out, v.header, tokens,
+                                     v.settings.publish_masks)
 
 
 def _instance(v: FrameView):
@@ -214,7 +216,8 @@ OUTPUTS: Tuple[Output, ...] = (
 def compose_request(rows, view_needs_target: bool, depth, K, settings, grounded: int) -> ComposeRequest:
     """What to compute for the outputs someone reads: the union of their needs."""
     needs = frozenset().union(*(r.needs for r in rows)) if rows else frozenset()
-    return ComposeRequest(instance=INSTANCE in needs, crops=CROPS in needs, overlay=OVERLAY in needs,
+    return ComposeRequest(instance=INSTANCE in needs, crops=CROPS in needs and settings.publish_masks,
+                          overlay=OVERLAY in needs,
                           depth=depth if DEPTH in needs else None, K=K, depth_stride=settings.depth_stride,
                           alpha=settings.overlay_alpha, grounded=grounded,
                           target=view_needs_target and TARGET in needs, max_points=settings.max_cloud_points)

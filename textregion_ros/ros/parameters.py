@@ -11,15 +11,17 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import rclpy
 from rcl_interfaces.msg import ParameterType, SetParametersResult
 
-from ..config import PipelineConfig
-from .params import (RUNTIME_KNOBS, NodeSettings, descriptor, effective_defaults, node_settings,
-                     pipeline_config)
+from ..config import PipelineConfig, preset
+from .params import (DEPENDS_ON_DEVICE, RUNTIME_KNOBS, NodeSettings, descriptor, effective_defaults, in_use,
+                     node_settings, pipeline_config)
 
 ARRAY_PARAMS = ("vocabulary", "background", "queries")
 TEXT_KNOBS = ("vocabulary", "background")
 
 
-def _as_python(name: str, value: Any) -> Any:
+def _as_python(name: str, value: Any, floats=()) -> Any:
+    if name in floats and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # `ros2 param set ... max_rate 5`: an integer is a fine double
     if isinstance(value, (list, tuple)):
         if name in ARRAY_PARAMS and not all(isinstance(x, str) for x in value):
             raise ValueError(f"{name} must be a list of strings")
@@ -36,6 +38,7 @@ class Parameters:
         self.node = node
         self.apply = apply  # (runtime pipeline knobs, text knobs, new standing queries or None)
         self.error: Optional[str] = None  # a bad declared value: configure fails with it
+        self.floats: set = set()  # double knobs, which take integers too
         self.values = self._declare()
         self.config: Optional[PipelineConfig] = None
         self.settings = NodeSettings()
@@ -59,24 +62,36 @@ class Parameters:
         for name, value in defaults.items():
             if name == "preset":
                 continue
+            if name in DEPENDS_ON_DEVICE:
+                value = getattr(in_use(self._preset_with(preset_name, device=values.get("device"))), name)
             d = descriptor(name, value)
             if name in ARRAY_PARAMS:
                 d.type = ParameterType.PARAMETER_STRING_ARRAY
                 d.dynamic_typing = True  # an empty list arrives typed as a byte array; we check elements
+            elif isinstance(value, float):  # integers accepted and converted; on_set checks type and range
+                d.dynamic_typing = True
+                self.floats.add(name)
             try:
                 values[name] = node.declare_parameter(name, value, d).value
             except (rclpy.exceptions.ParameterException, TypeError, ValueError) as exc:
                 self.error = self.error or f"parameter {name}: {exc}"
                 values[name] = node.declare_parameter(name, value, d, ignore_override=True).value
         try:
-            return {k: _as_python(k, v) for k, v in values.items()}
+            return {k: _as_python(k, v, self.floats) for k, v in values.items()}
         except ValueError as exc:
             self.error = self.error or str(exc)
             return {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in defaults.items()}
 
+    @staticmethod
+    def _preset_with(preset_name: str, **values):
+        try:
+            return preset(preset_name, **values)
+        except ValueError:
+            return preset("realtime")
+
     def _probe(self, params) -> Tuple[PipelineConfig, NodeSettings, Dict[str, Any]]:
         """The config and settings that ``params`` would give (raises ValueError with the reason)."""
-        changed = {p.name: _as_python(p.name, p.value) for p in params}
+        changed = {p.name: _as_python(p.name, p.value, self.floats) for p in params}
         values = {**self.values, **changed}
         return pipeline_config(values), node_settings(values), changed
 

@@ -49,6 +49,8 @@ class NodeSettings:
                            runtime=True, consumer=STAGES)
     queries: Tuple[str, ...] = knob((), f"standing queries grounded on every frame (at most "
                                     f"{MAX_STANDING_QUERIES})", runtime=True, consumer=TEXT)
+    publish_masks: bool = knob(True, "embed each region's mask crop in regions and grounded (false: boxes and 3D "
+                               "only: small messages, readable with ros2 topic echo)", runtime=True, consumer=OUTPUTS)
     publish_tokens: bool = knob(False, "include each region's token in RegionArray", runtime=True, consumer=OUTPUTS)
     publish_overlay: bool = knob(True, "publish the overlay image", runtime=True, consumer=OUTPUTS)
     publish_markers: bool = knob(True, "publish RViz markers", runtime=True, consumer=OUTPUTS)
@@ -109,9 +111,29 @@ def descriptor(name: str, value: Any) -> ParameterDescriptor:
     return d
 
 
+DTYPE_NAMES = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16": "fp16"}
+
+
+def in_use(cfg: PipelineConfig) -> PipelineConfig:
+    """``cfg`` with "auto" replaced by what it means on this machine, so that ``ros2 param get`` shows
+    what runs: the device, the dtype, and compile off on the CPU (where it is ignored)."""
+    cfg = cfg.resolved()
+    try:
+        dev = cfg.torch_device()
+        dtype = DTYPE_NAMES[str(cfg.torch_dtype())]
+    except (RuntimeError, ValueError):  # e.g. cuda asked for and absent: configure says so
+        return cfg
+    return dataclasses.replace(cfg, device=str(dev), dtype=dtype, compile=cfg.compile and dev.type == "cuda")
+
+
+# Declared after the knob they depend on, from its declared value (a YAML device: cpu on a GPU machine
+# must not leave dtype at the bf16 that "auto" meant there).
+DEPENDS_ON_DEVICE = ("dtype", "compile")
+
+
 def effective_defaults(preset_name: str) -> Dict[str, Any]:
-    """Every parameter's value under ``preset_name``, in ROS types (lists, no None)."""
-    cfg = preset(preset_name).resolved()
+    """Every parameter's value under ``preset_name`` as it runs here, in ROS types (lists, no None)."""
+    cfg = in_use(preset(preset_name))
     out: Dict[str, Any] = {"preset": preset_name}
     for f in dataclasses.fields(PipelineConfig):
         v = getattr(cfg, f.name)

@@ -30,8 +30,10 @@ TRIM_PIXELS = 4_000_000
 
 
 class PublishStage:
-    def __init__(self, ctx: NodeContext, tracks: Tracks, publishers: Dict[str, object], frames, slot: LatestSlot):
+    def __init__(self, ctx: NodeContext, tracks: Tracks, publishers: Dict[str, object], frames, slot: LatestSlot,
+                 intake):
         self.ctx, self.tracks, self.publishers, self.frames, self.slot = ctx, tracks, publishers, frames, slot
+        self.intake = intake  # depth is matched here, when it is needed: a driver may send it after the image
         self.last: Optional[Tuple[Processed, FrameOutputs]] = None  # the newest full frame, for the services
         self._periods: deque = deque(maxlen=21)
         self._running = False
@@ -94,6 +96,8 @@ class PublishStage:
 
     def _view(self, item: Processed, rows: List[Output]) -> Tuple[FrameView, FrameOutputs]:
         s = self.ctx.settings
+        if needs_depth(rows):
+            item.depth, item.K = self.intake.match_depth(item.msg)
         view = FrameView(item.result, None, item.header, s, item.K, self.frames.resolve, self.marker_lifetime(),
                          self.ctx.random_weights, bool(item.queries.active))
         g = view.active_grounding
