@@ -10,6 +10,7 @@ from typing import Callable, Dict, List
 
 import numpy as np
 import rclpy
+import torch
 from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
@@ -53,6 +54,9 @@ def header_of(msg):
 class Harness:
     def __init__(self, namespace: str = "/tr", extra=(), pipeline=None, camera_qos=qos_profile_sensor_data,
                  subscribe: bool = True):
+        # Random weights from a fixed seed: what the models make of a scene must not depend on which tests
+        # ran before and drew from the global generator.
+        torch.manual_seed(0)
         self.node = TextRegionNode(pipeline=pipeline, namespace=namespace,
                                    cli_args=["--ros-args", "--params-file", YAML],
                                    parameter_overrides=TEST_OVERRIDES + list(extra))

@@ -283,6 +283,7 @@ def test_13_future_stamps_are_refused_and_nul_truncation_is_documented(h, client
         h.wait_idle()
         m = array_to_image(scene.rgb, "rgb8")
         m.header.stamp.sec, m.header.stamp.nanosec = sec, 0
+        m.header.frame_id = "camera_color_optical_frame"  # an empty one would be refused before the stamp check
         h.pub_image.publish(m)
         assert h.wait(lambda b=before: counter(h, "bad_input/future_stamp") > b, 30)
         before = counter(h, "bad_input/future_stamp")

@@ -7,14 +7,13 @@ vocabulary of names, ranges and descriptions.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 
 from . import knobs
-from .knobs import DECISIONS, ENCODER, EXECUTION, MASK_MODEL, MASKS, TEXT, TOKENS, check, check_ranges, knob
+from .knobs import DECISIONS, ENCODER, EXECUTION, MASK_MODEL, MASKS, TEXT, TOKENS, check, knob
 from .labels import MAX_LABELS, check_labels
 
 DEFAULT_VOCABULARY: Tuple[str, ...] = (

@@ -18,6 +18,7 @@ from .context import NodeContext
 from .convert import ImageError, frame_to_rgb8, stamp_ns
 from .handover import LatestSlot
 from .intake import Frame, Intake
+from .stage import StageThread
 from .text_stage import QuerySet, TextStage
 from .tracks import Tracks
 
@@ -63,28 +64,19 @@ class InferenceStage:
         self.out = out
         self.updates = RuntimeUpdates()
         self._since_full = 0  # frames carried by SAM2 since the last full frame
-        self._running = False
-        self._thread: Optional[threading.Thread] = None
-
-    def start(self) -> None:
-        self._running = True
-        self._thread = threading.Thread(target=self._loop, name="textregion-inference", daemon=True)
-        self._thread.start()
+        self.worker = StageThread("textregion-inference", self._loop)
+        self.start = self.worker.start
 
     def stop(self) -> None:
-        self._running = False
-        self.intake.slot.close()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=30.0)
-        self._thread = None
+        self.worker.stop(self.intake.slot.close)
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self.worker.alive
 
     def _loop(self) -> None:
         last_start = 0.0
-        while self._running:
+        while self.worker.running:
             max_rate = self.ctx.settings.max_rate
             if max_rate > 0:  # wait first, then take: the frame taken is the newest
                 wait = last_start + 1.0 / max_rate - time.monotonic()
@@ -99,7 +91,7 @@ class InferenceStage:
                     self.ctx.stats.count("frames/not_newest")  # never expected: the slot holds one frame
                 self.run(frame)
             except Exception as exc:  # the node must survive anything a frame can do
-                if not self._running:
+                if not self.worker.running:
                     return  # shutting down: nothing to report
                 self.ctx.stats.count("errors/inference")
                 if isinstance(exc, torch.cuda.OutOfMemoryError):

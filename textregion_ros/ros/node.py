@@ -15,7 +15,6 @@ import threading
 import time
 from typing import List, Optional
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType

@@ -7,7 +7,6 @@ counts; what to compose is the union of those outputs' needs.
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from collections import deque
 from typing import Dict, List, Optional, Tuple
@@ -21,6 +20,7 @@ from .convert import ImageError, depth_to_meters
 from .handover import LatestSlot
 from .inference import Processed
 from .loading import release_free_memory
+from .stage import StageThread
 from .outputs import OUTPUTS, TARGET, FrameView, Output, compose_request, needs_depth
 from .tracks import Tracks
 
@@ -36,25 +36,15 @@ class PublishStage:
         self.intake = intake  # depth is matched here, when it is needed: a driver may send it after the image
         self.last: Optional[Tuple[Processed, FrameOutputs]] = None  # the newest full frame, for the services
         self._periods: deque = deque(maxlen=21)
-        self._running = False
-        self._thread: Optional[threading.Thread] = None
-
-    # --- life ---
-    def start(self) -> None:
-        self._running = True
-        self._thread = threading.Thread(target=self._loop, name="textregion-publish", daemon=True)
-        self._thread.start()
+        self.worker = StageThread("textregion-publish", self._loop)
+        self.start = self.worker.start
 
     def stop(self) -> None:
-        self._running = False
-        self.slot.close()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=30.0)
-        self._thread = None
+        self.worker.stop(self.slot.close)
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self.worker.alive
 
     def listening(self, row: Output) -> bool:
         pub = self.publishers.get(row.name)
@@ -65,14 +55,14 @@ class PublishStage:
         return any(self.listening(r) for r in OUTPUTS)
 
     def _loop(self) -> None:
-        while self._running:
+        while self.worker.running:
             item = self.slot.take(0.1)
             if item is None:
                 continue
             try:
                 self.publish(item)
             except Exception as exc:
-                if not self._running:
+                if not self.worker.running:
                     return
                 self.ctx.stats.count("errors/publish")
                 self.ctx.logger.error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from ..encoders.text import LabelEmbeddings
 from ..labels import LabelError, normalize_query
 from .context import NodeContext
+from .stage import StageThread
 
 VOCABULARY, STANDING, ACTIVE = "vocabulary", "queries", "active"
 
@@ -37,30 +38,26 @@ class TextStage:
         self._cv = threading.Condition()
         self._jobs: Dict[str, Any] = {}
         self._busy = False
-        self._running = False
-        self._thread: Optional[threading.Thread] = None
+        self.worker = StageThread("textregion-text", self._loop)
         self.queries: Optional[QuerySet] = None
         self._logged = ""
 
     def start(self, standing: Tuple[str, ...]) -> None:
         """Configure: embed the standing queries now (so the first frame has them), then run the thread."""
         self.queries = QuerySet(tuple(standing), "", self.ctx.pipeline.embed_queries(tuple(standing)))
-        self._running = True
-        self._thread = threading.Thread(target=self._loop, name="textregion-text", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
-    def stop(self) -> None:
+    def _wake(self) -> None:
         with self._cv:
-            self._running = False
             self._jobs.clear()
             self._cv.notify_all()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=30.0)
-        self._thread = None
+
+    def stop(self) -> None:
+        self.worker.stop(self._wake)
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self.worker.alive
 
     def on_query(self, msg) -> None:
         """The query topic (executor thread): validate, then embed here, off the executor."""
@@ -88,8 +85,8 @@ class TextStage:
 
     def _next(self) -> Optional[Tuple[str, Any]]:
         with self._cv:
-            self._cv.wait_for(lambda: not self._running or bool(self._jobs))
-            if not self._running:
+            self._cv.wait_for(lambda: not self.worker.running or bool(self._jobs))
+            if not self.worker.running:
                 return None
             kind = next(iter(self._jobs))
             self._busy = True
