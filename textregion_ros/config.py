@@ -188,7 +188,6 @@ class PipelineConfig:
 # is for no GPU (fewer points, a global view only).
 PRESET_NAMES = ("paper", "realtime", "cpu-lite")
 PRESETS: Dict[str, Dict[str, Any]] = {name: knobs.preset_values(PipelineConfig, name) for name in PRESET_NAMES}
-NUMERIC_RANGES: Dict[str, Tuple[float, float]] = knobs.ranges(PipelineConfig)
 
 
 def parse_tiles(tiles: str) -> Optional[Tuple[int, int]]:

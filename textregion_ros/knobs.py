@@ -57,10 +57,6 @@ def ranges(cls) -> Dict[str, Tuple[float, float]]:
     return {f.name: k.range for f, k in rows(cls) if k.range is not None}
 
 
-def descriptions(cls, prefix: str = "") -> Dict[str, str]:
-    return {prefix + f.name: k.doc for f, k in rows(cls)}
-
-
 def preset_values(cls, name: str) -> Dict[str, Any]:
     return {f.name: k.presets[name] for f, k in rows(cls) if name in k.presets}
 

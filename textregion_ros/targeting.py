@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .knobs import TRACKS, knob, ranges
+from .knobs import TRACKS, knob
 from .results import Grounding
 
 @dataclass
@@ -30,9 +30,6 @@ class LockConfig:
                          range=(0.0, 1.0), runtime=True, consumer=TRACKS)
     frames: int = knob(3, "consecutive frames another track must win by lock_margin to take over", range=(1, 1000),
                        runtime=True, consumer=TRACKS)
-
-
-LOCK_RANGES = ranges(LockConfig)
 
 
 @dataclass

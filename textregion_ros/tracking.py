@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from .knobs import TRACKS, check, knob, ranges
+from .knobs import TRACKS, check, knob
 from .masks.base import dilate
 from .results import FrameResult
 
@@ -67,9 +67,6 @@ class TrackerConfig:
 
     def validate(self) -> None:
         check(self, "tracker ")
-
-
-TRACKER_RANGES = ranges(TrackerConfig)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from .diagnostics import Stats
 from .params import NodeSettings
@@ -34,11 +34,3 @@ class NodeContext:
         """A counted condition that is not a refused input (depth/*, tf/*): count and a throttled line."""
         self.stats.count(key, n)
         self.logger.warning(text, throttle_duration_sec=5.0)
-
-    @property
-    def device(self):
-        return self.pipeline.device if self.pipeline is not None else None
-
-
-def active(ctx: Optional[NodeContext]) -> bool:
-    return ctx is not None and ctx.pipeline is not None

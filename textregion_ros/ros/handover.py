@@ -66,10 +66,6 @@ class LatestSlot(Generic[T]):
         with self._cv:
             return self._item is None and not self._in_hand
 
-    def wait_idle(self, timeout: Optional[float] = None) -> bool:
-        with self._cv:
-            return self._cv.wait_for(lambda: self._closed or (self._item is None and not self._in_hand), timeout)
-
     def close(self) -> None:
         with self._cv:
             self._closed = True

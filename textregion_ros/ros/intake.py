@@ -51,7 +51,6 @@ class Intake:
         self._depth_cv = threading.Condition()
         self.K: Optional[np.ndarray] = None
         self.K_size: Tuple[int, int] = (0, 0)  # camera_info's (width, height); (0, 0) = not given
-        self.last_image = None  # the newest image that passed its checks (the ground service's frame)
         self._warned_qos = False
 
     # --- callbacks (executor threads) ---
@@ -77,7 +76,6 @@ class Intake:
             ctx.bad_input("future_stamp", f"stamped {ahead * 1e-9:.1f} s ahead of this node's clock "
                                           f"(max_future {max_future} s).{hint}")
             return
-        self.last_image = msg
         if self.slot.put(msg):
             ctx.stats.count("dropped_stale")
 
@@ -167,6 +165,5 @@ class Intake:
     def reset(self) -> None:
         """Deactivation: nothing from before it is processed after."""
         self.slot.clear()
-        self.last_image = None
         with self._depth_cv:
             self._depth.clear()

@@ -6,7 +6,7 @@ NodeSettings are replaced, and the parts that consume a knob are told (``Applier
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import rclpy
 from rcl_interfaces.msg import ParameterType, SetParametersResult
@@ -113,6 +113,3 @@ class Parameters:
         runtime = {k: getattr(config, k) for k in changed if k in RUNTIME_KNOBS and k not in TEXT_KNOBS}
         text = {k: getattr(config, k) for k in changed if k in TEXT_KNOBS}
         self.apply(runtime, text, settings.queries if settings.queries != old_queries else None)
-
-    def names(self) -> List[str]:
-        return list(self.values)

@@ -2,7 +2,7 @@
 
 The ``preset`` parameter is resolved first; every PipelineConfig field is then declared with that
 preset's value (the family default filled in), so ``ros2 param get`` shows what runs, and YAML
-or command-line overrides win as usual. Ranges come from config.NUMERIC_RANGES, so the node and
+or command-line overrides win as usual. Ranges come from the knob table's rows, so the node and
 the library reject the same values. Model knobs are read-only: they need a restart.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Dict, Tuple
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from .. import knobs
-from ..config import NUMERIC_RANGES, PRESET_NAMES, PipelineConfig, preset
+from ..config import PRESET_NAMES, PipelineConfig, preset
 from ..knobs import INTAKE, LIFECYCLE, OUTPUTS, STAGES, TEXT, TRACKS, knob
 from ..labels import LabelError, check_labels
 from ..targeting import LockConfig
@@ -88,7 +88,6 @@ PRESET_DOC = f"base configuration: one of {list(PRESET_NAMES)}; every other knob
 ROWS: Dict[str, knobs.Knob] = {**{f.name: k for f, k in knobs.rows(PipelineConfig)},
                                **{f.name: k for f, k in knobs.rows(NodeSettings)}}
 RUNTIME_KNOBS = tuple(f.name for f, k in knobs.rows(PipelineConfig) if k.runtime)
-NODE_RANGES: Dict[str, Tuple[float, float]] = knobs.ranges(NodeSettings)
 DESCRIPTIONS: Dict[str, str] = {"preset": PRESET_DOC, **{n: k.doc for n, k in ROWS.items()}}
 
 
@@ -98,7 +97,7 @@ def read_only(name: str) -> bool:
 
 def descriptor(name: str, value: Any) -> ParameterDescriptor:
     d = ParameterDescriptor(name=name, description=DESCRIPTIONS.get(name, ""))
-    rng = NUMERIC_RANGES.get(name) or NODE_RANGES.get(name)
+    rng = ROWS[name].range if name in ROWS else None
     if rng is not None and isinstance(value, float):
         d.floating_point_range = [FloatingPointRange(from_value=float(rng[0]), to_value=float(rng[1]), step=0.0)]
     elif rng is not None and isinstance(value, int) and not isinstance(value, bool):

@@ -79,10 +79,6 @@ class TextStage:
         with self._cv:
             return bool(self._jobs) or self._busy
 
-    def wait_idle(self, timeout: float) -> bool:
-        with self._cv:
-            return self._cv.wait_for(lambda: not self._jobs and not self._busy, timeout)
-
     def _next(self) -> Optional[Tuple[str, Any]]:
         with self._cv:
             self._cv.wait_for(lambda: not self.worker.running or bool(self._jobs))
