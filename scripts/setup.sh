@@ -63,13 +63,18 @@ for pair in "$PY_LINK=$PY_INC" "$NP_LINK=$NP_SHARED"; do
   fi
 done
 
+# tf2_msgs has no PyPI wheel: build its one message beside ours, only where it is not installed.
+OUTSIDE_PATH="$(tr ':' '\n' <<<"${PYTHONPATH:-}" | grep -v "^$ROOT/install" | paste -sd: -)"
+if PYTHONPATH="$OUTSIDE_PATH" "$VPY" -c 'import tf2_msgs' 2>/dev/null; then EXTRA_PATHS=()
+else EXTRA_PATHS=(scripts/pypi_interfaces/tf2_msgs); fi
 BUILD_STAMP="$(cd "$ROOT" && find CMakeLists.txt package.xml msg srv launch config scripts/textregion_node \
+  scripts/pypi_interfaces \
   textregion_ros -type f ! -path '*__pycache__*' -print0 | sort -z | xargs -0 cat \
   | sha256sum | cut -c1-16)"
 if [ "$(cat install/.build-stamp 2>/dev/null)" != "$BUILD_STAMP" ]; then
   step "colcon build"
   AMENT_PREFIX_PATH="$VIRTUAL_ENV" CMAKE_PREFIX_PATH="$VIRTUAL_ENV" "$ROOT/.venv/bin/colcon" build \
-    --event-handlers console_cohesion+ \
+    --event-handlers console_cohesion+ --base-paths . "${EXTRA_PATHS[@]}" \
     --cmake-args -DPython3_EXECUTABLE="$VPY" -DPython3_NumPy_INCLUDE_DIR="$NP_LINK" \
     || fail "colcon build failed (see log/latest_build)"
   echo "$BUILD_STAMP" > install/.build-stamp

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ros_harness import ROOT
-from textregion_ros.ros.rviz_config import render
+from textregion_ros.ros.rviz_config import render, write_rendered
 
 LAUNCH = os.path.join(ROOT, "launch", "perceive.launch.py")
 
@@ -66,3 +66,11 @@ def test_launch_arguments_show_descriptions():
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "no description given" not in p.stdout
     assert sys.executable
+
+
+def test_rendered_rviz_config_is_reused_not_left_behind_per_launch(tmp_path):
+    template = os.path.join(ROOT, "config", "perceive.rviz")
+    paths = {write_rendered(template, "robot1", "base_link", str(tmp_path)) for _ in range(3)}
+    assert len(paths) == 1 and sorted(os.listdir(tmp_path)) == [os.path.basename(paths.pop())]
+    other = write_rendered(template, "robot2", "base_link", str(tmp_path))
+    assert "/robot2/" in open(other).read() and len(os.listdir(tmp_path)) == 2

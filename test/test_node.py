@@ -90,28 +90,14 @@ def test_3d_point_lies_on_the_object(h):
     assert point.header.frame_id == "camera_color_optical_frame"
 
 
-class StandInTf:
-    """tf2_ros is not on PyPI, so this stands in for its Buffer/TransformListener: the node asks it
-    for camera -> base_link at the image stamp and gets a hand-made TransformStamped (real msg)."""
-
-    def __init__(self, ts):
-        self.ts, self.calls = ts, []
-        outer = self
-
-        class Buffer:
-            def lookup_transform(self, target, source, stamp, timeout=None):
-                outer.calls.append((target, source))
-                return outer.ts
-        self.Buffer = Buffer
-        self.TransformListener = lambda buffer, node: None
-
-
 def test_grounded_cloud_box_and_pose_over_dds_in_camera_and_target_frame(h):
-    """grounded_cloud/box/pose arrive with the image's stamp, in the optical frame; with a
-    target_frame (tf2 stood in) the same frame's pose, box and cloud move by the known transform."""
+    """grounded_cloud/box/pose arrive with the image's stamp, in the optical frame; with a target_frame
+    the same frame's pose, box and cloud move by the known transform, which the test publishes on /tf
+    around the image's stamp (tf2_ros where installed, else the node's own buffer, interpolates it)."""
     import sys as _sys
     _sys.path.insert(0, os.path.dirname(__file__))
     from geometry_msgs.msg import TransformStamped
+    from tf2_msgs.msg import TFMessage
     from rgbd_shapes import box_scene
     from textregion_ros.geometry.transform import RigidTransform
     from textregion_ros.ros.frames import OutputFrame
@@ -130,20 +116,27 @@ def test_grounded_cloud_box_and_pose_over_dds_in_camera_and_target_frame(h):
     ts.transform.rotation.x, ts.transform.rotation.y, ts.transform.rotation.z, ts.transform.rotation.w = q
     ts.transform.translation.x, ts.transform.translation.z = 0.1, 1.0
     T = RigidTransform.from_quaternion(q, [0.1, 0.0, 1.0])
+    pub_tf = h.tester.create_publisher(TFMessage, "/tf", 100)
+    unavailable = h.node.stats.snapshot().get("tf/unavailable", 0)
     try:
         out = {}
         for frame in ("camera", "base_link"):
+            stamp = h.now()
             if frame == "base_link":
-                tf = StandInTf(ts)
-                h.node.frames = OutputFrame(h.node, "base_link", 0.05, h.node.stats, tf=tf)
-            hdr = h.send(s.rgb, s.depth_m, s.K)
+                h.node.frames = OutputFrame(h.node, "base_link", 2.0, h.node.stats)
+                assert h.wait(lambda: pub_tf.get_subscription_count() > 0, 10)
+                for dt in (-1, 1):  # samples a second either side: the stamp is interpolated between them
+                    ts.header.stamp = type(stamp)(sec=stamp.sec + dt, nanosec=stamp.nanosec)
+                    pub_tf.publish(TFMessage(transforms=[ts]))
+            hdr = h.send(s.rgb, s.depth_m, s.K, stamp=stamp)
             out[frame] = {t: h.output(t, hdr, 60) for t in ("grounded_cloud", "grounded_box", "grounded_pose")}
             for t, m in out[frame].items():
                 assert m is not None, (frame, t, h.output("grounded", hdr, 1), h.node.stats.snapshot())
                 assert stamp_key(m.header) == stamp_key(hdr), t
-        assert tf.calls == [("base_link", "camera_color_optical_frame")]
+        assert h.node.stats.snapshot().get("tf/unavailable", 0) == unavailable
     finally:
         h.node.frames = cam_frames
+        h.tester.destroy_publisher(pub_tf)
         h.node.set_parameters([Parameter("abstain_threshold", value=0.5), Parameter("tracking", value=True)])
     cam, base = out["camera"], out["base_link"]
     assert {m.header.frame_id for m in cam.values()} == {"camera_color_optical_frame"}

@@ -14,6 +14,7 @@ def test_missing_weights_exit_non_zero_with_a_clear_error():
     assert p.returncode == 2, p.stderr[-2000:]
     err = p.stderr
     assert "cannot start" in err and "could not load weights 'openai'" in err and "ViT-B-16" in err
+    assert "facebook/sam2.1-hiera-tiny" in err, "SAM2's missing weights are named in the same run"
     assert "RANDOM WEIGHTS" not in err and "ready" not in err
 
 

@@ -8,7 +8,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 import pytest
 from rclpy.parameter import Parameter
 
-from ros_harness import ROOT, Harness, running_harness
+from ros_harness import ROOT, Harness, running_harness, stamp_key
 from textregion_ros.config import preset
 from textregion_ros.ros.diagnostics import Stats
 from textregion_ros.scene import make_scene
@@ -38,12 +38,19 @@ def test_parameters_show_effective_values_with_descriptors(h):
         assert not node.set_parameters([Parameter("depth_stride", value=value)])[0].successful
 
 
-def test_idle_without_subscribers_and_says_so():
-    """A node whose outputs nobody reads runs no inference, and diagnostics say it is idle."""
-    h0 = Harness.__new__(Harness)
-    base = Harness(namespace="/ux_idle_owner")
+def _ground_call(harness, query, timeout=90):
+    client = harness.tester.create_client(Ground, "ground")
+    assert client.wait_for_service(10)
+    future = client.call_async(Ground.Request(query=query))
+    assert harness.wait(future.done, timeout)
+    return future.result()
+
+
+def test_idle_without_subscribers_and_says_so_and_ground_still_answers(h):
+    """A node whose outputs nobody reads runs no inference, and diagnostics say it is idle. A ground call
+    is a consumer: the newest received frame is processed for it, and the reply says which and how old."""
+    h0 = Harness(namespace="/ux_idle", pipeline=h.node.pipeline, subscribe=False)
     try:
-        h0 = Harness(namespace="/ux_idle", pipeline=base.node.pipeline, subscribe=False)
         before = h0.node.stats.snapshot()
         scene = make_scene()
         # Depth with a stamp far from the image's: an idle node matches nothing, so counts nothing.
@@ -51,16 +58,29 @@ def test_idle_without_subscribers_and_says_so():
         far = type(stamp)(sec=stamp.sec + 100, nanosec=stamp.nanosec)
         hdr = h0.send(scene.rgb, np.nan_to_num(scene.depth_m, nan=0.0), scene.K, stamp=stamp, depth_stamp=far,
                       wait_idle=False)
-        assert h0.wait(lambda: h0.node.stats.snapshot().get("idle_skipped", 0) > before.get("idle_skipped", 0), 30)
+        skipped = lambda: h0.node.stats.snapshot().get("idle_skipped", 0)  # noqa: E731
+        assert h0.wait(lambda: skipped() > before.get("idle_skipped", 0), 30)
         time.sleep(1.0)
         assert h0.node.stats.snapshot().get("depth/unmatched_stamp", 0) == 0, "an idle node warned about depth"
         assert h0.node.stats.snapshot().get("processed", 0) == before.get("processed", 0)
         msg = h0.node.stats.message(hdr.stamp, "n", "cpu")
         assert "idle" in msg.status[0].message
+        reply = _ground_call(h0, "red mug")
+        assert reply.success, reply.message
+        assert (reply.frame_stamp.sec, reply.frame_stamp.nanosec) == (hdr.stamp.sec, hdr.stamp.nanosec)
+        assert stamp_key(reply.result.header) == stamp_key(hdr)
+        assert 0.0 <= reply.frame_age_s < 90.0
+        # A newer frame, again skipped by the idle stage: the next call answers on it, not the old one.
+        n = skipped()
+        hdr2 = h0.send(scene.rgb, wait_idle=False)
+        assert h0.wait(lambda: skipped() > n, 30)
+        time.sleep(0.5)
+        reply2 = _ground_call(h0, "red mug")
+        assert reply2.success and stamp_key(reply2.result.header) == stamp_key(hdr2)
+        age_now = (h0.tester.get_clock().now().nanoseconds - (hdr2.stamp.sec * 10**9 + hdr2.stamp.nanosec)) * 1e-9
+        assert 0.0 < reply2.frame_age_s <= age_now, (reply2.frame_age_s, age_now)
     finally:
-        if getattr(h0, "node", None) is not None:
-            h0.close()
-        base.close()
+        h0.close()
 
 
 def test_ground_leaves_the_mask_out_unless_asked(h):
@@ -311,3 +331,6 @@ def test_parameters_show_what_auto_means_here():
         pytest.skip("checks the CPU's resolution; on CUDA auto means cuda and bf16")
     rt = effective_defaults("realtime")
     assert (rt["device"], rt["dtype"], rt["compile"]) == ("cpu", "fp32", False)
+    lite = effective_defaults("cpu-lite")
+    assert (lite["point_batch"], lite["sam2_weights"]) == (64, "facebook/sam2.1-hiera-tiny")
+    assert effective_defaults("paper")["sam2_weights"] == "facebook/sam2.1-hiera-large"

@@ -74,6 +74,37 @@ print("PROBE", float(dict(m.named_parameters())[{name!r}].flatten()[0]))
     assert f"PROBE {float(p.flatten()[0])}" in out.stdout
 
 
+def test_sam2_any_hub_id_loads_with_the_sizes_checkpoint_name(tmp_path, sam2_tiny):
+    """A fine-tune under another id (the README allows any HF id): sam2's own table does not know it."""
+    path = hf_cache_file(str(tmp_path), "myorg/sam2.1-hiera-tiny-finetuned", "sam2.1_hiera_tiny.pt")
+    torch.save({"model": sam2_tiny.state_dict()}, path)
+    name, p = next(iter(sam2_tiny.named_parameters()))
+    code = f"""
+from textregion_ros.masks.sam2_build import build_sam2_model
+m = build_sam2_model("tiny", "myorg/sam2.1-hiera-tiny-finetuned")
+print("PROBE", float(dict(m.named_parameters())[{name!r}].flatten()[0]))
+"""
+    out = run_offline(str(tmp_path), code)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"PROBE {float(p.flatten()[0])}" in out.stdout
+
+
+def test_every_missing_weight_source_is_named_in_one_error(tmp_path):
+    code = """
+from textregion_ros.config import preset
+from textregion_ros.encoders import WeightsUnavailableError
+from textregion_ros.pipeline import Pipeline
+try:
+    Pipeline(preset("cpu-lite", sam2_weights="myorg/sam2.1-hiera-tiny-finetuned"))
+except WeightsUnavailableError as e:
+    print("ERR", e)
+"""
+    out = run_offline(str(tmp_path), code)
+    assert "ERR 2 weight sources are missing" in out.stdout, (out.stdout + out.stderr)[-2000:]
+    assert "(1) image-text encoder: could not load weights 'openai'" in out.stdout
+    assert "(2) SAM2: could not obtain SAM2 weights myorg/sam2.1-hiera-tiny-finetuned" in out.stdout
+
+
 def test_missing_weights_fail_fast_and_offline(tmp_path):
     code = """
 import time

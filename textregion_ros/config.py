@@ -52,7 +52,8 @@ class PipelineConfig:
     sam2_model: str = knob("large", "SAM2.1 size: tiny | small | base_plus | large", consumer=MASK_MODEL,
                            presets={"realtime": "tiny", "cpu-lite": "tiny"},
                            choices=("tiny", "small", "base_plus", "large"))
-    sam2_weights: str = knob("", "Hugging Face id or local .pt; empty = the size's facebook/sam2.1-hiera-* id",
+    sam2_weights: str = knob("", "Hugging Face id (its repo holds sam2.1_hiera_<size>.pt) or local .pt; "
+                             "empty = the size's facebook/sam2.1-hiera-* id",
                              consumer=MASK_MODEL)
     sam2_input_size: int = knob(1024, "SAM2 input side in pixels (multiple of 64); 1024 is the paper's",
                                 range=(256, 2048), consumer=MASK_MODEL, presets={"realtime": 512, "cpu-lite": 512})

@@ -23,6 +23,7 @@ from .classify import classify, ground, ground_from_scores, query_scores
 from .config import MAX_PIXELS, MIN_SIDE, PipelineConfig, preset
 from .encoders import ImageTextEncoder, create_encoder
 from .encoders.text import LabelEmbeddings, TextEmbedder, disk_cache_dir
+from .hub import fetch_weights
 from .labels import check_labels
 from .masks import MaskSource, create_mask_source, given_masks
 from .masks.base import MaskSet
@@ -64,6 +65,8 @@ class Pipeline:
         self.config = config
         self.device = config.torch_device()
         self.dtype = config.torch_dtype()
+        if encoder is None and mask_source is None:
+            fetch_weights(config)  # every missing source named at once, before minutes of model building
         self.encoder = encoder or create_encoder(config.encoder_model, config.encoder_weights,
                                                  config.random_weights, self.device, self.dtype)
         self.mask_source = mask_source or create_mask_source(config, self.device)

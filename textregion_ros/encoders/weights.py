@@ -62,6 +62,26 @@ def resolve_weights(model_name: str, weights: str, random_weights: bool) -> Tupl
     return (None if random_weights else tag), tag
 
 
+def fetch_open_clip(model_name: str, weights: str = "", random_weights: bool = False) -> None:
+    """Make sure the weights file is local (download it or find it in the cache) without building the
+    model, so every missing source can be named in one message (``hub.fetch_weights``)."""
+    pretrained, tag = resolve_weights(model_name, weights, random_weights)
+    if pretrained is None or pretrained != tag:  # random, or a local file that exists
+        return
+    try:
+        open_clip.download_pretrained(open_clip.get_pretrained_cfg(model_name, tag))
+    except Exception as exc:  # huggingface_hub and urllib raise many types for missing downloads
+        raise WeightsUnavailableError(_missing(model_name, pretrained, exc)) from exc
+
+
+def _missing(model_name: str, pretrained: str, exc: Exception) -> str:
+    return (f"could not load weights {pretrained!r} for open_clip model {model_name}: {exc}\n"
+            f"Weights for a pretrained tag are downloaded from the Hugging Face hub on first use and "
+            f"cached under $HF_HOME. Offline, download them on a connected machine "
+            f"(python -c \"import open_clip; open_clip.create_model('{model_name}', pretrained='{pretrained}')\") "
+            f"and copy the cache, or pass a local checkpoint path as the encoder weights.")
+
+
 def load_open_clip(model_name: str, weights: str = "", random_weights: bool = False,
                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
                    ) -> Tuple[torch.nn.Module, object, TagMetadata]:
@@ -74,12 +94,7 @@ def load_open_clip(model_name: str, weights: str = "", random_weights: bool = Fa
         model = open_clip.create_model(model_name, pretrained=pretrained, device=device,
                                        force_quick_gelu=meta.quick_gelu)
     except Exception as exc:  # open_clip raises many types for missing or broken downloads
-        raise WeightsUnavailableError(
-            f"could not load weights {pretrained!r} for open_clip model {model_name}: {exc}\n"
-            f"Weights for a pretrained tag are downloaded from the Hugging Face hub on first use and "
-            f"cached under $HF_HOME. Offline, download them on a connected machine "
-            f"(python -c \"import open_clip; open_clip.create_model('{model_name}', pretrained='{pretrained}')\") "
-            f"and copy the cache, or pass a local checkpoint path as the encoder weights.") from exc
+        raise WeightsUnavailableError(_missing(model_name, str(pretrained), exc)) from exc
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
     try:
         tokenizer = open_clip.get_tokenizer(model_name)

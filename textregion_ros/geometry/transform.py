@@ -40,6 +40,10 @@ class RigidTransform:
         """A pose given as position (3,) and orientation (3, 3) columns -> the same in the target frame."""
         return self.points(np.asarray(position)[None])[0], self.R @ np.asarray(axes, dtype=np.float64)
 
+    def inverse(self) -> "RigidTransform":
+        """The transform back: target coordinates -> source."""
+        return RigidTransform(self.R.T, -self.R.T @ self.t)
+
     def then(self, other: "RigidTransform") -> "RigidTransform":
         """This transform followed by ``other``."""
         return RigidTransform(other.R @ self.R, other.R @ self.t + other.t)

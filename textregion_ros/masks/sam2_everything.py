@@ -29,6 +29,8 @@ from torchvision.ops import nms
 from .base import MaskSet, check_image
 from .fusion import fuse_groups, merge_by_owner
 
+CPU_POINT_BATCH = 64  # point_batch 0 (auto) off CUDA: one batch of every point would not fit the cache
+
 # SAM2 masks come as 3 outputs per point; the reference ranks whole objects first.
 WHOLE, PART, SUBPART = 2, 1, 0
 
@@ -115,7 +117,7 @@ class Sam2Everything:
     def decode(self, feats: ImageFeatures) -> RawMasks:
         n = self.grid.shape[0]
         # 0 = auto: one batch on the GPU; on the CPU, batches of 64 stay in cache and decode faster.
-        step = self.point_batch if self.point_batch > 0 else (n if self.device.type == "cuda" else 64)
+        step = self.point_batch if self.point_batch > 0 else (n if self.device.type == "cuda" else CPU_POINT_BATCH)
         logits, ious = [], []
         with self._autocast():
             for start in range(0, n, step):

@@ -29,11 +29,20 @@ class LatestSlot(Generic[T]):
         """Store ``item``; True when it replaced one that was never taken (a drop)."""
         with self._cv:
             replaced = self._item is not None
-            self._item = item
-            self.puts += 1
-            self._item_seq = self.puts
-            self._cv.notify_all()
+            self._store(item)
             return replaced
+
+    def offer(self, item: T) -> None:
+        """Store ``item`` only when the slot is empty (a newer waiting item wins); never a drop."""
+        with self._cv:
+            if self._item is None:
+                self._store(item)
+
+    def _store(self, item: T) -> None:
+        self._item = item
+        self.puts += 1
+        self._item_seq = self.puts
+        self._cv.notify_all()
 
     def take(self, timeout: Optional[float] = None) -> Optional[T]:
         """The waiting item (the consumer is then busy until done()); None on close or timeout."""

@@ -33,6 +33,7 @@ class Processed:
     partial: bool = False  # only the active query's target, carried by SAM2 (target_tracking sam2)
     depth: object = None  # sensor_msgs/Image matched at publish time (Intake.match_depth), or None
     K: Optional[np.ndarray] = None
+    demanded: bool = False  # processed for a service call while no output had a reader
 
     @property
     def header(self):
@@ -64,6 +65,8 @@ class InferenceStage:
         self.out = out
         self.updates = RuntimeUpdates()
         self._since_full = 0  # frames carried by SAM2 since the last full frame
+        # Set by a service call: the next frame is processed even when no output has a reader.
+        self.demand = threading.Event()
         self.worker = StageThread("textregion-inference", self._loop)
         self.start = self.worker.start
 
@@ -107,7 +110,9 @@ class InferenceStage:
         if s.max_age > 0 and ctx.now_ns() - t_ns > s.max_age * 1e9:
             ctx.stats.count("dropped_old")
             return None
-        if not self.wanted():
+        frame.demanded = self.demand.is_set()
+        self.demand.clear()
+        if not frame.demanded and not self.wanted():
             ctx.stats.count("idle_skipped")
             ctx.stats.set_flag("idle", "true")
             return None
@@ -134,7 +139,7 @@ class InferenceStage:
         pipeline, queries = self.ctx.pipeline, self.text.queries
         image = torch.from_numpy(rgb).to(pipeline.device, non_blocking=True)
         t1 = time.perf_counter()
-        result, partial = self._infer(image, queries)
+        result, partial = self._infer(image, queries, frame.demanded)
         if result.tokens.is_cuda:
             torch.cuda.synchronize(result.tokens.device)  # so the pipeline/overhead split is honest
         t2 = time.perf_counter()
@@ -143,13 +148,15 @@ class InferenceStage:
             result = self.tracks.update(result)
             self._carry_target(image, result, queries)
         self.ctx.stats.on_processed(time.perf_counter() - t0, t2 - t1)
-        done = Processed(result, image, frame.msg, queries, stamp_ns(frame.msg.header.stamp), partial)
+        done = Processed(result, image, frame.msg, queries, stamp_ns(frame.msg.header.stamp), partial,
+                         demanded=frame.demanded)
         if self.out.put(done):
             self.ctx.stats.count("dropped_publish")  # the publish stage fell behind: newest wins
 
-    def _infer(self, image: torch.Tensor, queries: QuerySet):
+    def _infer(self, image: torch.Tensor, queries: QuerySet, demanded: bool):
         pipeline = self.ctx.pipeline
-        if pipeline.propagator is not None and self._since_full + 1 < self.ctx.settings.propagate_every:
+        carry = pipeline.propagator is not None and not demanded  # a service answers on a full frame
+        if carry and self._since_full + 1 < self.ctx.settings.propagate_every:
             carried = pipeline.propagate_target(image)  # None when nothing is carried or it was lost
             if carried is not None and carried.queries == (queries.active,):
                 self._since_full += 1

@@ -29,6 +29,7 @@ class Frame:
     msg: Any
     seq: int  # this frame's receipt number
     newest: int  # the newest receipt number when the frame was taken (equal: it was the newest)
+    demanded: bool = False  # a service call asked for it (set by the inference stage)
 
 
 def valid_K(msg: CameraInfo) -> Optional[np.ndarray]:
@@ -52,6 +53,7 @@ class Intake:
         self.K: Optional[np.ndarray] = None
         self.K_size: Tuple[int, int] = (0, 0)  # camera_info's (width, height); (0, 0) = not given
         self._warned_qos = False
+        self.latest = None  # the newest accepted image: a service call may ask for it after the stage skipped it
 
     # --- callbacks (executor threads) ---
     def on_image(self, msg) -> None:
@@ -76,6 +78,7 @@ class Intake:
             ctx.bad_input("future_stamp", f"stamped {ahead * 1e-9:.1f} s ahead of this node's clock "
                                           f"(max_future {max_future} s).{hint}")
             return
+        self.latest = msg
         if self.slot.put(msg):
             ctx.stats.count("dropped_stale")
 
@@ -116,6 +119,15 @@ class Intake:
         if msg is None:
             return None
         return Frame(msg, *self.slot.last_taken)
+
+    def offer_latest(self) -> Optional[int]:
+        """A consumer asks for the newest image (the stage may have skipped it while idle): it goes back into
+        the slot unless a newer one waits there. -> its stamp, or None when no image has arrived."""
+        msg = self.latest
+        if msg is None:
+            return None
+        self.slot.offer(msg)
+        return stamp_ns(msg.header.stamp)
 
     def has_depth(self, t_ns: int) -> bool:
         """A depth frame stamped exactly ``t_ns`` is buffered (tests wait on it before sending the image)."""
@@ -165,5 +177,6 @@ class Intake:
     def reset(self) -> None:
         """Deactivation: nothing from before it is processed after."""
         self.slot.clear()
+        self.latest = None
         with self._depth_cv:
             self._depth.clear()

@@ -7,7 +7,7 @@ import gc
 import torch
 
 from ..encoders.weights import WeightsUnavailableError
-from ..hub import prefer_cache_when_offline
+from ..hub import prefer_cache_when_offline, uses_hub
 from ..pipeline import Pipeline
 
 
@@ -16,7 +16,7 @@ class StartupError(RuntimeError):
 
 
 def load_pipeline(config, logger) -> Pipeline:
-    if not config.random_weights and not prefer_cache_when_offline():
+    if uses_hub(config) and not prefer_cache_when_offline():
         logger.info("the model hub is not reachable: loading weights from the local cache only")
     sam2 = f", SAM2 {config.sam2_model}" if config.mask_source == "sam2" else f", masks {config.mask_source}"
     logger.info(f"loading models: {config.encoder_model} ({config.encoder_weights}){sam2}")

@@ -36,7 +36,7 @@ from .loading import StartupError, load_pipeline, release_models
 from .outputs import OUTPUTS, RANDOM_BANNER
 from .parameters import Parameters
 from .publish import PublishStage
-from .services import GroundService
+from .services import GroundService, NewestFrame
 from .text_stage import STANDING, VOCABULARY, TextStage
 from .tracks import Tracks
 
@@ -133,13 +133,15 @@ class TextRegionNode(LifecycleNode):
         self.text = TextStage(ctx, self._on_active)
         tracks = Tracks(ctx)
         self._publish_slot = LatestSlot()
-        frames = OutputFrame(self, ctx.settings.target_frame, ctx.settings.tf_timeout, self.stats)
+        frames = OutputFrame(self, ctx.settings.target_frame, ctx.settings.tf_timeout, self.stats,
+                             on_bad=lambda reason, text: ctx.bad_input(reason, text, "transform"))
         self.publisher = PublishStage(ctx, tracks, self._pubs, frames, self._publish_slot, self.intake)
         self.inference = InferenceStage(ctx, self.intake, self.text, tracks, self.publisher.wanted,
                                         self._publish_slot)
         # KEEP_ALL: a burst of concurrent calls is queued and every caller gets an answer.
         qos = QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=SERVICE_QUEUE, reliability=ReliabilityPolicy.RELIABLE)
-        self._service = self.create_service(trsrv.Ground, "ground", GroundService(ctx, lambda: self.publisher.last),
+        newest = NewestFrame(self.intake, self.inference, self.publisher)
+        self._service = self.create_service(trsrv.Ground, "ground", GroundService(ctx, newest),
                                             qos_profile=qos, callback_group=self._group)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -218,7 +218,7 @@ def compose_request(rows, view_needs_target: bool, depth, K, settings, grounded:
     needs = frozenset().union(*(r.needs for r in rows)) if rows else frozenset()
     return ComposeRequest(instance=INSTANCE in needs, crops=CROPS in needs and settings.publish_masks,
                           overlay=OVERLAY in needs,
-                          depth=depth if DEPTH in needs else None, K=K, depth_stride=settings.depth_stride,
+                          depth=depth, K=K, depth_stride=settings.depth_stride,
                           alpha=settings.overlay_alpha, grounded=grounded,
                           target=view_needs_target and TARGET in needs, max_points=settings.max_cloud_points)
 

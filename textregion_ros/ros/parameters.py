@@ -12,7 +12,7 @@ import rclpy
 from rcl_interfaces.msg import ParameterType, SetParametersResult
 
 from ..config import PipelineConfig, preset
-from .params import (DEPENDS_ON_DEVICE, RUNTIME_KNOBS, NodeSettings, descriptor, effective_defaults, in_use,
+from .params import (DEPENDS_ON, RUNTIME_KNOBS, NodeSettings, descriptor, effective_defaults, in_use,
                      node_settings, pipeline_config)
 
 ARRAY_PARAMS = ("vocabulary", "background", "queries")
@@ -59,11 +59,12 @@ class Parameters:
             self.error = str(exc)
             defaults = effective_defaults("realtime")
         values: Dict[str, Any] = {"preset": preset_name}
-        for name, value in defaults.items():
-            if name == "preset":
-                continue
-            if name in DEPENDS_ON_DEVICE:
-                value = getattr(in_use(self._preset_with(preset_name, device=values.get("device"))), name)
+        order = [n for n in defaults if n not in DEPENDS_ON and n != "preset"] + list(DEPENDS_ON)
+        for name in order:
+            value = defaults[name]
+            if name in DEPENDS_ON:
+                given = {k: values[k] for k in DEPENDS_ON[name]}
+                value = getattr(in_use(self._preset_with(preset_name, **given)), name)
             d = descriptor(name, value)
             if name in ARRAY_PARAMS:
                 d.type = ParameterType.PARAMETER_STRING_ARRAY

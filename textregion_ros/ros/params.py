@@ -17,6 +17,8 @@ from .. import knobs
 from ..config import PRESET_NAMES, PipelineConfig, preset
 from ..knobs import INTAKE, LIFECYCLE, OUTPUTS, STAGES, TEXT, TRACKS, knob
 from ..labels import LabelError, check_labels
+from ..masks.sam2_build import SAM2_MODELS, sam2_size
+from ..masks.sam2_everything import CPU_POINT_BATCH
 from ..targeting import LockConfig
 from ..tracking import TrackerConfig
 
@@ -114,20 +116,28 @@ DTYPE_NAMES = {"torch.float32": "fp32", "torch.bfloat16": "bf16", "torch.float16
 
 
 def in_use(cfg: PipelineConfig) -> PipelineConfig:
-    """``cfg`` with "auto" replaced by what it means on this machine, so that ``ros2 param get`` shows
-    what runs: the device, the dtype, and compile off on the CPU (where it is ignored)."""
+    """``cfg`` with "auto" and "" replaced by what they mean on this machine, so that ``ros2 param get``
+    shows what runs: the device, the dtype, compile off on the CPU (where it is ignored), SAM2's decoder
+    batch on the CPU and the SAM2 weights' hub id."""
     cfg = cfg.resolved()
     try:
         dev = cfg.torch_device()
         dtype = DTYPE_NAMES[str(cfg.torch_dtype())]
     except (RuntimeError, ValueError):  # e.g. cuda asked for and absent: configure says so
         return cfg
-    return dataclasses.replace(cfg, device=str(dev), dtype=dtype, compile=cfg.compile and dev.type == "cuda")
+    sam2_weights, point_batch = cfg.sam2_weights, cfg.point_batch
+    if cfg.mask_source == "sam2" and not sam2_weights:
+        sam2_weights = SAM2_MODELS[sam2_size(cfg.sam2_model)][1]
+    if point_batch == 0 and dev.type != "cuda":  # on CUDA, auto follows points_per_side, a runtime knob
+        point_batch = CPU_POINT_BATCH
+    return dataclasses.replace(cfg, device=str(dev), dtype=dtype, compile=cfg.compile and dev.type == "cuda",
+                               sam2_weights=sam2_weights, point_batch=point_batch)
 
 
-# Declared after the knob they depend on, from its declared value (a YAML device: cpu on a GPU machine
-# must not leave dtype at the bf16 that "auto" meant there).
-DEPENDS_ON_DEVICE = ("dtype", "compile")
+# Knobs whose shown value depends on others' declared values: declared after them, from what they were
+# given (a YAML device: cpu on a GPU machine must not leave dtype at the bf16 that "auto" meant there).
+DEPENDS_ON = {"dtype": ("device",), "compile": ("device",), "point_batch": ("device",),
+              "sam2_weights": ("mask_source", "sam2_model")}
 
 
 def effective_defaults(preset_name: str) -> Dict[str, Any]:

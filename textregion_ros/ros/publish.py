@@ -7,6 +7,7 @@ counts; what to compose is the union of those outputs' needs.
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections import deque
 from typing import Dict, List, Optional, Tuple
@@ -35,6 +36,7 @@ class PublishStage:
         self.ctx, self.tracks, self.publishers, self.frames, self.slot = ctx, tracks, publishers, frames, slot
         self.intake = intake  # depth is matched here, when it is needed: a driver may send it after the image
         self.last: Optional[Tuple[Processed, FrameOutputs]] = None  # the newest full frame, for the services
+        self._last_cv = threading.Condition()
         self._periods: deque = deque(maxlen=21)
         self.worker = StageThread("textregion-publish", self._loop)
         self.start = self.worker.start
@@ -49,6 +51,12 @@ class PublishStage:
     def listening(self, row: Output) -> bool:
         pub = self.publishers.get(row.name)
         return pub is not None and row.enabled(self.ctx.settings) and pub.get_subscription_count() > 0
+
+    def wait_last(self, min_stamp_ns: int, timeout: float) -> Optional[Tuple[Processed, FrameOutputs]]:
+        """The newest full frame once one stamped ``min_stamp_ns`` or later is published (or the timeout)."""
+        with self._last_cv:
+            self._last_cv.wait_for(lambda: self.last is not None and self.last[0].stamp_ns >= min_stamp_ns, timeout)
+            return self.last
 
     def wanted(self) -> bool:
         """Does any output have a reader (otherwise the inference stage idles)."""
@@ -86,13 +94,14 @@ class PublishStage:
 
     def _view(self, item: Processed, rows: List[Output]) -> Tuple[FrameView, FrameOutputs]:
         s = self.ctx.settings
-        if needs_depth(rows):
+        depth_wanted = needs_depth(rows) or item.demanded  # a service reply carries the region's 3D
+        if depth_wanted:
             item.depth, item.K = self.intake.match_depth(item.msg)
         view = FrameView(item.result, None, item.header, s, item.K, self.frames.resolve, self.marker_lifetime(),
                          self.ctx.random_weights, bool(item.queries.active))
         g = view.active_grounding
         target = g is not None and g.found and any(TARGET in r.needs for r in rows)  # only for a found target
-        req = compose_request(rows, target, self._depth_tensor(item) if needs_depth(rows) else None, item.K, s,
+        req = compose_request(rows, target, self._depth_tensor(item) if depth_wanted else None, item.K, s,
                               g.region if g else -1)
         view.out = compose(item.result, item.image, req)
         return view, view.out
@@ -106,7 +115,9 @@ class PublishStage:
         view, out = self._view(item, rows)
         parts = {"compose": time.perf_counter() - t1}
         if not item.partial:  # before publishing: a client that saw this frame can ground on it
-            self.last = (item, out)
+            with self._last_cv:
+                self.last = (item, out)
+                self._last_cv.notify_all()
         if out.points is not None and len(out):
             missing = int((~np.isfinite(out.points[:, 2])).sum())
             if missing:

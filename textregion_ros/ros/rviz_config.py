@@ -9,6 +9,7 @@ up on screen: RViz's views assume z-up, which tips an optical-frame scene over o
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 
@@ -38,10 +39,17 @@ def render(template: str, namespace: str, fixed_frame: str) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
-def write_rendered(template_path: str, namespace: str, fixed_frame: str) -> str:
+def write_rendered(template_path: str, namespace: str, fixed_frame: str, directory: str = "") -> str:
+    """The rendered config in ``$ROS_HOME/textregion_ros`` (default ~/.ros), named by its content: every
+    launch with the same namespace and frame reuses one file instead of leaving a new one in /tmp."""
     with open(template_path) as f:
         text = render(f.read(), namespace, fixed_frame)
-    fd, path = tempfile.mkstemp(prefix="textregion_", suffix=".rviz")
+    directory = directory or os.path.join(os.environ.get("ROS_HOME") or os.path.expanduser("~/.ros"),
+                                          "textregion_ros")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"perceive_{hashlib.sha1(text.encode()).hexdigest()[:12]}.rviz")
+    fd, tmp = tempfile.mkstemp(prefix=".perceive_", suffix=".rviz", dir=directory)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.replace(tmp, path)  # atomic: an RViz starting from another launch never reads half a file
     return path

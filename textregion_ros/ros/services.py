@@ -1,7 +1,13 @@
-"""The ground service: a query answered on the newest full frame, without waiting for the next."""
+"""The ground service: a query answered on the newest full frame.
+
+While outputs have readers, the newest published frame answers at once. While none has (the
+inference stage idles) or nothing was processed yet, the call is a consumer: the newest received
+frame is processed for it, and the reply says which frame that was and how old.
+"""
 from __future__ import annotations
 
 import textregion_ros.msg as trmsg
+from builtin_interfaces.msg import Time
 
 from ..compose import region_crop
 from ..labels import LabelError, normalize_query
@@ -9,11 +15,34 @@ from ..results import Grounding
 from . import messages
 from .context import NodeContext
 
+GROUND_WAIT_S = 30.0  # longest a call waits for its frame (a 2-core CPU takes ~5 s per frame)
+
+
+class NewestFrame:
+    """The frame a service answers on: the newest published, or the newest received, processed on demand."""
+
+    def __init__(self, intake, inference, publisher):
+        self.intake, self.inference, self.publisher = intake, inference, publisher
+
+    def __call__(self, timeout: float = GROUND_WAIT_S):
+        last = self.publisher.last
+        consuming = self.publisher.wanted()
+        if not self.inference.alive or (consuming and last is not None):
+            return last  # inactive: nothing runs; consuming: the newest published frame is current
+        self.inference.demand.set()
+        newest = self.intake.offer_latest()
+        if newest is None:
+            return last  # no image has arrived at all
+        if last is not None and last[0].stamp_ns >= newest:
+            self.inference.demand.clear()
+            return last  # the newest received frame is the one already answered on
+        return self.publisher.wait_last(newest, timeout)
+
 
 class GroundService:
     def __init__(self, ctx: NodeContext, last_frame):
         self.ctx = ctx
-        self.last_frame = last_frame  # () -> (Processed, FrameOutputs) or None
+        self.last_frame = last_frame  # () -> (Processed, FrameOutputs) or None (NewestFrame)
 
     def __call__(self, request, response):
         try:
@@ -37,9 +66,11 @@ class GroundService:
         pipeline = self.ctx.pipeline
         last = self.last_frame() if pipeline is not None else None
         if last is None:
-            response.success, response.message = False, "no frame has been processed yet"
+            response.success, response.message = False, "no camera frame has arrived yet"
             return response
         item, out = last
+        response.frame_stamp = Time(sec=item.stamp_ns // 10**9, nanosec=item.stamp_ns % 10**9)
+        response.frame_age_s = max((self.ctx.now_ns() - item.stamp_ns) * 1e-9, 0.0)
         result = item.result
         region, prob, cos, margin, found = (t.float().cpu() for t in pipeline.ground(
             result.tokens, pipeline.embed_queries([query]), result.vocab))
