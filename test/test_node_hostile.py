@@ -161,7 +161,7 @@ def test_06_camera_info_with_non_finite_or_non_positive_focal_length(h, client, 
 
 def test_07_a_large_vocabulary_is_embedded_off_the_frame_thread(h, client, scene):
     vocab = list(h.node.get_parameter("vocabulary").value)
-    big = [f"object number {i}" for i in range(150)]
+    big = [f"object number {i}" for i in range(60)]  # ~30 s of text encoding here: several frames' time
     assert h.node.set_parameters([Parameter("vocabulary", value=big)])[0].successful
     assert h.wait(lambda: (not h.node.text_idle()), 10)
     hdr = h.send(scene.rgb, wait_idle=False)
@@ -169,7 +169,7 @@ def test_07_a_large_vocabulary_is_embedded_off_the_frame_thread(h, client, scene
     assert r is not None and (not h.node.text_idle()), "a frame was processed while the vocabulary was embedding"
     h.wait_text(600)
     hdr = h.send(scene.rgb)
-    assert list(h.output("regions", hdr).labels)[:150] == big
+    assert list(h.output("regions", hdr).labels)[:60] == big
     assert h.node.set_parameters([Parameter("vocabulary", value=vocab)])[0].successful
     h.wait_text(600)
 
@@ -249,11 +249,11 @@ def test_10_compressed_size_is_checked_before_decoding(h, scene):
 def test_11_unique_ground_queries_do_not_grow_memory_without_bound(h, client):
     text = h.node.pipeline.text
     saved = text.cache_size
-    text.cache_size = 64
+    text.cache_size = 16
     try:
-        for i in range(100):
+        for i in range(40):  # 2.5x the bound: each new query is one more entry unless the LRU evicts
             call(h, client, f"unique query {i}")
-        assert len(text._cache) <= 64
+        assert len(text._cache) <= 16
     finally:
         text.cache_size = saved
 

@@ -28,6 +28,7 @@ INTAKE = "intake"  # the node's camera inputs
 STAGES = "stages"  # the node's inference and publish stages
 OUTPUTS = "outputs"  # what the node publishes
 LIFECYCLE = "lifecycle"
+MEMORY = "memory"  # the object memory (the node's memory stage)
 REBUILD = (ENCODER, MASK_MODEL, EXECUTION)  # consumers that need the models built again
 
 

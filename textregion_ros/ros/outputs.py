@@ -213,12 +213,14 @@ OUTPUTS: Tuple[Output, ...] = (
 )
 
 
-def compose_request(rows, view_needs_target: bool, depth, K, settings, grounded: int) -> ComposeRequest:
-    """What to compute for the outputs someone reads: the union of their needs."""
+def compose_request(rows, view_needs_target: bool, depth, K, settings, grounded: int,
+                    service_depth: bool = False) -> ComposeRequest:
+    """What to compute for the outputs someone reads: the union of their needs (``service_depth``: a
+    service call waits on this frame, and its reply carries the regions' 3D)."""
     needs = frozenset().union(*(r.needs for r in rows)) if rows else frozenset()
     return ComposeRequest(instance=INSTANCE in needs, crops=CROPS in needs and settings.publish_masks,
                           overlay=OVERLAY in needs,
-                          depth=depth, K=K, depth_stride=settings.depth_stride,
+                          depth=depth if DEPTH in needs or service_depth else None, K=K, depth_stride=settings.depth_stride,
                           alpha=settings.overlay_alpha, grounded=grounded,
                           target=view_needs_target and TARGET in needs, max_points=settings.max_cloud_points)
 

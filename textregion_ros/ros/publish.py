@@ -102,7 +102,7 @@ class PublishStage:
         g = view.active_grounding
         target = g is not None and g.found and any(TARGET in r.needs for r in rows)  # only for a found target
         req = compose_request(rows, target, self._depth_tensor(item) if depth_wanted else None, item.K, s,
-                              g.region if g else -1)
+                              g.region if g else -1, service_depth=item.demanded)
         view.out = compose(item.result, item.image, req)
         return view, view.out
 

@@ -1,0 +1,127 @@
+"""A room for the object memory: six objects on a floor (map frame, z up), ray-cast from camera poses
+on a circle around them. Each render gives depth, the true instance map (the given masks) and the
+camera pose, so every test knows where each object really is."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from rgbd_shapes import _box_hit, _sphere_hit, camera
+from textregion_ros.geometry.transform import RigidTransform
+
+
+@dataclass
+class Thing:
+    name: str
+    kind: str  # "box" | "sphere"
+    centre: np.ndarray  # map frame
+    size: np.ndarray  # box: extents along its axes; sphere: (2r, 2r, 2r)
+    yaw: float = 0.0  # degrees about map z
+    colour: Tuple[int, int, int] = (200, 40, 40)
+
+    def axes(self) -> np.ndarray:
+        a = math.radians(self.yaw)
+        return np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1.0]])
+
+
+def room() -> List[Thing]:
+    def box(name, x, y, sx, sy, sz, yaw, colour):
+        return Thing(name, "box", np.array([x, y, sz / 2]), np.array([sx, sy, sz]), yaw, colour)
+
+    def ball(name, x, y, r, colour):
+        return Thing(name, "sphere", np.array([x, y, r]), np.full(3, 2 * r), 0.0, colour)
+
+    return [box("red mug", 0.45, 0.10, 0.10, 0.10, 0.12, 20, (220, 30, 30)),
+            box("blue box", -0.40, 0.35, 0.30, 0.20, 0.18, -35, (30, 30, 220)),
+            ball("green ball", 0.05, -0.45, 0.08, (30, 200, 30)),
+            box("yellow book", -0.25, -0.30, 0.24, 0.17, 0.04, 60, (230, 220, 30)),
+            ball("orange", 0.10, 0.50, 0.05, (250, 140, 20)),
+            box("black shoe", 0.55, -0.40, 0.28, 0.11, 0.10, 100, (30, 30, 30))]
+
+
+def look_at(eye, target) -> RigidTransform:
+    """Camera optical frame (x right, y down, z forward) -> map, for a camera at ``eye`` looking at ``target``."""
+    eye, target = np.asarray(eye, float), np.asarray(target, float)
+    f = (target - eye) / np.linalg.norm(target - eye)
+    right = np.cross(f, [0, 0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(f, right)
+    return RigidTransform(np.stack([right, down, f], 1), eye)
+
+
+def circle(n: int = 48, radius: float = 1.6, height: float = 0.9, start_deg: float = 0.0) -> List[RigidTransform]:
+    out = []
+    for i in range(n):
+        a = math.radians(start_deg + 360.0 * i / n)
+        out.append(look_at((radius * math.cos(a), radius * math.sin(a), height), (0.0, 0.0, 0.1)))
+    return out
+
+
+@dataclass
+class Render:
+    depth_m: np.ndarray  # (H, W) float32, NaN = no return
+    instance: np.ndarray  # (H, W) int: 0 floor or nothing, i + 1 = things[i]
+    rgb: np.ndarray
+    K: np.ndarray
+    pose: RigidTransform
+
+
+def render(things: List[Thing], pose: RigidTransform, width=320, height=240, noise=0.0, holes=0.0,
+           seed=0) -> Render:
+    K, rays = camera(width, height, f=0.82 * width)
+    R, eye = pose.R, pose.t
+    hits = []
+    for th in things:
+        c = R.T @ (th.centre - eye)
+        if th.kind == "box":
+            hits.append(_box_hit(rays, c, (R.T @ th.axes()).T, th.size / 2))
+        else:
+            hits.append(_sphere_hit(rays, c, th.size[0] / 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rz = rays @ R[2]  # the map z of each ray direction
+        floor = np.where(rz < -1e-9, -eye[2] / rz, np.inf)
+    t = np.stack([floor] + hits)
+    inst = t.argmin(0)
+    depth = t.min(0)
+    rng = np.random.default_rng(seed)
+    depth = np.where(np.isfinite(depth), depth, np.nan)
+    if noise:
+        depth = depth * (1.0 + noise * rng.standard_normal(depth.shape))
+    if holes:
+        depth[rng.random(depth.shape) < holes] = np.nan
+    rgb = np.full((height, width, 3), 128, np.uint8)
+    for i, th in enumerate(things):
+        rgb[inst == i + 1] = th.colour
+    return Render(depth.astype(np.float32), np.where(np.isfinite(t.min(0)), inst, 0), rgb, K, pose)
+
+
+def backproject(r: Render, mask: np.ndarray, stride: int = 2) -> np.ndarray:
+    """Map-frame points of the mask's pixels with valid depth."""
+    v, u = np.nonzero(mask[::stride, ::stride])
+    v, u = v * stride, u * stride
+    z = r.depth_m[v, u].astype(np.float64)
+    ok = np.isfinite(z) & (z > 0)
+    v, u, z = v[ok], u[ok], z[ok]
+    cam = np.stack([(u - r.K[0, 2]) * z / r.K[0, 0], (v - r.K[1, 2]) * z / r.K[1, 1], z], -1)
+    return r.pose.points(cam)
+
+
+def move(things: List[Thing], name: str, to_xy) -> List[Thing]:
+    out = []
+    for th in things:
+        if th.name == name:
+            th = Thing(th.name, th.kind, np.array([to_xy[0], to_xy[1], th.centre[2]]), th.size, th.yaw, th.colour)
+        out.append(th)
+    return out
+
+
+def visible_ids(r: Render, min_pixels: int = 40) -> List[int]:
+    ids, counts = np.unique(r.instance, return_counts=True)
+    return [int(i) for i, c in zip(ids, counts) if i > 0 and c >= min_pixels]
+
+
+def thing_at(things, name) -> Optional[Thing]:
+    return next((t for t in things if t.name == name), None)

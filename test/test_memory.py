@@ -1,0 +1,223 @@
+"""The object memory (no ROS): sweeps around a ray-cast room with known poses, given masks and
+planted-encoder tokens, checked against where each object really is."""
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from eval_data import PlantedEncoder
+from memory_scene import backproject, circle, look_at, move, render, room, thing_at, visible_ids
+from textregion_ros.classify import query_scores
+from textregion_ros.encoders.text import TextEmbedder
+from textregion_ros.memory import (Detection, MemoryConfig, MemoryFileError, ObjectMemory, Observation, load_memory,
+                                   save_memory)
+from textregion_ros.memory import persist
+
+TEXT = TextEmbedder(PlantedEncoder(), "short")
+BACKGROUND = TEXT.embed_labels(["background; wall; floor"])
+HEADER = {"encoder": "planted|", "token_dim": 128, "frame": "map"}
+
+
+def token(name, rng=None, jitter=0.0):
+    t = TEXT.embed_labels([name]).embeddings[0].numpy().astype(np.float64)
+    if jitter:  # a view's token is never exactly the class's text embedding
+        t = t + jitter * rng.standard_normal(t.shape)
+    return (t / np.linalg.norm(t)).astype(np.float32)
+
+
+def observe(things, pose, noise=0.0, holes=0.0, seed=0, rng=None):
+    r = render(things, pose, noise=noise, holes=holes, seed=seed)
+    rng = rng or np.random.default_rng(seed)
+    dets = [Detection(token(things[i - 1].name, rng, 0.05), backproject(r, r.instance == i), things[i - 1].name, 0.9)
+            for i in visible_ids(r)]
+    return Observation(seed, "head", pose, r.K, r.depth_m, dets), r
+
+
+def sweep(memory, things, poses, noise=0.0, holes=0.0, seed0=0):
+    last = None
+    for k, pose in enumerate(poses):
+        obs, last = observe(things, pose, noise, holes, seed=seed0 + k + 1)
+        obs.stamp_ns = (seed0 + k + 1) * 10**8
+        memory.integrate(obs)
+    return last
+
+
+def nearest_things(memory, things):
+    """object id -> (nearest thing's name, centroid error)."""
+    out = {}
+    for oid, o in memory.objects.items():
+        errs = [np.linalg.norm(o.centroid - t.centre) for t in things]
+        out[oid] = (things[int(np.argmin(errs))].name, float(min(errs)))
+    return out
+
+
+def find(memory, query):
+    ids, toks = memory.tokens()
+    probs, cos = query_scores(torch.from_numpy(toks), TEXT.embed_labels([query]), BACKGROUND)
+    return memory.rank(ids, probs[:, 0].numpy(), cos[:, 0].numpy())
+
+
+@pytest.fixture(scope="module")
+def swept():
+    things = room()
+    memory = ObjectMemory(MemoryConfig())
+    sweep(memory, things, circle(48))
+    # Then the camera turns away from the room: nothing is in view, and nothing may be forgotten for it.
+    away = [look_at((1.6, 0.0, 0.9), (4.0, y, 0.0)) for y in (-1.0, 0.0, 1.0)]
+    last = sweep(memory, things, away, seed0=100)
+    return memory, things, last
+
+
+def test_one_object_per_thing_within_a_centimetre_on_noise_free_depth(swept):
+    memory, things, _ = swept
+    found = nearest_things(memory, things)
+    assert sorted(name for name, _ in found.values()) == sorted(t.name for t in things), found
+    assert max(err for _, err in found.values()) <= 0.01, found
+    for o in memory.objects.values():
+        assert o.label == nearest_things(memory, things)[o.id][0] and o.observations >= 10
+
+
+def test_within_three_centimetres_with_noise_and_holes():
+    things = room()
+    memory = ObjectMemory(MemoryConfig())
+    sweep(memory, things, circle(48, start_deg=3.0), noise=0.01, holes=0.05, seed0=1000)
+    found = nearest_things(memory, things)
+    assert sorted(name for name, _ in found.values()) == sorted(t.name for t in things), found
+    assert max(err for _, err in found.values()) <= 0.03, found
+
+
+def test_find_returns_every_class_after_it_left_the_view_and_abstains_otherwise(swept):
+    memory, things, last = swept
+    in_view = {things[i - 1].name for i in visible_ids(last)}
+    names = nearest_things(memory, things)
+    assert not in_view and len(memory) == len(things), "every object is out of view, and remembered"
+    for th in things:
+        best, prob, _ = find(memory, th.name)[0]
+        assert names[best.id][0] == th.name and prob >= 0.99, (th.name, names[best.id], prob)
+    # Planted text vectors are random, so an unknown word's score against the background is arbitrary;
+    # what must hold is the gap: at an abstain threshold of 0.99 every class is found and it is not.
+    best, prob, _ = find(memory, "purple elephant")[0]
+    assert prob < 0.99
+
+
+def test_a_moved_object_ends_up_once_at_its_new_place():
+    things = room()
+    memory = ObjectMemory(MemoryConfig())
+    sweep(memory, things, circle(40))
+    moved = move(things, "orange", (-0.55, -0.05))
+    sweep(memory, moved, circle(40, start_deg=4.5), seed0=500)
+    oranges = [o for o in memory.objects.values() if o.label == "orange"]
+    assert len(oranges) == 1, [(o.id, o.centroid) for o in oranges]
+    assert np.linalg.norm(oranges[0].centroid - thing_at(moved, "orange").centre) <= 0.01
+    assert memory.counts["removed_unseen"] >= 1 and len(memory) == len(things)
+
+
+def test_bounds_noise_and_eviction_are_kept_and_counted():
+    things = room()
+    cfg = MemoryConfig(max_points=50, max_objects=4, min_observations=3, noise_frames=5)
+    memory = ObjectMemory(cfg)
+    rng = np.random.default_rng(1)
+    sweep(memory, things, circle(24))
+    assert len(memory) <= 4 and memory.counts["evicted"] > 0
+    assert all(len(o.keys) <= 50 for o in memory.objects.values())
+    # One stray detection far from everything, never seen again: dropped as noise after noise_frames.
+    stray = Detection(token("ghost"), rng.normal([3.0, 3.0, 0.5], 0.01, (100, 3)), "ghost", 0.9)
+    memory.integrate(Observation(10**12, "head", circle(1)[0], np.eye(3), None, [stray]))
+    assert any(o.label == "ghost" for o in memory.objects.values())
+    for k in range(5):
+        memory.integrate(Observation(10**12 + k, "head", circle(1)[0], np.eye(3), None, []))
+    assert not any(o.label == "ghost" for o in memory.objects.values()) and memory.counts["dropped_noise"] >= 1
+
+
+def test_duplicates_are_merged():
+    memory = ObjectMemory(MemoryConfig(merge_every=0))
+    rng = np.random.default_rng(2)
+    pts = rng.uniform(0, 0.1, (400, 3))
+    a = memory._new(Detection(token("red mug"), pts[:300], "red mug", 0.9), Observation(1, "c", None, None, None))
+    b = memory._new(Detection(token("red mug"), pts[100:], "red mug", 0.9), Observation(2, "c", None, None, None))
+    memory._new(Detection(token("blue box"), pts, "blue box", 0.9), Observation(3, "c", None, None, None))
+    assert memory.merge_duplicates() == 1 and len(memory) == 2
+    assert a.id in memory.objects and b.id not in memory.objects and memory.objects[a.id].observations == 2
+
+
+def _digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_save_then_load_gives_the_same_objects(swept, tmp_path):
+    memory, _, _ = swept
+    path = str(tmp_path / "memory.npz")
+    save_memory(path, memory, HEADER)
+    again = ObjectMemory(MemoryConfig())
+    assert load_memory(path, HEADER, again) == len(memory)
+    assert sorted(again.objects) == sorted(memory.objects) and again.next_id == memory.next_id
+    for oid, o in memory.objects.items():
+        p = again.objects[oid]
+        assert np.array_equal(p.token, o.token) and np.array_equal(p.keys, o.keys)
+        assert np.allclose(p.centroid, o.centroid, atol=0) and p.label_votes == o.label_votes
+        assert (p.observations, p.first_seen_ns, p.last_seen_ns, p.camera) == (
+            o.observations, o.first_seen_ns, o.last_seen_ns, o.camera)
+    assert os.listdir(tmp_path) == ["memory.npz"], "no temporary file is left"
+
+
+def _corrupt(path):
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\xff" * 64
+    open(path, "wb").write(bytes(data))
+
+
+def _truncate(path):
+    os.truncate(path, os.path.getsize(path) // 2)
+
+
+def _huge(path):
+    os.truncate(path, persist.MAX_FILE_BYTES + 1)  # sparse: no disk is used
+
+
+def _garbage(path):
+    open(path, "wb").write(b"not a memory file at all")
+
+
+@pytest.mark.parametrize("damage,expected", [(_corrupt, "corrupt|readable|shape|impossible"),
+                                             (_truncate, "truncated or corrupt"), (_huge, "above"),
+                                             (_garbage, "not a readable")],
+                         ids=["corrupt", "truncated", "huge", "garbage"])
+def test_a_bad_file_is_refused_untouched_and_the_memory_stays(swept, tmp_path, damage, expected):
+    memory, _, _ = swept
+    path = str(tmp_path / "memory.npz")
+    save_memory(path, memory, HEADER)
+    damage(path)
+    before = _digest(path) if os.path.getsize(path) < persist.MAX_FILE_BYTES else os.path.getsize(path)
+    target = ObjectMemory(MemoryConfig())
+    with pytest.raises(MemoryFileError, match=expected):
+        load_memory(path, HEADER, target)
+    assert len(target) == 0
+    after = _digest(path) if os.path.getsize(path) < persist.MAX_FILE_BYTES else os.path.getsize(path)
+    assert after == before
+
+
+@pytest.mark.parametrize("key,value", [("encoder", "ViT-B-16|openai"), ("token_dim", 512), ("frame", "odom")])
+def test_a_file_from_another_encoder_token_size_or_frame_is_refused(swept, tmp_path, key, value):
+    memory, _, _ = swept
+    path = str(tmp_path / "memory.npz")
+    save_memory(path, memory, HEADER)
+    with pytest.raises(MemoryFileError, match=key):
+        load_memory(path, dict(HEADER, **{key: value}), ObjectMemory(MemoryConfig()))
+
+
+def test_a_crash_mid_save_leaves_the_previous_file_whole(swept, tmp_path, monkeypatch):
+    memory, _, _ = swept
+    path = str(tmp_path / "memory.npz")
+    save_memory(path, memory, HEADER)
+    before = _digest(path)
+
+    def dies(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # the process is killed while writing
+
+    monkeypatch.setattr(persist.np, "savez", dies)
+    with pytest.raises(KeyboardInterrupt):
+        save_memory(path, memory, HEADER)
+    assert _digest(path) == before and os.listdir(tmp_path) == ["memory.npz"]

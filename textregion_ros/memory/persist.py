@@ -1,0 +1,135 @@
+"""The memory file: one .npz (no pickles) with a JSON header, written atomically, refused when it does not fit.
+
+Saving writes a temporary file beside the target, fsyncs it and renames it over the target, so a
+crash mid-save leaves the previous file whole. Loading checks the size, the container, the
+header (format, version, encoder, token size, frame) and every array's shape and values before
+anything is used; a file that fails is refused with the reason, and the caller keeps it untouched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any, Dict
+
+import numpy as np
+
+from .objects import MemoryObject
+from .store import ObjectMemory
+
+FORMAT, VERSION = "textregion_ros object memory", 1
+MAX_FILE_BYTES = 1 << 30  # a file larger than this is refused before it is read
+MAX_HEADER_BYTES = 64 << 20
+ARRAYS = ("ids", "tokens", "voxel_size", "counts", "stamps", "offsets", "keys", "sums", "weights")
+
+
+class MemoryFileError(ValueError):
+    """A memory file that cannot be used (the reason says why); the file itself is left as it is."""
+
+
+def save_memory(path: str, memory: ObjectMemory, header: Dict[str, Any]) -> None:
+    objs = [memory.objects[i] for i in sorted(memory.objects)]
+    dim = int(header["token_dim"])
+    meta = dict(header, format=FORMAT, version=VERSION, objects=len(objs), next_id=memory.next_id,
+                frames=memory.frames,
+                labels=[o.label_votes for o in objs], cameras=[o.camera for o in objs])
+    sizes = np.array([len(o.keys) for o in objs], np.int64)
+    arrays = {
+        "ids": np.array([o.id for o in objs], np.int64),
+        "tokens": np.stack([o.token for o in objs]).astype(np.float32) if objs else np.zeros((0, dim), np.float32),
+        "voxel_size": np.array([o.voxel_size for o in objs], np.float64),
+        "counts": np.array([[o.observations, o.first_frame, o.last_frame, o.misses] for o in objs],
+                           np.int64).reshape(-1, 4),
+        "stamps": np.array([[o.first_seen_ns, o.last_seen_ns] for o in objs], np.int64).reshape(-1, 2),
+        "offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        "keys": np.concatenate([o.keys for o in objs]) if objs else np.zeros(0, np.int64),
+        "sums": np.concatenate([o.sums for o in objs]) if objs else np.zeros((0, 3)),
+        "weights": np.concatenate([o.weights for o in objs]) if objs else np.zeros(0),
+        "header": np.frombuffer(json.dumps(meta).encode(), np.uint8),
+    }
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".memory-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: the old file stays whole until the new one is complete
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # the rename itself survives a power cut once the directory is synced
+        dfd = os.open(directory, os.O_RDONLY)
+        os.fsync(dfd)
+        os.close(dfd)
+    except OSError:
+        pass
+
+
+def load_memory(path: str, expected: Dict[str, Any], memory: ObjectMemory) -> int:
+    """Fill ``memory`` from ``path`` -> objects loaded; MemoryFileError when the file does not fit."""
+    size = os.path.getsize(path)
+    if size > MAX_FILE_BYTES:
+        raise MemoryFileError(f"{path} is {size / 2**20:.0f} MB, above the {MAX_FILE_BYTES >> 20} MB a memory "
+                              f"file may have")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "header" not in z.files or z["header"].size > MAX_HEADER_BYTES:
+                raise MemoryFileError(f"{path} has no memory header")
+            meta = json.loads(z["header"].tobytes().decode())
+            _check_header(path, meta, expected)
+            arrays = {k: z[k] for k in ARRAYS}
+    except MemoryFileError:
+        raise
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError, UnicodeDecodeError) as exc:
+        raise MemoryFileError(f"{path} is not a readable memory file (truncated or corrupt?): "
+                              f"{type(exc).__name__}: {exc}") from exc
+    objs = _objects(path, meta, arrays, int(expected["token_dim"]))
+    memory.objects = {o.id: o for o in objs}
+    memory.next_id = max([int(meta.get("next_id", 1))] + [o.id + 1 for o in objs])
+    memory.frames = int(meta.get("frames", 0))
+    return len(objs)
+
+
+def _check_header(path: str, meta: Any, expected: Dict[str, Any]) -> None:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise MemoryFileError(f"{path} is not a textregion_ros memory file")
+    if meta.get("version") != VERSION:
+        raise MemoryFileError(f"{path} has format version {meta.get('version')!r}; this node reads {VERSION}")
+    for key in ("encoder", "token_dim", "frame"):
+        if meta.get(key) != expected[key]:
+            raise MemoryFileError(f"{path} was written with {key} {meta.get(key)!r}, this node uses "
+                                  f"{expected[key]!r}: its tokens or poses would not mean the same")
+
+
+def _objects(path: str, meta: Dict[str, Any], a: Dict[str, np.ndarray], dim: int):
+    n = int(meta.get("objects", -1))
+    shapes = {"ids": (n,), "tokens": (n, dim), "voxel_size": (n,), "counts": (n, 4), "stamps": (n, 2),
+              "offsets": (n + 1,)}
+    for k, shape in shapes.items():
+        if a[k].shape != shape:
+            raise MemoryFileError(f"{path}: {k} has shape {a[k].shape}, expected {shape}")
+    off = a["offsets"]
+    total = int(off[-1]) if n >= 0 else -1
+    if off[0] != 0 or (np.diff(off) <= 0).any() or a["keys"].shape != (total,) or a["sums"].shape != (total, 3) \
+            or a["weights"].shape != (total,):
+        raise MemoryFileError(f"{path}: the voxel arrays do not match the offsets")
+    finite = all(np.isfinite(a[k]).all() for k in ("tokens", "voxel_size", "sums", "weights"))
+    if not finite or (a["weights"] <= 0).any() or (a["voxel_size"] <= 0).any() or len(set(a["ids"])) != n:
+        raise MemoryFileError(f"{path}: non-finite or impossible values")
+    labels, cameras = meta.get("labels"), meta.get("cameras")
+    if not isinstance(labels, list) or not isinstance(cameras, list) or len(labels) != n or len(cameras) != n:
+        raise MemoryFileError(f"{path}: labels or cameras do not match the objects")
+    out = []
+    for i in range(n):
+        s = slice(int(off[i]), int(off[i + 1]))
+        obs, first_f, last_f, misses = (int(v) for v in a["counts"][i])
+        out.append(MemoryObject(int(a["ids"][i]), a["tokens"][i].astype(np.float32), float(a["voxel_size"][i]),
+                                a["keys"][s].astype(np.int64), a["sums"][s].astype(np.float64),
+                                a["weights"][s].astype(np.float64), {str(k): float(v) for k, v in labels[i].items()},
+                                obs, int(a["stamps"][i, 0]), int(a["stamps"][i, 1]), first_f, last_f,
+                                str(cameras[i]), misses))
+    return out

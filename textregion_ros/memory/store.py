@@ -1,0 +1,223 @@
+"""ObjectMemory: fuses each frame's detections into remembered objects, in the memory frame.
+
+Per frame (``integrate``):
+1. Association. A detection and an object can match when their 3D overlap (the share of the
+   detection's voxels next to the object's, at the object's voxel size) and their token cosine
+   both pass their gates; the score ``w * overlap + (1 - w) * cosine`` of the gated pairs goes to
+   scipy's Hungarian solver (``linear_sum_assignment``), one assignment per frame.
+2. Matched objects take the detection's points and token (a running mean, unit norm); the others
+   start new objects.
+3. Objects that should have been seen and were not (inside the image, with valid depth that is not
+   in front of them) count a miss; ``miss_frames`` misses in a row remove them, because things move.
+4. Objects that reached fewer than ``min_observations`` within ``noise_frames`` are dropped as
+   noise; every ``merge_every`` frames duplicates (overlap and cosine both high) are merged; beyond
+   ``max_objects`` the least recently seen are evicted. Each of these is counted.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .config import MemoryConfig
+from .objects import Detection, MemoryObject, Observation, bin_points, voxel_keys
+
+VISIBILITY_SAMPLES = 32  # points per object checked against the depth image
+MIN_IN_VIEW = 0.5  # share of those inside the image (and in front of the camera) for "should be visible"
+
+
+class ObjectMemory:
+    def __init__(self, config: Optional[MemoryConfig] = None):
+        self.config = config or MemoryConfig()
+        self.config.validate()
+        self.objects: Dict[int, MemoryObject] = {}
+        self.next_id = 1
+        self.frames = 0  # frames fused
+        self.counts: Counter = Counter()
+        self._rng = np.random.default_rng(0)
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    # --- one frame ---
+    def integrate(self, obs: Observation) -> List[int]:
+        """Fuse one frame -> the object id of each detection (0 = too few points, not fused)."""
+        self.frames += 1
+        self.counts["frames"] += 1
+        cfg = self.config
+        dets = [d for d in obs.detections if len(d.points) >= cfg.min_points]
+        self.counts["detections_without_points"] += len(obs.detections) - len(dets)
+        pairs = self._associate(dets)
+        ids, seen = [], set()
+        for i, det in enumerate(dets):
+            obj = self.objects.get(pairs.get(i, -1))
+            if obj is None:
+                obj = self._new(det, obs)
+            else:
+                self._update(obj, det, obs)
+            seen.add(obj.id)
+            ids.append(obj.id)
+        self._misses(obs, seen)
+        self._drop_noise()
+        if cfg.merge_every and self.frames % cfg.merge_every == 0:
+            self.merge_duplicates()
+        self._evict()
+        by_det = dict(zip((id(d) for d in dets), ids))
+        return [by_det.get(id(d), 0) for d in obs.detections]
+
+    def _associate(self, dets: List[Detection]) -> Dict[int, int]:
+        """Detection index -> object id, from one Hungarian assignment over the gated pairs."""
+        if not dets or not self.objects:
+            return {}
+        cfg = self.config
+        objs = list(self.objects.values())
+        tokens = np.stack([o.token for o in objs])
+        cos = np.stack([d.token for d in dets]) @ tokens.T  # (M, N)
+        lo = np.stack([o.bounds()[0] for o in objs]) - 2 * np.array([o.voxel_size for o in objs])[:, None]
+        hi = np.stack([o.bounds()[1] for o in objs]) + 2 * np.array([o.voxel_size for o in objs])[:, None]
+        score = np.full(cos.shape, -np.inf)
+        for i, d in enumerate(dets):
+            dlo, dhi = d.points.min(0), d.points.max(0)
+            near = np.nonzero(((dlo <= hi) & (dhi >= lo)).all(1) & (cos[i] >= cfg.min_cosine))[0]
+            for j in near:
+                ov = overlap(d.points, objs[j])
+                if ov >= cfg.min_overlap:
+                    score[i, j] = cfg.overlap_weight * ov + (1 - cfg.overlap_weight) * cos[i, j]
+        ok = np.isfinite(score)
+        if not ok.any():
+            return {}
+        rows, cols = linear_sum_assignment(np.where(ok, -score, 1e6))
+        return {int(r): objs[c].id for r, c in zip(rows, cols) if ok[r, c]}
+
+    def _new(self, det: Detection, obs: Observation) -> MemoryObject:
+        keys, sums, w = bin_points(det.points, np.ones(len(det.points)), self.config.voxel_size)
+        obj = MemoryObject(self.next_id, det.token.astype(np.float32), self.config.voxel_size, keys, sums, w,
+                           {det.label: float(det.score)} if det.label else {}, 1, obs.stamp_ns, obs.stamp_ns,
+                           self.frames, self.frames, obs.camera)
+        obj.add_points(np.zeros((0, 3)), np.zeros(0), self.config.max_points)  # the bound holds from the start
+        self.objects[obj.id] = obj
+        self.next_id += 1
+        self.counts["created"] += 1
+        return obj
+
+    def _update(self, obj: MemoryObject, det: Detection, obs: Observation) -> None:
+        obj.add_points(det.points, np.ones(len(det.points)), self.config.max_points)
+        obj.add_token(det.token)
+        if det.label:
+            obj.label_votes[det.label] = obj.label_votes.get(det.label, 0.0) + float(det.score)
+        obj.observations += 1
+        obj.last_seen_ns, obj.last_frame, obj.camera, obj.misses = obs.stamp_ns, self.frames, obs.camera, 0
+        self.counts["matched"] += 1
+
+    # --- what should have been seen ---
+    def _misses(self, obs: Observation, seen: set) -> None:
+        if obs.depth_m is None:
+            return
+        removed = []
+        for obj in self.objects.values():
+            if obj.id in seen or not self.should_see(obj, obs):
+                continue
+            obj.misses += 1
+            if obj.misses >= self.config.miss_frames:
+                removed.append(obj.id)
+        for oid in removed:
+            del self.objects[oid]
+        self.counts["removed_unseen"] += len(removed)
+
+    def should_see(self, obj: MemoryObject, obs: Observation) -> bool:
+        """Inside the image and not hidden: the depth measured there is not in front of the object."""
+        p = obj.points
+        if len(p) > VISIBILITY_SAMPLES:
+            p = p[self._rng.choice(len(p), VISIBILITY_SAMPLES, replace=False)]
+        cam = obs.pose.inverse().points(p)
+        h, w = obs.depth_m.shape
+        z = cam[:, 2]
+        front = z > 0.05
+        u = np.where(front, obs.K[0, 0] * cam[:, 0] / np.where(front, z, 1) + obs.K[0, 2], -1)
+        v = np.where(front, obs.K[1, 1] * cam[:, 1] / np.where(front, z, 1) + obs.K[1, 2], -1)
+        inside = front & (u >= 0) & (u < w - 0.5) & (v >= 0) & (v < h - 0.5)
+        if inside.sum() < MIN_IN_VIEW * len(p):
+            return False
+        d = obs.depth_m[np.rint(v[inside]).astype(int), np.rint(u[inside]).astype(int)]
+        valid = np.isfinite(d) & (d > 0)
+        if valid.sum() < MIN_IN_VIEW * inside.sum():
+            return False  # no depth there: nothing can be said
+        return bool((d[valid] >= z[inside][valid] - self.config.depth_tolerance).mean() >= MIN_IN_VIEW)
+
+    # --- housekeeping ---
+    def _drop_noise(self) -> None:
+        cfg = self.config
+        noise = [o.id for o in self.objects.values()
+                 if o.observations < cfg.min_observations and self.frames - o.first_frame >= cfg.noise_frames]
+        for oid in noise:
+            del self.objects[oid]
+        self.counts["dropped_noise"] += len(noise)
+
+    def _evict(self) -> None:
+        extra = len(self.objects) - self.config.max_objects
+        if extra <= 0:
+            return
+        for o in sorted(self.objects.values(), key=lambda o: (o.last_seen_ns, o.id))[:extra]:
+            del self.objects[o.id]
+        self.counts["evicted"] += extra
+
+    def merge_duplicates(self) -> int:
+        """Merge every pair whose overlap and cosine pass the merge gates (the smaller into the larger)."""
+        cfg, merged = self.config, 0
+        objs = sorted(self.objects.values(), key=lambda o: -len(o.keys))
+        for big_i, big in enumerate(objs):
+            if big.id not in self.objects:
+                continue
+            for small in objs[big_i + 1:]:
+                if small.id not in self.objects or float(big.token @ small.token) < cfg.merge_cosine:
+                    continue
+                if not boxes_touch(big, small) or overlap(small.points, big) < cfg.merge_overlap:
+                    continue
+                self._absorb(big, small)
+                merged += 1
+        self.counts["merged"] += merged
+        return merged
+
+    def _absorb(self, big: MemoryObject, small: MemoryObject) -> None:
+        big.add_points(small.points, small.weights, self.config.max_points)
+        big.add_token(small.token, small.observations)
+        for k, v in small.label_votes.items():
+            big.label_votes[k] = big.label_votes.get(k, 0.0) + v
+        big.observations += small.observations
+        big.first_seen_ns = min(big.first_seen_ns, small.first_seen_ns)
+        big.first_frame = min(big.first_frame, small.first_frame)
+        if small.last_seen_ns > big.last_seen_ns:
+            big.last_seen_ns, big.camera = small.last_seen_ns, small.camera
+        big.last_frame = max(big.last_frame, small.last_frame)
+        del self.objects[small.id]
+
+    def clear(self) -> None:
+        self.objects.clear()
+        self.counts["cleared"] += 1
+
+    # --- queries ---
+    def tokens(self) -> Tuple[List[int], np.ndarray]:
+        """(object ids, (N, D) tokens) in one order, for scoring against text."""
+        ids = sorted(self.objects)
+        dim = next(iter(self.objects.values())).token.shape[0] if self.objects else 0
+        return ids, (np.stack([self.objects[i].token for i in ids]) if ids else np.zeros((0, dim), np.float32))
+
+    def rank(self, ids: List[int], probs: np.ndarray, cosines: np.ndarray, limit: int = 10
+             ) -> List[Tuple[MemoryObject, float, float]]:
+        """Objects by descending probability (ties: the most recently seen first)."""
+        order = sorted(range(len(ids)), key=lambda i: (-float(probs[i]), -self.objects[ids[i]].last_seen_ns))
+        return [(self.objects[ids[i]], float(probs[i]), float(cosines[i])) for i in order[:limit]]
+
+
+def overlap(points: np.ndarray, obj: MemoryObject) -> float:
+    """Share of ``points``' voxels (at the object's voxel size) that are the object's or next to them."""
+    keys = np.unique(voxel_keys(points, obj.voxel_size))
+    return float(np.isin(keys, obj.dilated(), assume_unique=True).mean()) if len(keys) else 0.0
+
+
+def boxes_touch(a: MemoryObject, b: MemoryObject) -> bool:
+    (alo, ahi), (blo, bhi) = a.bounds(), b.bounds()
+    pad = 2 * max(a.voxel_size, b.voxel_size)
+    return bool(((alo - pad <= bhi) & (blo - pad <= ahi)).all())
