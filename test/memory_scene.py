@@ -125,3 +125,53 @@ def visible_ids(r: Render, min_pixels: int = 40) -> List[int]:
 
 def thing_at(things, name) -> Optional[Thing]:
     return next((t for t in things if t.name == name), None)
+
+
+FLOOR_COLOUR = (128, 128, 128)
+
+
+class ColourMasks:
+    """A mask source standing in for SAM2 on the room: one mask per colour present (the true instance
+    masks, since every object has its own colour); the floor's is labelled background downstream."""
+    name = "room_colours"
+    knobs: dict = {}
+
+    def __init__(self, things, min_pixels: int = 40):
+        self.colours = [FLOOR_COLOUR] + [t.colour for t in things]
+        self.min_pixels = min_pixels
+
+    def generate(self, image01):
+        import torch
+        from textregion_ros.masks.given import given_masks
+
+        rgb = (image01 * 255.0).round().permute(1, 2, 0)  # (H, W, 3)
+        masks = [(rgb == torch.tensor(c, dtype=rgb.dtype, device=rgb.device)).all(-1) for c in self.colours]
+        masks = [m for m in masks if int(m.sum()) >= self.min_pixels]
+        if not masks:
+            masks = [torch.ones(rgb.shape[:2], dtype=torch.bool, device=rgb.device)]
+        return given_masks(torch.stack(masks))
+
+
+def room_encoder(things):
+    """The planted encoder (eval_data) with the room's classes and colours: a patch's feature is the
+    one-hot room colour nearest its mean, a region's token the text embedding of its majority colour."""
+    import torch
+    import torch.nn.functional as F
+    from eval_data import PlantedEncoder
+    from textregion_ros.encoders.base import ValueFeatures
+
+    palette = torch.tensor([FLOOR_COLOUR] + [t.colour for t in things], dtype=torch.float32)
+
+    class RoomEncoder(PlantedEncoder):
+        def __init__(self):
+            super().__init__()
+            self.names = self.token_names = ["floor"] + [t.name for t in things]
+
+        def encode_values(self, pixels):
+            colour = F.avg_pool2d(pixels.float() * 255.0, self.patch_size)
+            b, _, g, _ = colour.shape
+            flat = colour.permute(0, 2, 3, 1).reshape(b, g * g, 3)
+            onehot = F.one_hot(torch.cdist(flat, palette).argmin(-1), len(palette)).float()
+            return ValueFeatures(torch.cat([onehot.new_zeros(b, 1, len(palette)), onehot], 1), 1, g)
+
+    return RoomEncoder()

@@ -135,6 +135,12 @@ class Pipeline:
         return ground(tokens, queries, vocab.background_emb or self.fallback_background, cfg.region_logit_scale,
                       cfg.abstain_threshold, self.encoder.sigmoid_logit())
 
+    def query_scores(self, tokens: torch.Tensor, queries: LabelEmbeddings, vocab: Optional[Vocabulary] = None):
+        """(R, Q) P(token is the query) and cosines, by the same rule and background as ground()."""
+        vocab = vocab or self.vocab
+        return query_scores(tokens, queries, vocab.background_emb or self.fallback_background,
+                            self.config.region_logit_scale, self.encoder.sigmoid_logit())
+
     def update(self, **overrides) -> None:
         """Change per-frame knobs at runtime (models are not rebuilt). Each knob reaches the component the
         knob table names as its consumer; knobs of a rebuilt component (knobs.REBUILD) are refused."""

@@ -13,7 +13,7 @@ from typing import Deque, Dict, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-PROBLEM_PREFIXES = ("bad_input/", "errors/", "depth/", "qos/", "tf/")
+PROBLEM_PREFIXES = ("bad_input/", "errors/", "depth/", "qos/", "tf/", "memory/no_")
 NO_INPUT_WARN_S = 5.0  # an active node that has received no image for this long says so
 
 
@@ -31,6 +31,7 @@ class Stats:
         self.publish: Deque[float] = deque(maxlen=100)
         self.publish_cpu: Deque[float] = deque(maxlen=100)  # the stage thread's CPU time: work, not GIL waits
         self.publish_parts: Dict[str, Deque[float]] = {}
+        self.memory_fuse: Deque[float] = deque(maxlen=100)  # the memory stage's fusion time per frame
         self.recent_problems: Deque[Tuple[float, str]] = deque(maxlen=1000)
         self.counts: Counter = Counter()
         self.flags: Dict[str, str] = {}
@@ -70,6 +71,10 @@ class Stats:
             for name in outputs:
                 self.published.setdefault(name, deque()).append(now)
 
+    def on_memory(self, fuse_s: float) -> None:
+        with self.lock:
+            self.memory_fuse.append(fuse_s)
+
     def count(self, key: str, n: int = 1) -> None:
         with self.lock:
             self.counts[key] += n
@@ -103,6 +108,8 @@ class Stats:
             out["publish_cpu_mean_s"] = mean(self.publish_cpu)
             for name, q in self.publish_parts.items():
                 out[f"publish_mean_s/{name}"] = mean(q)
+            if self.memory_fuse:
+                out["memory_fuse_mean_s"] = mean(self.memory_fuse)
             recent = Counter(k for t, k in self.recent_problems if now - t <= self.level_window_s)
         out["recent_problems"] = sum(recent.values())
         out["_recent"] = recent

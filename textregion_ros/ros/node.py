@@ -36,7 +36,9 @@ from .loading import StartupError, load_pipeline, release_models
 from .outputs import OUTPUTS, RANDOM_BANNER
 from .parameters import Parameters
 from .publish import PublishStage
-from .services import GroundService, NewestFrame
+from .memory_stage import MemoryStage
+from .services import GroundService, MemoryServices, NewestFrame
+from .tf_buffer import make_lookup
 from .text_stage import STANDING, VOCABULARY, TextStage
 from .tracks import Tracks
 
@@ -56,7 +58,8 @@ class TextRegionNode(LifecycleNode):
         self._group = ReentrantCallbackGroup()
         self._subs: List = []
         self._pubs: dict = {}
-        self.intake = self.text = self.publisher = self.inference = None
+        self.intake = self.text = self.publisher = self.inference = self.memory = None
+        self._memory_services: List = []
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
         # Steady clock: with use_sim_time and no /clock the node's clock stands still (diagnostics say why).
         self.create_timer(1.0, self._publish_diagnostics, callback_group=self._group,
@@ -98,7 +101,8 @@ class TextRegionNode(LifecycleNode):
         return self.text is None or not self.text.busy()
 
     def stages_alive(self) -> bool:
-        return all(p is not None and p.alive for p in (self.text, self.inference, self.publisher))
+        parts = (self.text, self.inference, self.publisher) + ((self.memory,) if self.memory is not None else ())
+        return all(p is not None and p.alive for p in parts)
 
     def has_depth(self, t_ns: int) -> bool:
         return self.intake is not None and self.intake.has_depth(t_ns)
@@ -124,6 +128,8 @@ class TextRegionNode(LifecycleNode):
     def _build_parts(self) -> None:
         ctx = self.ctx
         for row in OUTPUTS:
+            if row.stage == "memory" and not ctx.settings.memory:
+                continue
             if row.available():
                 self._pubs[row.name] = self.create_lifecycle_publisher(row.msg_class(), row.name, row.depth)
             elif row.enabled(ctx.settings):
@@ -133,9 +139,13 @@ class TextRegionNode(LifecycleNode):
         self.text = TextStage(ctx, self._on_active)
         tracks = Tracks(ctx)
         self._publish_slot = LatestSlot()
-        frames = OutputFrame(self, ctx.settings.target_frame, ctx.settings.tf_timeout, self.stats,
-                             on_bad=lambda reason, text: ctx.bad_input(reason, text, "transform"))
+        s = ctx.settings
+        lookup = make_lookup(self, lambda reason, text: ctx.bad_input(reason, text, "transform")) \
+            if s.target_frame or s.memory else None
+        frames = OutputFrame(self, s.target_frame, s.tf_timeout, self.stats, lookup=lookup)
         self.publisher = PublishStage(ctx, tracks, self._pubs, frames, self._publish_slot, self.intake)
+        if s.memory:
+            self._build_memory(lookup)
         self.inference = InferenceStage(ctx, self.intake, self.text, tracks, self.publisher.wanted,
                                         self._publish_slot)
         # KEEP_ALL: a burst of concurrent calls is queued and every caller gets an answer.
@@ -144,7 +154,26 @@ class TextRegionNode(LifecycleNode):
         self._service = self.create_service(trsrv.Ground, "ground", GroundService(ctx, newest),
                                             qos_profile=qos, callback_group=self._group)
 
+    def _build_memory(self, lookup) -> None:
+        from std_srvs.srv import Trigger
+
+        cfg, ctx = self.params.config, self.ctx
+        info = {"encoder": f"{cfg.encoder_model}|{cfg.encoder_weights}" + ("|random" if cfg.random_weights else ""),
+                "token_dim": int(ctx.pipeline.fallback_background.embeddings.shape[-1]),
+                "frame": ctx.settings.memory_frame}
+        self.memory = MemoryStage(ctx, self._pubs, lookup, info)
+        self.memory.load()
+        self.publisher.memory = self.memory
+        svc = MemoryServices(ctx, self.memory)
+        self._memory_services = [
+            self.create_service(trsrv.Find, "find", svc.find, callback_group=self._group),
+            self.create_service(Trigger, "memory/save", svc.save, callback_group=self._group),
+            self.create_service(Trigger, "memory/clear", svc.clear, callback_group=self._group)]
+
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.memory is not None:
+            self.memory.slot.reopen()
+            self.memory.start()
         self.intake.slot.reopen()
         self._publish_slot.reopen()
         self._subscribe()
@@ -182,7 +211,18 @@ class TextRegionNode(LifecycleNode):
         self.inference.stop()
         self.publisher.stop()
         self.intake.reset()
+        self._stop_memory(save=True)
         return super().on_deactivate(state)
+
+    def _stop_memory(self, save: bool) -> None:
+        if self.memory is None:
+            return
+        self.memory.stop()
+        if save:
+            try:
+                self.memory.save()
+            except OSError as exc:
+                self.get_logger().error(f"memory: could not save: {exc}")
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.text.stop()
@@ -190,13 +230,17 @@ class TextRegionNode(LifecycleNode):
             self.destroy_lifecycle_publisher(pub)
         self._pubs.clear()
         self.destroy_service(self._service)
-        self.intake = self.text = self.publisher = self.inference = None
+        for svc in self._memory_services:
+            self.destroy_service(svc)
+        self._memory_services = []
+        self.intake = self.text = self.publisher = self.inference = self.memory = None
         self.ctx.pipeline = None  # the models go with the last reference
         release_models()
         return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.stop_parts()
+        self._stop_memory(save=True)
         self.finalized.set()
         return SUCCESS
 
@@ -209,7 +253,7 @@ class TextRegionNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        for part in filter(None, (self.inference, self.publisher, self.text)):
+        for part in filter(None, (self.inference, self.publisher, self.text, self.memory)):
             part.stop()
 
     # --- parameters and queries ---
@@ -236,6 +280,7 @@ class TextRegionNode(LifecycleNode):
 
     def destroy_node(self):
         self.stop_parts()
+        self._stop_memory(save=True)  # Ctrl-C: the memory is kept like on a shutdown transition
         return super().destroy_node()
 
 

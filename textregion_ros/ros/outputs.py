@@ -1,7 +1,8 @@
-"""Every per-frame output of the node, one row each: the only place an output is declared.
+"""Every output of the node, one row each: the only place an output is declared.
 
 A row gives the topic, message type, writer depth, what it needs composed, whether it is a
-full-frame output, the setting that switches it off, and its builder. The publishers, "is anyone
+full-frame output, the setting that switches it off, the stage that builds it (the publish stage
+per frame, or the memory stage from the object memory) and its builder. The publishers, "is anyone
 listening", the ComposeRequest and the README's topic table all derive from OUTPUTS. A builder
 takes a FrameView (one composed frame) and returns a message, or None when the frame has nothing
 true to say on that topic (no found target, no valid depth). Builders never touch DDS, so each is
@@ -22,7 +23,7 @@ import textregion_ros.msg as trmsg
 from ..compose import ComposeRequest, FrameOutputs
 from ..geometry.transform import RigidTransform
 from ..results import FrameResult, Grounding
-from . import messages, target3d, viz
+from . import memory_messages, messages, target3d, viz
 from .convert import array_to_image
 from .detections import detection2d_array, detection3d_array, vision_msgs
 from .frames import header_in
@@ -166,6 +167,7 @@ class Output:
     description: str
     full_only: bool = False  # a carried-target frame (target_tracking sam2) keeps the last full frame here
     switch: str = ""  # the NodeSettings bool that turns it off
+    stage: str = "frame"  # "frame": built by the publish stage from a FrameView; "memory": the memory stage's
 
     def enabled(self, settings) -> bool:
         return not self.switch or bool(getattr(settings, self.switch))
@@ -210,23 +212,35 @@ OUTPUTS: Tuple[Output, ...] = (
     Output("detections_3d", "vision_msgs/Detection3DArray", 2, frozenset({DEPTH, TARGET, TRANSFORM}),
            _detections_3d, "vision_msgs 3D detections (when vision_msgs is installed)", full_only=True,
            switch="publish_detections"),
+    Output("memory/objects", "textregion_ros/MemoryObjectArray", 1, frozenset(),
+           lambda v: memory_messages.objects_msg(trmsg, v), "every remembered object, in memory_frame",
+           switch="memory", stage="memory"),
+    Output("memory/markers", "visualization_msgs/MarkerArray", 1, frozenset(), memory_messages.markers,
+           "remembered objects' boxes and labels for RViz", switch="memory", stage="memory"),
+    Output("memory/cloud", "sensor_msgs/PointCloud2", 1, frozenset(), memory_messages.cloud,
+           "remembered objects' points, coloured by object", switch="memory", stage="memory"),
+    Output("memory/grounded", "geometry_msgs/PoseStamped", 1, frozenset(), memory_messages.grounded,
+           "the active query's remembered object in memory_frame, also out of view", switch="memory",
+           stage="memory"),
 )
+FRAME_OUTPUTS = tuple(r for r in OUTPUTS if r.stage == "frame")
+MEMORY_OUTPUTS = tuple(r for r in OUTPUTS if r.stage == "memory")
 
 
 def compose_request(rows, view_needs_target: bool, depth, K, settings, grounded: int,
-                    service_depth: bool = False) -> ComposeRequest:
-    """What to compute for the outputs someone reads: the union of their needs (``service_depth``: a
-    service call waits on this frame, and its reply carries the regions' 3D)."""
-    needs = frozenset().union(*(r.needs for r in rows)) if rows else frozenset()
+                    extra: FrozenSet[str] = frozenset()) -> ComposeRequest:
+    """What to compute for the outputs someone reads: the union of their needs and ``extra`` (a service
+    reply's 3D, the object memory's instance map and depth)."""
+    needs = frozenset(extra).union(*(r.needs for r in rows))
     return ComposeRequest(instance=INSTANCE in needs, crops=CROPS in needs and settings.publish_masks,
                           overlay=OVERLAY in needs,
-                          depth=depth if DEPTH in needs or service_depth else None, K=K, depth_stride=settings.depth_stride,
+                          depth=depth if DEPTH in needs else None, K=K, depth_stride=settings.depth_stride,
                           alpha=settings.overlay_alpha, grounded=grounded,
                           target=view_needs_target and TARGET in needs, max_points=settings.max_cloud_points)
 
 
-def needs_depth(rows) -> bool:
-    return any(DEPTH in r.needs for r in rows)
+def needs_depth(rows, extra: FrozenSet[str] = frozenset()) -> bool:
+    return DEPTH in extra or any(DEPTH in r.needs for r in rows)
 
 
 def topic_table() -> str:

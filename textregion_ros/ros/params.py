@@ -15,10 +15,11 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 from .. import knobs
 from ..config import PRESET_NAMES, PipelineConfig, preset
-from ..knobs import INTAKE, LIFECYCLE, OUTPUTS, STAGES, TEXT, TRACKS, knob
+from ..knobs import INTAKE, LIFECYCLE, MEMORY, OUTPUTS, STAGES, TEXT, TRACKS, knob
 from ..labels import LabelError, check_labels
 from ..masks.sam2_build import SAM2_MODELS, sam2_size
 from ..masks.sam2_everything import CPU_POINT_BATCH
+from ..memory.config import MemoryConfig
 from ..targeting import LockConfig
 from ..tracking import TrackerConfig
 
@@ -83,6 +84,29 @@ class NodeSettings:
                                  runtime=True, consumer=OUTPUTS)
     publish_detections: bool = knob(True, "also publish vision_msgs detections and detections_3d (when vision_msgs "
                                     "is installed)", runtime=True, consumer=OUTPUTS)
+    memory: bool = knob(False, "remember the objects seen, in memory_frame, for the find service and memory/* "
+                        "(frames are then processed even when no other output has a reader)", consumer=MEMORY)
+    memory_frame: str = knob("map", "the fixed frame objects are remembered in (map or odom); a frame without a "
+                             "transform there at its stamp is not fused", consumer=MEMORY)
+    memory_file: str = knob("", "file the memory is loaded from on configure and saved to (atomically) on a "
+                            "timer, on deactivate and on shutdown; empty = not kept", consumer=MEMORY)
+    memory_save_every: float = knob(60.0, "seconds between saves of memory_file (0 = only on deactivate, "
+                                    "shutdown and the save service)", range=(0.0, 86400.0), runtime=True,
+                                    consumer=MEMORY)
+    memory_voxel_size: float = mirror(MemoryConfig, "voxel_size")
+    memory_max_points: int = mirror(MemoryConfig, "max_points")
+    memory_max_objects: int = mirror(MemoryConfig, "max_objects")
+    memory_min_overlap: float = mirror(MemoryConfig, "min_overlap")
+    memory_min_cosine: float = mirror(MemoryConfig, "min_cosine")
+    memory_overlap_weight: float = mirror(MemoryConfig, "overlap_weight")
+    memory_merge_every: int = mirror(MemoryConfig, "merge_every")
+    memory_merge_overlap: float = mirror(MemoryConfig, "merge_overlap")
+    memory_merge_cosine: float = mirror(MemoryConfig, "merge_cosine")
+    memory_min_observations: int = mirror(MemoryConfig, "min_observations")
+    memory_noise_frames: int = mirror(MemoryConfig, "noise_frames")
+    memory_miss_frames: int = mirror(MemoryConfig, "miss_frames")
+    memory_depth_tolerance: float = mirror(MemoryConfig, "depth_tolerance")
+    memory_min_points: int = mirror(MemoryConfig, "min_points")
 
 
 # Derived from the rows: nothing below is written by hand.
@@ -177,10 +201,18 @@ def tracker_config(s: NodeSettings) -> TrackerConfig:
     return TrackerConfig(**{f.name: getattr(s, f"track_{f.name}") for f in dataclasses.fields(TrackerConfig)})
 
 
+def memory_config(s: NodeSettings) -> MemoryConfig:
+    return MemoryConfig(**{f.name: getattr(s, f"memory_{f.name}") for f in dataclasses.fields(MemoryConfig)})
+
+
 def validate_settings(s: NodeSettings) -> None:
     knobs.check(s)  # ranges and choices, the track_* and lock_* rows included
-    if len(s.target_frame) > 256 or not s.target_frame.isprintable() or s.target_frame.strip() != s.target_frame:
-        raise ValueError(f"target_frame must be a printable frame id without spaces around it, got {s.target_frame!r}")
+    for name in ("target_frame", "memory_frame"):
+        frame = getattr(s, name)
+        if len(frame) > 256 or not frame.isprintable() or frame.strip() != frame:
+            raise ValueError(f"{name} must be a printable frame id without spaces around it, got {frame!r}")
+    if s.memory and not s.memory_frame:
+        raise ValueError("memory needs a memory_frame (map or odom)")
     if len(s.queries) > MAX_STANDING_QUERIES:
         raise ValueError(f"at most {MAX_STANDING_QUERIES} standing queries, got {len(s.queries)}")
     try:

@@ -22,7 +22,7 @@ from .handover import LatestSlot
 from .inference import Processed
 from .loading import release_free_memory
 from .stage import StageThread
-from .outputs import OUTPUTS, TARGET, FrameView, Output, compose_request, needs_depth
+from .outputs import DEPTH, FRAME_OUTPUTS, INSTANCE, TARGET, FrameView, Output, compose_request, needs_depth
 from .tracks import Tracks
 
 # After frames this large, hand freed heap back to the OS: glibc keeps freed arena memory otherwise,
@@ -35,6 +35,7 @@ class PublishStage:
                  intake):
         self.ctx, self.tracks, self.publishers, self.frames, self.slot = ctx, tracks, publishers, frames, slot
         self.intake = intake  # depth is matched here, when it is needed: a driver may send it after the image
+        self.memory = None  # the MemoryStage when memory is on: it takes each full frame's regions and depth
         self.last: Optional[Tuple[Processed, FrameOutputs]] = None  # the newest full frame, for the services
         self._last_cv = threading.Condition()
         self._periods: deque = deque(maxlen=21)
@@ -59,8 +60,8 @@ class PublishStage:
             return self.last
 
     def wanted(self) -> bool:
-        """Does any output have a reader (otherwise the inference stage idles)."""
-        return any(self.listening(r) for r in OUTPUTS)
+        """Does any output have a reader, or is the memory on (otherwise the inference stage idles)."""
+        return self.memory is not None or any(self.listening(r) for r in FRAME_OUTPUTS)
 
     def _loop(self) -> None:
         while self.worker.running:
@@ -94,7 +95,10 @@ class PublishStage:
 
     def _view(self, item: Processed, rows: List[Output]) -> Tuple[FrameView, FrameOutputs]:
         s = self.ctx.settings
-        depth_wanted = needs_depth(rows) or item.demanded  # a service reply carries the region's 3D
+        extra = frozenset({DEPTH} if item.demanded else ())  # a service reply carries the regions' 3D
+        if self.memory is not None and not item.partial:
+            extra |= {DEPTH, INSTANCE}  # the memory fuses each region's depth points
+        depth_wanted = needs_depth(rows, extra)
         if depth_wanted:
             item.depth, item.K = self.intake.match_depth(item.msg)
         view = FrameView(item.result, None, item.header, s, item.K, self.frames.resolve, self.marker_lifetime(),
@@ -102,7 +106,7 @@ class PublishStage:
         g = view.active_grounding
         target = g is not None and g.found and any(TARGET in r.needs for r in rows)  # only for a found target
         req = compose_request(rows, target, self._depth_tensor(item) if depth_wanted else None, item.K, s,
-                              g.region if g else -1, service_depth=item.demanded)
+                              g.region if g else -1, extra)
         view.out = compose(item.result, item.image, req)
         return view, view.out
 
@@ -111,13 +115,15 @@ class PublishStage:
         if not item.partial and self.ctx.pipeline.propagator is None:
             item.result = self.tracks.update(item.result)
         t1 = time.perf_counter()
-        rows = [r for r in OUTPUTS if self.listening(r) and not (item.partial and r.full_only)]
+        rows = [r for r in FRAME_OUTPUTS if self.listening(r) and not (item.partial and r.full_only)]
         view, out = self._view(item, rows)
         parts = {"compose": time.perf_counter() - t1}
         if not item.partial:  # before publishing: a client that saw this frame can ground on it
             with self._last_cv:
                 self.last = (item, out)
                 self._last_cv.notify_all()
+            if self.memory is not None:
+                self.memory.offer(item, out)
         if out.points is not None and len(out):
             missing = int((~np.isfinite(out.points[:, 2])).sum())
             if missing:

@@ -82,3 +82,62 @@ class GroundService:
         response.success = True
         response.message = "found" if g.found else "not found (abstained)"
         return response
+
+
+FIND_DEFAULT_RESULTS, FIND_MAX_RESULTS = 10, 1000
+
+
+class MemoryServices:
+    """find (text -> ranked remembered objects), memory/save and memory/clear."""
+
+    def __init__(self, ctx: NodeContext, stage):
+        self.ctx, self.stage = ctx, stage
+
+    def find(self, request, response):
+        try:
+            return self._find(request, response)
+        except Exception as exc:  # our fault: requests are validated first; answer anyway
+            self.ctx.stats.count("errors/service")
+            self.ctx.logger.error(f"find failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+            response.success, response.message = False, f"internal error: {type(exc).__name__}"
+            return response
+
+    def _find(self, request, response):
+        from .memory_messages import object_msg
+
+        try:
+            query = normalize_query(request.query)
+        except LabelError as exc:
+            self.ctx.stats.count("bad_input/query")
+            response.success, response.message = False, f"rejected query: {exc}"
+            return response
+        if not query:
+            response.success, response.message = False, "empty query"
+            return response
+        limit = min(int(request.max_results) or FIND_DEFAULT_RESULTS, FIND_MAX_RESULTS)
+        ranked = self.stage.find(query, limit)
+        with self.stage.lock:  # the stage may be fusing: read each object once, consistently
+            response.objects = [object_msg(trmsg, o, p) for o, p, _ in ranked]
+            response.header = self.stage.last_header
+        threshold = self.ctx.pipeline.config.abstain_threshold
+        response.found = bool(ranked) and ranked[0][1] >= threshold
+        response.success = True
+        response.message = ("nothing is remembered yet" if not ranked else
+                            "found" if response.found else f"not found (abstained: best score {ranked[0][1]:.2f} "
+                                                           f"< abstain_threshold {threshold})")
+        return response
+
+    def save(self, request, response):
+        try:
+            path = self.stage.save()
+            response.success = path is not None
+            response.message = f"saved {len(self.stage.memory)} objects to {path}" if path else "memory_file is not set"
+        except OSError as exc:  # the disk, not us: say so, the previous file stays whole
+            self.ctx.stats.count("memory/save_failed")
+            response.success, response.message = False, f"could not save: {exc}"
+        return response
+
+    def clear(self, request, response):
+        n = self.stage.clear()
+        response.success, response.message = True, f"forgot {n} objects"
+        return response

@@ -33,12 +33,16 @@ def moved(target: HostTarget, T: RigidTransform) -> HostTarget:
 
 
 def point_cloud(target: HostTarget, header) -> PointCloud2:
-    """Unorganised (height 1), dense: only clean points are sent."""
-    n = len(target.points)
+    return cloud_msg(target.points, target.colors, header)
+
+
+def cloud_msg(points: np.ndarray, colors, header) -> PointCloud2:
+    """Unorganised (height 1), dense: only clean points are sent. ``colors``: (N, 3) uint8 or None (white)."""
+    n = len(points)
     buf = np.empty((n, 4), np.float32)
-    buf[:, :3] = target.points
-    if target.colors is not None:
-        c = target.colors.astype(np.uint32)
+    buf[:, :3] = points
+    if colors is not None:
+        c = np.asarray(colors).astype(np.uint32)
         buf[:, 3] = ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).view(np.float32)
     else:
         buf[:, 3] = np.full(n, 0x00FFFFFF, np.uint32).view(np.float32)

@@ -1,0 +1,104 @@
+"""The object memory as ROS messages: MemoryObject(Array), boxes and labels for RViz, one cloud."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point, Pose, PoseStamped, Vector3
+from visualization_msgs.msg import Marker, MarkerArray
+
+from ..geometry.transform import quaternion_xyzw
+from ..memory import MemoryObject
+from .target3d import cloud_msg
+
+PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+                    [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]])
+
+
+@dataclass
+class MemoryView:
+    """What the memory outputs are built from, taken under the memory's lock."""
+    objects: List[MemoryObject]
+    header: object  # frame_id = memory_frame, stamp = the last fused frame's
+    grounded: Optional[MemoryObject]  # the active query's best remembered object, when it is found
+    max_points: int
+
+
+def _time(ns: int) -> Time:
+    return Time(sec=int(ns // 10**9), nanosec=int(ns % 10**9))
+
+
+def _point(p) -> Point:
+    return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
+
+
+def _pose(centre, axes) -> Pose:
+    pose = Pose(position=_point(centre))
+    q = quaternion_xyzw(axes)
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in q)
+    return pose
+
+
+def object_msg(msgs, o: MemoryObject, score: float = 0.0):
+    m = msgs.MemoryObject()
+    m.id, m.label, m.label_score, m.score = int(o.id), o.label, float(o.label_score), float(score)
+    centre, axes, size = o.oriented_box()
+    m.pose = _pose(centre, axes)
+    m.size = Vector3(x=float(size[0]), y=float(size[1]), z=float(size[2]))
+    lo, hi = o.bounds()
+    m.centroid, m.aabb_min, m.aabb_max = _point(o.centroid), _point(lo), _point(hi)
+    m.num_points, m.times_seen = len(o.keys), int(o.observations)
+    m.first_seen, m.last_seen, m.camera = _time(o.first_seen_ns), _time(o.last_seen_ns), o.camera
+    return m
+
+
+def objects_msg(msgs, v: MemoryView):
+    arr = msgs.MemoryObjectArray()
+    arr.header = v.header
+    arr.objects = [object_msg(msgs, o) for o in v.objects]
+    return arr
+
+
+def markers(v: MemoryView) -> MarkerArray:
+    """A DELETEALL first (objects the memory dropped disappear), then a box and a label per object."""
+    clear = Marker(action=Marker.DELETEALL)
+    clear.header, clear.ns = v.header, "textregion/memory"
+    out = [clear]
+    for o in v.objects:
+        centre, axes, size = o.oriented_box()
+        colour = PALETTE[o.id % len(PALETTE)] / 255.0
+        box = Marker(type=Marker.CUBE, action=Marker.ADD, id=int(o.id), ns="textregion/memory/boxes")
+        box.header, box.pose = v.header, _pose(centre, axes)
+        box.scale.x, box.scale.y, box.scale.z = (max(float(s), 1e-3) for s in size)
+        box.color.r, box.color.g, box.color.b, box.color.a = float(colour[0]), float(colour[1]), float(colour[2]), 0.4
+        text = Marker(type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, id=int(o.id), ns="textregion/memory/labels")
+        text.header, text.text = v.header, f"{o.label} #{o.id} ({o.observations}x)"
+        text.pose.position = _point(centre + np.array([0.0, 0.0, size[2] / 2 + 0.05]))
+        text.pose.orientation.w = 1.0
+        text.scale.z, text.color.r, text.color.g, text.color.b, text.color.a = 0.06, 1.0, 1.0, 1.0, 1.0
+        out += [box, text]
+    return MarkerArray(markers=out)
+
+
+def cloud(v: MemoryView):
+    """Every object's points, coloured by object, evenly subsampled to max_points."""
+    pts = [o.points for o in v.objects]
+    cols = [np.broadcast_to(PALETTE[o.id % len(PALETTE)], (len(o.keys), 3)) for o in v.objects]
+    points = np.concatenate(pts).astype(np.float32) if pts else np.zeros((0, 3), np.float32)
+    colours = np.concatenate(cols) if cols else np.zeros((0, 3), np.int64)
+    if len(points) > v.max_points:
+        keep = np.linspace(0, len(points) - 1, v.max_points).astype(int)
+        points, colours = points[keep], colours[keep]
+    return cloud_msg(points, colours, v.header)
+
+
+def grounded(v: MemoryView) -> Optional[PoseStamped]:
+    """The active query's remembered object, even out of view: a navigation goal can be derived from it."""
+    if v.grounded is None:
+        return None
+    centre, axes, _ = v.grounded.oriented_box()
+    msg = PoseStamped()
+    msg.header, msg.pose = v.header, _pose(v.grounded.centroid, axes)
+    return msg

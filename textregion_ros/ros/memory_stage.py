@@ -1,0 +1,231 @@
+"""The memory stage: feeds the object memory from each full frame and publishes what it remembers.
+
+The publish stage offers every full frame (its tracked regions' tokens, labels, instance map and
+matched depth) through a LatestSlot; this stage looks up the camera's pose in ``memory_frame`` at
+the frame's stamp, back-projects each region's depth, fuses, and builds the memory rows of the
+outputs table. A frame without a transform at its stamp is counted (``memory/no_transform``) and
+never fused with a guessed pose. Regions labelled as background are not remembered.
+
+Persistence follows the lifecycle: ``memory_file`` is loaded on configure and saved atomically on
+a timer, on deactivate and on shutdown. A file that cannot be used is refused with its reason and
+left untouched; the memory then starts empty and saves go to ``<memory_file>.recovered.npz``, so
+nothing in the refused file is ever overwritten.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ..memory import Detection, MemoryFileError, ObjectMemory, Observation, load_memory, save_memory
+from .context import NodeContext
+from .convert import ImageError, depth_to_meters, stamp_ns
+from .frames import header_in
+from .handover import LatestSlot
+from .memory_messages import MemoryView
+from .outputs import MEMORY_OUTPUTS
+from .params import memory_config
+from .stage import StageThread
+from .tf_buffer import TransformUnavailable
+
+MAX_POINTS_PER_DETECTION = 6000  # evenly subsampled beyond: fusion cost stays bounded per region
+
+
+@dataclass
+class MemoryFrame:
+    header: Any
+    stamp_ns: int
+    tokens: np.ndarray  # (R, D) the regions' (tracked) tokens
+    labels: List[str]  # per region
+    scores: np.ndarray  # (R,)
+    background: np.ndarray  # (R,) bool: labelled as background
+    track_ids: np.ndarray
+    instance: Optional[np.ndarray]  # (H, W) uint16 region + 1
+    depth: Any  # sensor_msgs/Image or None
+    K: Optional[np.ndarray]
+    query: str
+
+
+def frame_points(instance: np.ndarray, depth_m: np.ndarray, K: np.ndarray, stride: int) -> Dict[int, np.ndarray]:
+    """Region index -> (N, 3) optical-frame points of its pixels with valid depth (every ``stride``-th pixel)."""
+    ids = instance[::stride, ::stride].astype(np.int64) - 1
+    z = depth_m[::stride, ::stride].astype(np.float64)
+    v, u = np.nonzero((ids >= 0) & np.isfinite(z) & (z > 0))
+    r, z = ids[v, u], z[v, u]
+    v, u = v * stride, u * stride
+    pts = np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z], -1)
+    order = np.argsort(r, kind="stable")
+    r, pts = r[order], pts[order]
+    cuts = np.flatnonzero(np.diff(r)) + 1
+    return {int(g[0]): p for g, p in zip(np.split(r, cuts), np.split(pts, cuts)) if len(g)}
+
+
+class MemoryStage:
+    def __init__(self, ctx: NodeContext, publishers: Dict[str, Any], lookup, header_info: Dict[str, Any]):
+        self.ctx, self.publishers, self.lookup = ctx, publishers, lookup
+        self.expected = header_info  # encoder, token_dim, frame: what a memory file must have been written with
+        self.memory = ObjectMemory(memory_config(ctx.settings))
+        self.lock = threading.Lock()  # the stage fuses while services query
+        self.slot: LatestSlot[MemoryFrame] = LatestSlot()
+        self.save_path = ctx.settings.memory_file
+        self.last_header = header_in(_zero_header(), ctx.settings.memory_frame)
+        self._last_save = time.monotonic()
+        self.worker = StageThread("textregion-memory", self._loop)
+        self.start = self.worker.start
+
+    def stop(self) -> None:
+        self.worker.stop(self.slot.close)
+
+    @property
+    def alive(self) -> bool:
+        return self.worker.alive
+
+    # --- from the publish stage ---
+    def offer(self, item, out) -> None:
+        result = item.result
+        if out.instance is None or item.depth is None or item.K is None or not len(result):
+            self.ctx.stats.count("memory/no_depth")  # nothing to place in 3D
+            return
+        labels = [result.labels[int(i)] for i in out.label]
+        background = out.label >= len(result.labels) - result.num_background
+        tids = result.track_ids if result.track_ids is not None else np.zeros(len(result), np.uint32)
+        frame = MemoryFrame(item.header, item.stamp_ns, result.tokens.float().cpu().numpy(), labels,
+                            np.asarray(out.prob, np.float64), np.asarray(background), tids, out.instance.copy(),
+                            item.depth, item.K, item.queries.active)
+        if self.slot.put(frame):
+            self.ctx.stats.count("memory/dropped")  # fusing fell behind: the newest frame wins
+
+    # --- the stage ---
+    def _loop(self) -> None:
+        while self.worker.running:
+            frame = self.slot.take(0.2)
+            try:
+                if frame is not None:
+                    self.fuse(frame)
+                self._maybe_save()
+            except Exception as exc:  # the node must survive anything a frame can do
+                if not self.worker.running:
+                    return
+                self.ctx.stats.count("errors/memory")
+                self.ctx.logger.error(f"memory failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+            finally:
+                if frame is not None:
+                    self.slot.done()
+
+    def fuse(self, frame: MemoryFrame) -> None:
+        s = self.ctx.settings
+        try:
+            pose = self.lookup.lookup(s.memory_frame, frame.header.frame_id, frame.stamp_ns, s.tf_timeout)
+        except TransformUnavailable as exc:
+            self.ctx.warn("memory/no_transform", f"memory: no transform {frame.header.frame_id} -> {s.memory_frame} "
+                                                 f"at the frame's stamp ({exc}); the frame is not fused")
+            return
+        try:
+            depth = depth_to_meters(frame.depth)
+        except ImageError:
+            return  # the publish stage counted it
+        dets = self._detections(frame, depth, pose, s.depth_stride)
+        obs = Observation(frame.stamp_ns, frame.header.frame_id, pose, frame.K, depth, dets)
+        t0 = time.perf_counter()
+        with self.lock:
+            self.memory.config = memory_config(s)  # runtime memory_* knobs apply from this frame
+            self.memory.integrate(obs)
+            self.last_header = header_in(frame.header, s.memory_frame)
+            self.ctx.stats.set_flag("memory_objects", str(len(self.memory)))
+        self.ctx.stats.count("memory/fused")
+        self.ctx.stats.on_memory(time.perf_counter() - t0)
+        self._publish(frame.query)
+
+    def _detections(self, frame: MemoryFrame, depth: np.ndarray, pose, stride: int) -> List[Detection]:
+        points = frame_points(frame.instance, depth, frame.K, stride)
+        dets = []
+        for r, p in points.items():
+            if r >= len(frame.labels) or frame.background[r]:
+                continue
+            if len(p) > MAX_POINTS_PER_DETECTION:
+                p = p[np.linspace(0, len(p) - 1, MAX_POINTS_PER_DETECTION).astype(int)]
+            t = frame.tokens[r]
+            dets.append(Detection(t / max(np.linalg.norm(t), 1e-12), pose.points(p), frame.labels[r],
+                                  float(frame.scores[r]), int(frame.track_ids[r])))
+        return dets
+
+    # --- queries and outputs ---
+    def find(self, query: str, limit: int):
+        """Remembered objects for ``query``, best first: [(object, probability, cosine)], scored like grounding."""
+        pipeline = self.ctx.pipeline
+        queries = pipeline.embed_queries([query])  # outside the lock: an unseen query is encoded here
+        with self.lock:
+            ids, tokens = self.memory.tokens()
+            if not ids:
+                return []
+            probs, cos = pipeline.query_scores(torch.from_numpy(tokens).to(pipeline.device), queries)
+            return self.memory.rank(ids, probs[:, 0].float().cpu().numpy(), cos[:, 0].float().cpu().numpy(), limit)
+
+    def _publish(self, query: str) -> None:
+        rows = [r for r in MEMORY_OUTPUTS if self.publishers.get(r.name) is not None
+                and self.publishers[r.name].get_subscription_count() > 0]
+        if not rows:
+            return
+        grounded = None
+        if query and any(r.name == "memory/grounded" for r in rows):
+            ranked = self.find(query, 1)
+            if ranked and ranked[0][1] >= self.ctx.pipeline.config.abstain_threshold:
+                grounded = ranked[0][0]
+        with self.lock:
+            view = MemoryView(list(self.memory.objects.values()), self.last_header, grounded,
+                              self.ctx.settings.max_cloud_points)
+            msgs = [(r.name, r.build(view)) for r in rows]
+        for name, msg in msgs:
+            if msg is not None:
+                self.publishers[name].publish(msg)
+
+    # --- persistence ---
+    def load(self) -> None:
+        path = self.ctx.settings.memory_file
+        if not path or not os.path.exists(path):
+            return
+        try:
+            with self.lock:
+                n = load_memory(path, self.expected, self.memory)
+            self.ctx.logger.info(f"memory: loaded {n} objects from {path}")
+        except (MemoryFileError, OSError) as exc:
+            self.memory = ObjectMemory(memory_config(self.ctx.settings))
+            self.save_path = path + ".recovered.npz"
+            self.ctx.stats.count("bad_input/memory_file")
+            self.ctx.logger.error(f"memory: refused {path}: {exc}. It is left untouched; the memory starts "
+                                  f"empty and is saved to {self.save_path}")
+
+    def save(self) -> Optional[str]:
+        """-> the path written, or None when no memory_file is set."""
+        if not self.save_path:
+            return None
+        with self.lock:
+            save_memory(self.save_path, self.memory, self.expected)
+        self._last_save = time.monotonic()
+        self.ctx.stats.count("memory/saved")
+        return self.save_path
+
+    def _maybe_save(self) -> None:
+        every = self.ctx.settings.memory_save_every
+        if every > 0 and time.monotonic() - self._last_save >= every:
+            self.save()
+
+    def clear(self) -> int:
+        with self.lock:
+            n = len(self.memory)
+            self.memory.clear()
+        return n
+
+
+def _zero_header():
+    from std_msgs.msg import Header
+
+    return Header()
+
+
+__all__ = ["MemoryFrame", "MemoryStage", "frame_points", "stamp_ns"]
