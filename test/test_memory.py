@@ -221,3 +221,19 @@ def test_a_crash_mid_save_leaves_the_previous_file_whole(swept, tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         save_memory(path, memory, HEADER)
     assert _digest(path) == before and os.listdir(tmp_path) == ["memory.npz"]
+
+
+@pytest.mark.parametrize("n,limit", [(5, 10), (300, 7)])
+def test_rank_is_the_full_sort_by_probability_then_recency(n, limit):
+    rng = np.random.default_rng(n)
+    memory = ObjectMemory(MemoryConfig(merge_every=0))
+    for i in range(n):
+        o = memory._new(Detection(token(f"thing {i % 17}"), rng.uniform(0, 0.05, (30, 3)) + i, "x", 1.0),
+                        Observation(int(rng.integers(0, 50)), "c", None, None, None))
+        o.last_seen_ns = int(rng.integers(0, 50))
+    ids, _ = memory.tokens()
+    probs = np.round(rng.uniform(0, 1, len(ids)), 1)  # many ties
+    got = [(o.id, p) for o, p, _ in memory.rank(ids, probs, probs, limit)]
+    oracle = sorted(zip(ids, probs), key=lambda t: (-t[1], -memory.objects[t[0]].last_seen_ns))[:limit]
+    assert [p for _, p in got] == [p for _, p in oracle]
+    assert [memory.objects[i].last_seen_ns for i, _ in got] == [memory.objects[i].last_seen_ns for i, _ in oracle]

@@ -202,3 +202,16 @@ def test_a_memory_frame_that_does_not_exist_is_counted_and_the_node_stays_up(swe
         assert h2.node.stages_alive() and not find(h2, "red mug").objects
     finally:
         h2.close()
+
+
+def test_rviz_shows_the_memory_topics_this_node_publishes(swept):
+    import yaml
+    from ros_harness import ROOT
+
+    h = swept[0]
+    with open(os.path.join(ROOT, "config", "perceive.rviz")) as f:
+        displays = yaml.safe_load(f)["Visualization Manager"]["Displays"]
+    topics = {d["Topic"]["Value"] for d in displays if "Topic" in d and "/memory/" in d["Topic"]["Value"]}
+    published = {name.replace("/mem/", "/textregion/") for name, _ in h.node.get_publisher_names_and_types_by_node(
+        "textregion", "/mem")}
+    assert len(topics) == 3 and topics <= published, topics - published

@@ -38,10 +38,13 @@ def bin_points(points: np.ndarray, weights: np.ndarray, size: float) -> Tuple[np
     """Weighted points -> (sorted unique keys, per-key weighted sums (K, 3), per-key weights (K,))."""
     keys = voxel_keys(points, size)
     uniq, inv = np.unique(keys, return_inverse=True)
-    sums = np.zeros((len(uniq), 3))
-    np.add.at(sums, inv, points * weights[:, None])
-    w = np.bincount(inv, weights=weights, minlength=len(uniq))
-    return uniq, sums, w
+    return uniq, summed(inv, points * weights[:, None], len(uniq)), np.bincount(inv, weights=weights,
+                                                                              minlength=len(uniq))
+
+
+def summed(inv: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """(N, 3) values summed per group ``inv`` -> (n, 3); bincount per column (np.add.at is far slower)."""
+    return np.stack([np.bincount(inv, weights=values[:, c], minlength=n) for c in range(3)], -1)
 
 
 @dataclass
@@ -81,7 +84,6 @@ class MemoryObject:
     last_frame: int = 0
     camera: str = ""  # the camera that saw it last
     misses: int = 0  # frames in a row it should have been seen and was not
-    _dilated: Optional[np.ndarray] = field(default=None, repr=False)
     _box: Optional[Tuple[np.ndarray, np.ndarray]] = field(default=None, repr=False)
 
     @property
@@ -97,14 +99,15 @@ class MemoryObject:
         return self.label_votes.get(self.label, 0.0) / max(self.observations, 1)
 
     def changed(self) -> None:
-        self._dilated, self._box = None, None
+        self._box = None
 
-    def dilated(self) -> np.ndarray:
-        """Sorted keys of its voxels and their 26 neighbours: "next to" for overlap."""
-        if self._dilated is None:
-            ijk = key_indices(self.keys)
-            self._dilated = np.unique(pack((ijk[:, None, :] + NEIGHBOURS[None]).reshape(-1, 3)))
-        return self._dilated
+    def next_to(self, keys: np.ndarray) -> np.ndarray:
+        """(K,) voxel keys at this object's size -> (K,) bool: the voxel or one of its 26 neighbours is its."""
+        if not len(self.keys):
+            return np.zeros(len(keys), bool)
+        nb = pack((key_indices(keys)[:, None, :] + NEIGHBOURS[None]).reshape(-1, 3))
+        pos = np.minimum(np.searchsorted(self.keys, nb), len(self.keys) - 1)
+        return (self.keys[pos] == nb).reshape(len(keys), -1).any(1)
 
     def bounds(self) -> Tuple[np.ndarray, np.ndarray]:
         """Axis-aligned box of its points from the 1st to the 99th percentile: flying pixels and depth noise
@@ -140,9 +143,7 @@ class MemoryObject:
         keys, sums, w = bin_points(points, weights, self.voxel_size)
         allk = np.concatenate([self.keys, keys])
         uniq, inv = np.unique(allk, return_inverse=True)
-        s = np.zeros((len(uniq), 3))
-        np.add.at(s, inv, np.concatenate([self.sums, sums]))
-        self.keys, self.sums = uniq, s
+        self.keys, self.sums = uniq, summed(inv, np.concatenate([self.sums, sums]), len(uniq))
         self.weights = np.bincount(inv, weights=np.concatenate([self.weights, w]), minlength=len(uniq))
         while len(self.keys) > max_points:  # coarsen: twice the side, the voxels' means binned again
             self.voxel_size *= 2.0

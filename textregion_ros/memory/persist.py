@@ -88,9 +88,7 @@ def load_memory(path: str, expected: Dict[str, Any], memory: ObjectMemory) -> in
         raise MemoryFileError(f"{path} is not a readable memory file (truncated or corrupt?): "
                               f"{type(exc).__name__}: {exc}") from exc
     objs = _objects(path, meta, arrays, int(expected["token_dim"]))
-    memory.objects = {o.id: o for o in objs}
-    memory.next_id = max([int(meta.get("next_id", 1))] + [o.id + 1 for o in objs])
-    memory.frames = int(meta.get("frames", 0))
+    memory.replace(objs, max([int(meta.get("next_id", 1))] + [o.id + 1 for o in objs]), int(meta.get("frames", 0)))
     return len(objs)
 
 

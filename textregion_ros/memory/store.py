@@ -16,13 +16,16 @@ Per frame (``integrate``):
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
 
 from .config import MemoryConfig
 from .objects import Detection, MemoryObject, Observation, bin_points, voxel_keys
+from .table import ObjectTable
 
 VISIBILITY_SAMPLES = 32  # points per object checked against the depth image
 MIN_IN_VIEW = 0.5  # share of those inside the image (and in front of the camera) for "should be visible"
@@ -37,6 +40,11 @@ class ObjectMemory:
         self.frames = 0  # frames fused
         self.counts: Counter = Counter()
         self._rng = np.random.default_rng(0)
+        self.table = ObjectTable()
+
+    def _index(self):
+        t = self.table
+        return t.ids, t.lo, t.hi, t.tokens
 
     def __len__(self) -> int:
         return len(self.objects)
@@ -49,14 +57,21 @@ class ObjectMemory:
         cfg = self.config
         dets = [d for d in obs.detections if len(d.points) >= cfg.min_points]
         self.counts["detections_without_points"] += len(obs.detections) - len(dets)
+        # Each detection once at the base voxel size: the work below scales with voxels, not pixels.
+        weights, binned = {}, []
+        for d in dets:
+            _, sums, w = bin_points(d.points, np.ones(len(d.points)), cfg.voxel_size)
+            binned.append(replace(d, points=sums / w[:, None]))
+            weights[id(binned[-1])] = w
+        originals, dets = {id(b): d for b, d in zip(binned, dets)}, binned
         pairs = self._associate(dets)
         ids, seen = [], set()
         for i, det in enumerate(dets):
             obj = self.objects.get(pairs.get(i, -1))
             if obj is None:
-                obj = self._new(det, obs)
+                obj = self._new(det, obs, weights[id(det)])
             else:
-                self._update(obj, det, obs)
+                self._update(obj, det, obs, weights[id(det)])
             seen.add(obj.id)
             ids.append(obj.id)
         self._misses(obs, seen)
@@ -64,7 +79,7 @@ class ObjectMemory:
         if cfg.merge_every and self.frames % cfg.merge_every == 0:
             self.merge_duplicates()
         self._evict()
-        by_det = dict(zip((id(d) for d in dets), ids))
+        by_det = dict(zip((id(originals[id(d)]) for d in dets), ids))
         return [by_det.get(id(d), 0) for d in obs.detections]
 
     def _associate(self, dets: List[Detection]) -> Dict[int, int]:
@@ -72,59 +87,71 @@ class ObjectMemory:
         if not dets or not self.objects:
             return {}
         cfg = self.config
-        objs = list(self.objects.values())
-        tokens = np.stack([o.token for o in objs])
+        ids, lo, hi, tokens = self._index()
         cos = np.stack([d.token for d in dets]) @ tokens.T  # (M, N)
-        lo = np.stack([o.bounds()[0] for o in objs]) - 2 * np.array([o.voxel_size for o in objs])[:, None]
-        hi = np.stack([o.bounds()[1] for o in objs]) + 2 * np.array([o.voxel_size for o in objs])[:, None]
         score = np.full(cos.shape, -np.inf)
         for i, d in enumerate(dets):
             dlo, dhi = d.points.min(0), d.points.max(0)
             near = np.nonzero(((dlo <= hi) & (dhi >= lo)).all(1) & (cos[i] >= cfg.min_cosine))[0]
             for j in near:
-                ov = overlap(d.points, objs[j])
+                ov = overlap(d.points, self.objects[int(ids[j])])
                 if ov >= cfg.min_overlap:
                     score[i, j] = cfg.overlap_weight * ov + (1 - cfg.overlap_weight) * cos[i, j]
         ok = np.isfinite(score)
         if not ok.any():
             return {}
         rows, cols = linear_sum_assignment(np.where(ok, -score, 1e6))
-        return {int(r): objs[c].id for r, c in zip(rows, cols) if ok[r, c]}
+        return {int(r): int(ids[c]) for r, c in zip(rows, cols) if ok[r, c]}
 
-    def _new(self, det: Detection, obs: Observation) -> MemoryObject:
-        keys, sums, w = bin_points(det.points, np.ones(len(det.points)), self.config.voxel_size)
+    def _new(self, det: Detection, obs: Observation, weights: Optional[np.ndarray] = None) -> MemoryObject:
+        weights = np.ones(len(det.points)) if weights is None else weights
+        keys, sums, w = bin_points(det.points, weights, self.config.voxel_size)
         obj = MemoryObject(self.next_id, det.token.astype(np.float32), self.config.voxel_size, keys, sums, w,
                            {det.label: float(det.score)} if det.label else {}, 1, obs.stamp_ns, obs.stamp_ns,
                            self.frames, self.frames, obs.camera)
         obj.add_points(np.zeros((0, 3)), np.zeros(0), self.config.max_points)  # the bound holds from the start
         self.objects[obj.id] = obj
+        self.table.put(obj)
         self.next_id += 1
         self.counts["created"] += 1
         return obj
 
-    def _update(self, obj: MemoryObject, det: Detection, obs: Observation) -> None:
-        obj.add_points(det.points, np.ones(len(det.points)), self.config.max_points)
+    def _update(self, obj: MemoryObject, det: Detection, obs: Observation, weights: np.ndarray) -> None:
+        obj.add_points(det.points, weights, self.config.max_points)
         obj.add_token(det.token)
         if det.label:
             obj.label_votes[det.label] = obj.label_votes.get(det.label, 0.0) + float(det.score)
         obj.observations += 1
         obj.last_seen_ns, obj.last_frame, obj.camera, obj.misses = obs.stamp_ns, self.frames, obs.camera, 0
+        self.table.put(obj)
         self.counts["matched"] += 1
 
     # --- what should have been seen ---
     def _misses(self, obs: Observation, seen: set) -> None:
-        if obs.depth_m is None:
+        if obs.depth_m is None or not self.objects:
             return
+        ids, lo, hi, _ = self._index()
+        # Only objects whose box centre projects into the image in front of the camera are looked at.
+        cam = obs.pose.inverse().points((lo + hi) / 2)
+        h, w = obs.depth_m.shape
+        z = np.where(cam[:, 2] > 0.05, cam[:, 2], np.inf)
+        u, v = obs.K[0, 0] * cam[:, 0] / z + obs.K[0, 2], obs.K[1, 1] * cam[:, 1] / z + obs.K[1, 2]
+        candidates = np.nonzero(np.isfinite(z) & (u >= 0) & (u < w) & (v >= 0) & (v < h))[0]
         removed = []
-        for obj in self.objects.values():
+        for j in candidates:
+            obj = self.objects[int(ids[j])]
             if obj.id in seen or not self.should_see(obj, obs):
                 continue
             obj.misses += 1
             if obj.misses >= self.config.miss_frames:
                 removed.append(obj.id)
-        for oid in removed:
-            del self.objects[oid]
+        self._delete(removed)
         self.counts["removed_unseen"] += len(removed)
+
+    def _delete(self, ids) -> None:
+        for oid in ids:
+            del self.objects[oid]
+            self.table.remove(oid)
 
     def should_see(self, obj: MemoryObject, obs: Observation) -> bool:
         """Inside the image and not hidden: the depth measured there is not in front of the object."""
@@ -151,30 +178,35 @@ class ObjectMemory:
         cfg = self.config
         noise = [o.id for o in self.objects.values()
                  if o.observations < cfg.min_observations and self.frames - o.first_frame >= cfg.noise_frames]
-        for oid in noise:
-            del self.objects[oid]
+        self._delete(noise)
         self.counts["dropped_noise"] += len(noise)
 
     def _evict(self) -> None:
         extra = len(self.objects) - self.config.max_objects
         if extra <= 0:
             return
-        for o in sorted(self.objects.values(), key=lambda o: (o.last_seen_ns, o.id))[:extra]:
-            del self.objects[o.id]
+        self._delete([o.id for o in sorted(self.objects.values(), key=lambda o: (o.last_seen_ns, o.id))[:extra]])
         self.counts["evicted"] += extra
 
     def merge_duplicates(self) -> int:
-        """Merge every pair whose overlap and cosine pass the merge gates (the smaller into the larger)."""
+        """Merge every pair whose overlap and cosine pass the merge gates (the smaller into the larger). Only
+        pairs whose boxes are near each other are compared (a k-d tree of the box centres)."""
         cfg, merged = self.config, 0
-        objs = sorted(self.objects.values(), key=lambda o: -len(o.keys))
-        for big_i, big in enumerate(objs):
-            if big.id not in self.objects:
-                continue
-            for small in objs[big_i + 1:]:
-                if small.id not in self.objects or float(big.token @ small.token) < cfg.merge_cosine:
-                    continue
-                if not boxes_touch(big, small) or overlap(small.points, big) < cfg.merge_overlap:
-                    continue
+        self.table.compact()  # no dead rows in the k-d tree
+        ids, lo, hi, tokens = self._index()
+        if len(ids) < 2:
+            return 0
+        reach = float(np.linalg.norm(hi - lo, axis=1).max())  # two boxes that touch have centres this close
+        pairs = cKDTree((lo + hi) / 2).query_pairs(reach, output_type="ndarray")
+        if len(pairs):
+            pairs = pairs[(tokens[pairs[:, 0]] * tokens[pairs[:, 1]]).sum(1) >= cfg.merge_cosine]
+            pairs = pairs[((lo[pairs[:, 0]] <= hi[pairs[:, 1]]) & (lo[pairs[:, 1]] <= hi[pairs[:, 0]])).all(1)]
+        for a, b in pairs:
+            oa, ob = self.objects.get(int(ids[a])), self.objects.get(int(ids[b]))
+            if oa is None or ob is None:
+                continue  # merged into another already
+            big, small = (oa, ob) if len(oa.keys) >= len(ob.keys) else (ob, oa)
+            if overlap(small.points, big) >= cfg.merge_overlap:
                 self._absorb(big, small)
                 merged += 1
         self.counts["merged"] += merged
@@ -191,33 +223,47 @@ class ObjectMemory:
         if small.last_seen_ns > big.last_seen_ns:
             big.last_seen_ns, big.camera = small.last_seen_ns, small.camera
         big.last_frame = max(big.last_frame, small.last_frame)
-        del self.objects[small.id]
+        self.table.put(big)
+        self._delete([small.id])
+
+    def replace(self, objects: List[MemoryObject], next_id: int, frames: int) -> None:
+        """Everything at once (a loaded file)."""
+        self.objects = {o.id: o for o in objects}
+        self.next_id, self.frames = next_id, frames
+        self.table = ObjectTable()
+        for o in objects:
+            self.table.put(o)
 
     def clear(self) -> None:
         self.objects.clear()
+        self.table = ObjectTable()
         self.counts["cleared"] += 1
 
     # --- queries ---
     def tokens(self) -> Tuple[List[int], np.ndarray]:
-        """(object ids, (N, D) tokens) in one order, for scoring against text."""
-        ids = sorted(self.objects)
-        dim = next(iter(self.objects.values())).token.shape[0] if self.objects else 0
-        return ids, (np.stack([self.objects[i].token for i in ids]) if ids else np.zeros((0, dim), np.float32))
+        """(object ids, (N, D) tokens) in one order, for scoring against text (the cached table: no copy)."""
+        return self.table.live()
 
     def rank(self, ids: List[int], probs: np.ndarray, cosines: np.ndarray, limit: int = 10
              ) -> List[Tuple[MemoryObject, float, float]]:
-        """Objects by descending probability (ties: the most recently seen first)."""
-        order = sorted(range(len(ids)), key=lambda i: (-float(probs[i]), -self.objects[ids[i]].last_seen_ns))
-        return [(self.objects[ids[i]], float(probs[i]), float(cosines[i])) for i in order[:limit]]
+        """The ``limit`` objects of highest probability, best first (ties: the most recently seen first)."""
+        if not ids:
+            return []
+        last = np.array([self.objects[i].last_seen_ns for i in ids]) if len(ids) <= 4 * limit else None
+        if last is None:  # many objects: the top candidates by probability first, then the exact order
+            top = np.argpartition(-probs, min(limit, len(ids) - 1))[:max(limit * 4, limit + 1)]
+            top = top[np.lexsort((-np.array([self.objects[ids[i]].last_seen_ns for i in top]), -probs[top]))]
+        else:
+            top = np.lexsort((-last, -probs))
+        return [(self.objects[ids[i]], float(probs[i]), float(cosines[i])) for i in top[:limit]]
+
+
+OVERLAP_SAMPLES = 128  # voxels of a detection tested for overlap: the share to about +-4%, at a fixed cost
 
 
 def overlap(points: np.ndarray, obj: MemoryObject) -> float:
     """Share of ``points``' voxels (at the object's voxel size) that are the object's or next to them."""
     keys = np.unique(voxel_keys(points, obj.voxel_size))
-    return float(np.isin(keys, obj.dilated(), assume_unique=True).mean()) if len(keys) else 0.0
-
-
-def boxes_touch(a: MemoryObject, b: MemoryObject) -> bool:
-    (alo, ahi), (blo, bhi) = a.bounds(), b.bounds()
-    pad = 2 * max(a.voxel_size, b.voxel_size)
-    return bool(((alo - pad <= bhi) & (blo - pad <= ahi)).all())
+    if len(keys) > OVERLAP_SAMPLES:  # evenly spaced in key order: spread over the detection
+        keys = keys[np.linspace(0, len(keys) - 1, OVERLAP_SAMPLES).astype(int)]
+    return float(obj.next_to(keys).mean()) if len(keys) else 0.0

@@ -72,7 +72,7 @@ class MemoryStage:
         self.memory = ObjectMemory(memory_config(ctx.settings))
         self.lock = threading.Lock()  # the stage fuses while services query
         self.slot: LatestSlot[MemoryFrame] = LatestSlot()
-        self.save_path = ctx.settings.memory_file
+        self.save_path = os.path.expanduser(ctx.settings.memory_file)
         self.last_header = header_in(_zero_header(), ctx.settings.memory_frame)
         self._last_save = time.monotonic()
         self.worker = StageThread("textregion-memory", self._loop)
@@ -186,7 +186,7 @@ class MemoryStage:
 
     # --- persistence ---
     def load(self) -> None:
-        path = self.ctx.settings.memory_file
+        path = os.path.expanduser(self.ctx.settings.memory_file)
         if not path or not os.path.exists(path):
             return
         try:

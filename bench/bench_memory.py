@@ -1,0 +1,157 @@
+"""Cost of the object memory, in one run: fusion per frame, find latency, and memory over a long run.
+
+    python bench/bench_memory.py [--objects 1000 10000] [--regions 64] [--frames 100000]
+
+* Fusion: a memory holding N objects (on a 0.5 m grid; each a 0.12 m box's surface, 2,000 points, a
+  512-d token) fuses frames of R detections with a depth image and a camera looking at them, so
+  association, the visibility check, noise and merging all run. A detection is what one region of
+  a VGA frame gives at depth_stride 2: 1,500 points on one 0.12 m face of an object (about 150
+  voxels of 1 cm) with 3 mm noise, and its token jittered. Median and p95 of
+  ObjectMemory.integrate over 30 frames.
+* find: scoring the query against every remembered token by the grounding rule (classify.query_scores,
+  one matmul) plus ranking, at N objects; median over 200 queries.
+* Bounds: --frames frames of 8 small detections at new places, with max_objects 1000 and max_points
+  500: objects are created and evicted all run long. RSS is sampled every 10% of the run; the report
+  gives the objects held, the evictions and the RSS growth over the second half.
+Writes bench/reports/<device>-memory.json (CPU only: the memory runs on the host).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import psutil
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from reports_io import device_name, write_report  # noqa: E402
+from textregion_ros.classify import query_scores  # noqa: E402
+from textregion_ros.encoders.text import LabelEmbeddings  # noqa: E402
+from textregion_ros.geometry.transform import RigidTransform  # noqa: E402
+from textregion_ros.memory import Detection, MemoryConfig, ObjectMemory, Observation  # noqa: E402
+
+DIM = 512
+
+
+def unit(rng, n):
+    t = rng.standard_normal((n, DIM)).astype(np.float32)
+    return t / np.linalg.norm(t, axis=1, keepdims=True)
+
+
+SIDE = 0.12
+
+
+def box_surface(rng, n: int) -> np.ndarray:
+    """``n`` points on the faces of a SIDE cube at the origin corner."""
+    p = rng.uniform(0, SIDE, (n, 3))
+    axis, side = rng.integers(0, 3, n), rng.integers(0, 2, n)
+    p[np.arange(n), axis] = side * SIDE
+    return p
+
+
+def filled(n: int, rng) -> ObjectMemory:
+    memory = ObjectMemory(MemoryConfig(min_observations=1, max_objects=max(n, 1), merge_every=0))
+    side = int(np.ceil(np.sqrt(n)))
+    centres = np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2)[:n] * 0.5
+    tokens = unit(rng, n)
+    for start in range(0, n, 256):
+        dets = [Detection(tokens[i], box_surface(rng, 2000) + np.r_[centres[i], 0.0])
+                for i in range(start, min(start + 256, n))]
+        memory.integrate(Observation(start, "bench", RigidTransform.identity(), np.eye(3), None, dets))
+    # The defaults from here on, except that nothing leaves during the measurement: the N objects count as
+    # established, and the visibility check runs (and costs) but removes nothing.
+    memory.config = MemoryConfig(max_objects=n * 2, miss_frames=100000)
+    for o in memory.objects.values():
+        o.observations = 10
+    return memory
+
+
+def fusion(n: int, regions: int, rng) -> dict:
+    memory = filled(n, rng)
+    ids, tokens = memory.tokens()
+    K = np.array([[262.5, 0, 159.5], [0, 262.5, 119.5], [0, 0, 1.0]])
+    # A camera 3 m above the grid's first corner, looking down: some objects in view, most not.
+    pose = RigidTransform(np.array([[1.0, 0, 0], [0, -1.0, 0], [0, 0, -1.0]]), np.array([1.5, 1.5, 3.0]))
+    depth = np.full((240, 320), 3.0, np.float32)
+    times = []
+    for f in range(30):
+        pick = rng.choice(len(ids), regions, replace=False)
+        dets = []
+        for j in pick:
+            lo = memory.objects[ids[j]].bounds()[0]
+            face = np.c_[rng.uniform(0, SIDE, (1500, 2)), np.full(1500, SIDE)]  # its top face
+            p = lo + face + rng.normal(0, 0.003, (1500, 3))
+            t = tokens[j] + 0.05 * rng.standard_normal(DIM).astype(np.float32)
+            dets.append(Detection(t / np.linalg.norm(t), p, "thing", 0.9))
+        t0 = time.perf_counter()
+        memory.integrate(Observation(10**9 + f, "bench", pose, K, depth, dets))
+        times.append(time.perf_counter() - t0)
+        ids, tokens = memory.tokens()
+    times.sort()
+    return {"objects": n, "regions": regions, "fuse_median_ms": 1e3 * statistics.median(times),
+            "fuse_p95_ms": 1e3 * times[int(0.95 * (len(times) - 1))], "objects_after": len(memory)}
+
+
+def find_latency(n: int, rng) -> dict:
+    memory = filled(n, rng)
+    background = LabelEmbeddings(("background",), torch.from_numpy(unit(rng, 3)), torch.zeros(3, dtype=torch.long))
+    times = []
+    for q in range(200):
+        query = LabelEmbeddings((f"q{q}",), torch.from_numpy(unit(rng, 1)), torch.zeros(1, dtype=torch.long))
+        t0 = time.perf_counter()
+        ids, tokens = memory.tokens()
+        probs, cos = query_scores(torch.from_numpy(tokens), query, background)
+        memory.rank(ids, probs[:, 0].numpy(), cos[:, 0].numpy(), 10)
+        times.append(time.perf_counter() - t0)
+    return {"objects": n, "find_median_ms": 1e3 * statistics.median(times),
+            "find_p95_ms": 1e3 * sorted(times)[int(0.95 * 199)]}
+
+
+def bounds(frames: int, rng) -> dict:
+    cfg = MemoryConfig(max_objects=1000, max_points=500, merge_every=50)
+    memory = ObjectMemory(cfg)
+    proc = psutil.Process()
+    samples = []
+    t0 = time.perf_counter()
+    for f in range(frames):
+        centres = rng.uniform(-200, 200, (8, 3))
+        dets = [Detection(unit(rng, 1)[0], c + rng.uniform(0, 0.2, (200, 3))) for c in centres]
+        memory.integrate(Observation(f, "bench", RigidTransform.identity(), np.eye(3), None, dets))
+        if (f + 1) % max(frames // 10, 1) == 0:
+            samples.append((f + 1, proc.memory_info().rss / 2**20, len(memory),
+                            max((len(o.keys) for o in memory.objects.values()), default=0)))
+    half = samples[len(samples) // 2 - 1][1]
+    return {"frames": frames, "seconds": time.perf_counter() - t0, "max_objects": cfg.max_objects,
+            "max_points": cfg.max_points, "objects_held": len(memory), "evicted": memory.counts["evicted"],
+            "dropped_noise": memory.counts["dropped_noise"], "rss_mb_samples": [s[1] for s in samples],
+            "largest_object_points": max(s[3] for s in samples),
+            "rss_growth_second_half_mb": samples[-1][1] - half}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--objects", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--regions", type=int, default=64)
+    ap.add_argument("--frames", type=int, default=100000)
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    rng = np.random.default_rng(0)
+    report = {"device": device_name(torch.device("cpu")), "fusion": [], "find": []}
+    for n in args.objects:
+        report["fusion"].append(fusion(n, args.regions, rng))
+        print(report["fusion"][-1], flush=True)
+    report["find"].append(find_latency(max(args.objects), rng))
+    print(report["find"][-1], flush=True)
+    report["bounds"] = bounds(args.frames, rng)
+    print(report["bounds"], flush=True)
+    write_report(report, torch.device("cpu"), "memory")
+
+
+if __name__ == "__main__":
+    main()
