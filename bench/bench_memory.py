@@ -10,8 +10,9 @@
   ObjectMemory.integrate over 30 frames.
 * find: scoring the query against every remembered token by the grounding rule (classify.query_scores,
   one matmul) plus ranking, at N objects; median over 200 queries.
-* Bounds: --frames frames of 8 small detections at new places, with max_objects 1000 and max_points
-  500: objects are created and evicted all run long. RSS is sampled every 10% of the run; the report
+* Bounds: --frames frames of 4 small detections at new places and 4 large ones of the same four
+  objects, with max_objects 1000 and max_points 500: new objects are created and evicted all run
+  long, and the four seen every frame coarsen at the point bound. RSS is sampled every 10% of the run; the report
   gives the objects held, the evictions and the RSS growth over the second half.
 Writes bench/reports/<device>-memory.json (CPU only: the memory runs on the host).
 """
@@ -114,14 +115,19 @@ def find_latency(n: int, rng) -> dict:
 
 
 def bounds(frames: int, rng) -> dict:
-    cfg = MemoryConfig(max_objects=1000, max_points=500, merge_every=50)
+    # Every object is kept (min_observations 1), so the memory fills to max_objects and evicts from then on;
+    # four objects are seen in every frame with 2,000 new points each, so they coarsen at max_points.
+    cfg = MemoryConfig(max_objects=1000, max_points=500, merge_every=50, min_observations=1)
     memory = ObjectMemory(cfg)
     proc = psutil.Process()
     samples = []
+    steady = unit(rng, 4)
     t0 = time.perf_counter()
     for f in range(frames):
-        centres = rng.uniform(-200, 200, (8, 3))
+        centres = rng.uniform(-200, 200, (4, 3))
         dets = [Detection(unit(rng, 1)[0], c + rng.uniform(0, 0.2, (200, 3))) for c in centres]
+        dets += [Detection(steady[k], np.array([k * 2.0, 0, 0]) + rng.uniform(0, 0.5, (2000, 3)))
+                 for k in range(4)]
         memory.integrate(Observation(f, "bench", RigidTransform.identity(), np.eye(3), None, dets))
         if (f + 1) % max(frames // 10, 1) == 0:
             samples.append((f + 1, proc.memory_info().rss / 2**20, len(memory),

@@ -2,7 +2,6 @@
 the test, colour masks standing in for SAM2 (the room's true instance masks) and the planted encoder.
 Each check is against where the room's objects really are."""
 import os
-import time
 
 import numpy as np
 import pytest

@@ -114,7 +114,7 @@ class MemoryObject:
         at the silhouette do not stretch it, and on a flat face (a sixth of a box's points) it is exact."""
         if self._box is None:
             p = self.points
-            self._box = (np.percentile(p, 1, axis=0), np.percentile(p, 99, axis=0)) if len(p) > 1 else (p[0], p[0])
+            self._box = tuple(np.quantile(p, [0.01, 0.99], axis=0)) if len(p) > 1 else (p[0], p[0])
         return self._box
 
     @property
@@ -139,8 +139,11 @@ class MemoryObject:
         lo, hi = np.percentile(local, 1, axis=0), np.percentile(local, 99, axis=0)
         return axes @ ((lo + hi) / 2), axes, hi - lo
 
-    def add_points(self, points: np.ndarray, weights: np.ndarray, max_points: int) -> None:
-        keys, sums, w = bin_points(points, weights, self.voxel_size)
+    def add_points(self, points: np.ndarray, weights: np.ndarray, max_points: int, binned=None) -> None:
+        """``binned``: (keys, sums, weights) of these points at ``binned_size``, reused when that is this object's
+        voxel size (a detection is binned once per frame)."""
+        keys, sums, w = binned[1:] if binned is not None and binned[0] == self.voxel_size else \
+            bin_points(points, weights, self.voxel_size)
         allk = np.concatenate([self.keys, keys])
         uniq, inv = np.unique(allk, return_inverse=True)
         self.keys, self.sums = uniq, summed(inv, np.concatenate([self.sums, sums]), len(uniq))

@@ -41,6 +41,7 @@ class ObjectMemory:
         self.counts: Counter = Counter()
         self._rng = np.random.default_rng(0)
         self.table = ObjectTable()
+        self._bins: Dict[int, tuple] = {}  # this frame's detections, binned once: id -> (size, keys, sums, weights)
 
     def _index(self):
         t = self.table
@@ -58,20 +59,20 @@ class ObjectMemory:
         dets = [d for d in obs.detections if len(d.points) >= cfg.min_points]
         self.counts["detections_without_points"] += len(obs.detections) - len(dets)
         # Each detection once at the base voxel size: the work below scales with voxels, not pixels.
-        weights, binned = {}, []
+        self._bins, binned = {}, []
         for d in dets:
-            _, sums, w = bin_points(d.points, np.ones(len(d.points)), cfg.voxel_size)
+            keys, sums, w = bin_points(d.points, np.ones(len(d.points)), cfg.voxel_size)
             binned.append(replace(d, points=sums / w[:, None]))
-            weights[id(binned[-1])] = w
+            self._bins[id(binned[-1])] = (cfg.voxel_size, keys, sums, w)
         originals, dets = {id(b): d for b, d in zip(binned, dets)}, binned
         pairs = self._associate(dets)
         ids, seen = [], set()
         for i, det in enumerate(dets):
             obj = self.objects.get(pairs.get(i, -1))
             if obj is None:
-                obj = self._new(det, obs, weights[id(det)])
+                obj = self._new(det, obs, self._bins[id(det)][3])
             else:
-                self._update(obj, det, obs, weights[id(det)])
+                self._update(obj, det, obs, self._bins[id(det)])
             seen.add(obj.id)
             ids.append(obj.id)
         self._misses(obs, seen)
@@ -94,7 +95,7 @@ class ObjectMemory:
             dlo, dhi = d.points.min(0), d.points.max(0)
             near = np.nonzero(((dlo <= hi) & (dhi >= lo)).all(1) & (cos[i] >= cfg.min_cosine))[0]
             for j in near:
-                ov = overlap(d.points, self.objects[int(ids[j])])
+                ov = overlap(d.points, self.objects[int(ids[j])], self._bins.get(id(d)))
                 if ov >= cfg.min_overlap:
                     score[i, j] = cfg.overlap_weight * ov + (1 - cfg.overlap_weight) * cos[i, j]
         ok = np.isfinite(score)
@@ -116,8 +117,8 @@ class ObjectMemory:
         self.counts["created"] += 1
         return obj
 
-    def _update(self, obj: MemoryObject, det: Detection, obs: Observation, weights: np.ndarray) -> None:
-        obj.add_points(det.points, weights, self.config.max_points)
+    def _update(self, obj: MemoryObject, det: Detection, obs: Observation, binned) -> None:
+        obj.add_points(det.points, binned[3], self.config.max_points, binned)
         obj.add_token(det.token)
         if det.label:
             obj.label_votes[det.label] = obj.label_votes.get(det.label, 0.0) + float(det.score)
@@ -261,9 +262,11 @@ class ObjectMemory:
 OVERLAP_SAMPLES = 128  # voxels of a detection tested for overlap: the share to about +-4%, at a fixed cost
 
 
-def overlap(points: np.ndarray, obj: MemoryObject) -> float:
-    """Share of ``points``' voxels (at the object's voxel size) that are the object's or next to them."""
-    keys = np.unique(voxel_keys(points, obj.voxel_size))
+def overlap(points: np.ndarray, obj: MemoryObject, binned=None) -> float:
+    """Share of ``points``' voxels (at the object's voxel size) that are the object's or next to them.
+    ``binned``: (size, keys, ...) of the points, reused when that size is the object's."""
+    keys = binned[1] if binned is not None and binned[0] == obj.voxel_size else \
+        np.unique(voxel_keys(points, obj.voxel_size))
     if len(keys) > OVERLAP_SAMPLES:  # evenly spaced in key order: spread over the detection
         keys = keys[np.linspace(0, len(keys) - 1, OVERLAP_SAMPLES).astype(int)]
     return float(obj.next_to(keys).mean()) if len(keys) else 0.0

@@ -24,7 +24,7 @@ import torch
 
 from ..memory import Detection, MemoryFileError, ObjectMemory, Observation, load_memory, save_memory
 from .context import NodeContext
-from .convert import ImageError, depth_to_meters, stamp_ns
+from .convert import ImageError, depth_to_meters
 from .frames import header_in
 from .handover import LatestSlot
 from .memory_messages import MemoryView
@@ -228,4 +228,4 @@ def _zero_header():
     return Header()
 
 
-__all__ = ["MemoryFrame", "MemoryStage", "frame_points", "stamp_ns"]
+__all__ = ["MemoryFrame", "MemoryStage", "frame_points"]

@@ -39,29 +39,41 @@ class NewestFrame:
         return self.publisher.wait_last(newest, timeout)
 
 
+def answered(ctx: NodeContext, name: str, handler, request, response):
+    """Run a service handler; an exception is our fault (requests are validated first): answer anyway."""
+    try:
+        return handler(request, response)
+    except Exception as exc:
+        ctx.stats.count("errors/service")
+        ctx.logger.error(f"{name} failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+        response.success, response.message = False, f"internal error: {type(exc).__name__}"
+        return response
+
+
+def checked_query(ctx: NodeContext, text: str, response) -> str:
+    """The normalized query, or "" with the response's refusal filled in (counted when it is bad input)."""
+    try:
+        query = normalize_query(text)
+    except LabelError as exc:
+        ctx.stats.count("bad_input/query")
+        response.success, response.message = False, f"rejected query: {exc}"
+        return ""
+    if not query:
+        response.success, response.message = False, "empty query"
+    return query
+
+
 class GroundService:
     def __init__(self, ctx: NodeContext, last_frame):
         self.ctx = ctx
         self.last_frame = last_frame  # () -> (Processed, FrameOutputs) or None (NewestFrame)
 
     def __call__(self, request, response):
-        try:
-            return self._ground(request, response)
-        except Exception as exc:  # our fault: requests are validated first; answer anyway
-            self.ctx.stats.count("errors/service")
-            self.ctx.logger.error(f"ground failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
-            response.success, response.message = False, f"internal error: {type(exc).__name__}"
-            return response
+        return answered(self.ctx, "ground", self._ground, request, response)
 
     def _ground(self, request, response):
-        try:
-            query = normalize_query(request.query)
-        except LabelError as exc:
-            self.ctx.stats.count("bad_input/query")
-            response.success, response.message = False, f"rejected query: {exc}"
-            return response
+        query = checked_query(self.ctx, request.query, response)
         if not query:
-            response.success, response.message = False, "empty query"
             return response
         pipeline = self.ctx.pipeline
         last = self.last_frame() if pipeline is not None else None
@@ -94,25 +106,13 @@ class MemoryServices:
         self.ctx, self.stage = ctx, stage
 
     def find(self, request, response):
-        try:
-            return self._find(request, response)
-        except Exception as exc:  # our fault: requests are validated first; answer anyway
-            self.ctx.stats.count("errors/service")
-            self.ctx.logger.error(f"find failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
-            response.success, response.message = False, f"internal error: {type(exc).__name__}"
-            return response
+        return answered(self.ctx, "find", self._find, request, response)
 
     def _find(self, request, response):
         from .memory_messages import object_msg
 
-        try:
-            query = normalize_query(request.query)
-        except LabelError as exc:
-            self.ctx.stats.count("bad_input/query")
-            response.success, response.message = False, f"rejected query: {exc}"
-            return response
+        query = checked_query(self.ctx, request.query, response)
         if not query:
-            response.success, response.message = False, "empty query"
             return response
         limit = min(int(request.max_results) or FIND_DEFAULT_RESULTS, FIND_MAX_RESULTS)
         ranked = self.stage.find(query, limit)
