@@ -237,3 +237,27 @@ def test_rank_is_the_full_sort_by_probability_then_recency(n, limit):
     oracle = sorted(zip(ids, probs), key=lambda t: (-t[1], -memory.objects[t[0]].last_seen_ns))[:limit]
     assert [p for _, p in got] == [p for _, p in oracle]
     assert [memory.objects[i].last_seen_ns for i, _ in got] == [memory.objects[i].last_seen_ns for i, _ in oracle]
+
+
+def test_the_object_table_follows_every_put_and_remove():
+    from textregion_ros.memory.table import ObjectTable
+
+    rng = np.random.default_rng(5)
+    table, oracle = ObjectTable(), {}
+    memory = ObjectMemory(MemoryConfig())
+    for step in range(600):
+        if oracle and rng.random() < 0.4:
+            oid = int(rng.choice(sorted(oracle)))
+            table.remove(oid)
+            del oracle[oid]
+        else:
+            o = memory._new(Detection(token(f"t{step}"), rng.uniform(0, 1, (30, 3)) + step, "x", 1.0),
+                            Observation(step, "c", None, None, None))
+            table.put(o)
+            oracle[o.id] = o
+    ids, tokens = table.live()
+    assert sorted(ids) == sorted(oracle) and table.dead == 0
+    for r, oid in enumerate(ids):
+        o = oracle[oid]
+        assert np.array_equal(tokens[r], o.token)
+        assert np.allclose(table.lo[r], o.bounds()[0] - 2 * o.voxel_size)

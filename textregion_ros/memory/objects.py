@@ -34,6 +34,11 @@ def pack(ijk: np.ndarray) -> np.ndarray:
     return (ijk[:, 0] << 42) | (ijk[:, 1] << 21) | ijk[:, 2]
 
 
+def neighbour_keys(keys: np.ndarray) -> np.ndarray:
+    """(K,) voxel keys -> (K, 27) keys of each voxel and its 26 neighbours."""
+    return pack((key_indices(keys)[:, None, :] + NEIGHBOURS[None]).reshape(-1, 3)).reshape(len(keys), 27)
+
+
 def bin_points(points: np.ndarray, weights: np.ndarray, size: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted points -> (sorted unique keys, per-key weighted sums (K, 3), per-key weights (K,))."""
     keys = voxel_keys(points, size)
@@ -101,13 +106,13 @@ class MemoryObject:
     def changed(self) -> None:
         self._box = None
 
-    def next_to(self, keys: np.ndarray) -> np.ndarray:
-        """(K,) voxel keys at this object's size -> (K,) bool: the voxel or one of its 26 neighbours is its."""
+    def next_to(self, nb: np.ndarray) -> np.ndarray:
+        """(K, 27) keys of voxels and their neighbours (``neighbour_keys``) at this object's size -> (K,) bool:
+        the voxel or one of its 26 neighbours is the object's."""
         if not len(self.keys):
-            return np.zeros(len(keys), bool)
-        nb = pack((key_indices(keys)[:, None, :] + NEIGHBOURS[None]).reshape(-1, 3))
+            return np.zeros(len(nb), bool)
         pos = np.minimum(np.searchsorted(self.keys, nb), len(self.keys) - 1)
-        return (self.keys[pos] == nb).reshape(len(keys), -1).any(1)
+        return (self.keys[pos] == nb).any(1)
 
     def bounds(self) -> Tuple[np.ndarray, np.ndarray]:
         """Axis-aligned box of its points from the 1st to the 99th percentile: flying pixels and depth noise

@@ -24,7 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
 from .config import MemoryConfig
-from .objects import Detection, MemoryObject, Observation, bin_points, voxel_keys
+from .objects import Detection, MemoryObject, Observation, bin_points, neighbour_keys, voxel_keys
 from .table import ObjectTable
 
 VISIBILITY_SAMPLES = 32  # points per object checked against the depth image
@@ -41,7 +41,10 @@ class ObjectMemory:
         self.counts: Counter = Counter()
         self._rng = np.random.default_rng(0)
         self.table = ObjectTable()
-        self._bins: Dict[int, tuple] = {}  # this frame's detections, binned once: id -> (size, keys, sums, weights)
+        self._young: set = set()  # ids of objects below min_observations (candidates for noise)
+        self._young_for = -1  # the min_observations that _young was computed for
+        self._bins: Dict[int, tuple] = {}
+        self._nb: Dict[tuple, np.ndarray] = {}  # this frame's detections, binned once: id -> (size, keys, sums, weights)
 
     def _index(self):
         t = self.table
@@ -59,7 +62,7 @@ class ObjectMemory:
         dets = [d for d in obs.detections if len(d.points) >= cfg.min_points]
         self.counts["detections_without_points"] += len(obs.detections) - len(dets)
         # Each detection once at the base voxel size: the work below scales with voxels, not pixels.
-        self._bins, binned = {}, []
+        self._bins, self._nb, binned = {}, {}, []
         for d in dets:
             keys, sums, w = bin_points(d.points, np.ones(len(d.points)), cfg.voxel_size)
             binned.append(replace(d, points=sums / w[:, None]))
@@ -84,25 +87,40 @@ class ObjectMemory:
         return [by_det.get(id(d), 0) for d in obs.detections]
 
     def _associate(self, dets: List[Detection]) -> Dict[int, int]:
-        """Detection index -> object id, from one Hungarian assignment over the gated pairs."""
+        """Detection index -> object id, from one Hungarian assignment over the gated pairs. Only pairs whose
+        boxes touch are scored (one broadcast test), and the solver sees only the objects in such pairs."""
         if not dets or not self.objects:
             return {}
         cfg = self.config
         ids, lo, hi, tokens = self._index()
-        cos = np.stack([d.token for d in dets]) @ tokens.T  # (M, N)
-        score = np.full(cos.shape, -np.inf)
-        for i, d in enumerate(dets):
-            dlo, dhi = d.points.min(0), d.points.max(0)
-            near = np.nonzero(((dlo <= hi) & (dhi >= lo)).all(1) & (cos[i] >= cfg.min_cosine))[0]
-            for j in near:
-                ov = overlap(d.points, self.objects[int(ids[j])], self._bins.get(id(d)))
-                if ov >= cfg.min_overlap:
-                    score[i, j] = cfg.overlap_weight * ov + (1 - cfg.overlap_weight) * cos[i, j]
+        dlo = np.stack([d.points.min(0) for d in dets])
+        dhi = np.stack([d.points.max(0) for d in dets])
+        pi, pj = np.nonzero(((dlo[:, None] <= hi[None]) & (dhi[:, None] >= lo[None])).all(-1))
+        cos = (np.stack([d.token for d in dets])[pi] * tokens[pj]).sum(1)
+        gate = cos >= cfg.min_cosine
+        pi, pj, cos = pi[gate], pj[gate], cos[gate]
+        if not len(pi):
+            return {}
+        cols, col_of = np.unique(pj, return_inverse=True)
+        score = np.full((len(dets), len(cols)), -np.inf)
+        for i, j, c, k in zip(pi, pj, cos, col_of):
+            obj = self.objects[int(ids[j])]
+            ov = overlap(dets[i].points, obj, self._probe(dets[i], obj))
+            if ov >= cfg.min_overlap:
+                score[i, k] = cfg.overlap_weight * ov + (1 - cfg.overlap_weight) * c
         ok = np.isfinite(score)
         if not ok.any():
             return {}
-        rows, cols = linear_sum_assignment(np.where(ok, -score, 1e6))
-        return {int(r): int(ids[c]) for r, c in zip(rows, cols) if ok[r, c]}
+        rows, picked = linear_sum_assignment(np.where(ok, -score, 1e6))
+        return {int(r): int(ids[cols[c]]) for r, c in zip(rows, picked) if ok[r, c]}
+
+    def _probe(self, det: Detection, obj: MemoryObject):
+        """The detection's sampled neighbour keys at obj's voxel size, computed once per detection and size."""
+        size, keys = self._bins[id(det)][:2]
+        key = (id(det), obj.voxel_size)
+        if key not in self._nb:
+            self._nb[key] = sampled_neighbours(det.points, obj.voxel_size, keys if size == obj.voxel_size else None)
+        return self._nb[key]
 
     def _new(self, det: Detection, obs: Observation, weights: Optional[np.ndarray] = None) -> MemoryObject:
         weights = np.ones(len(det.points)) if weights is None else weights
@@ -112,6 +130,7 @@ class ObjectMemory:
                            self.frames, self.frames, obs.camera)
         obj.add_points(np.zeros((0, 3)), np.zeros(0), self.config.max_points)  # the bound holds from the start
         self.objects[obj.id] = obj
+        self._young.add(obj.id)
         self.table.put(obj)
         self.next_id += 1
         self.counts["created"] += 1
@@ -176,10 +195,16 @@ class ObjectMemory:
 
     # --- housekeeping ---
     def _drop_noise(self) -> None:
+        """Objects still short of min_observations (the young: a few, not all N) that are out of time."""
         cfg = self.config
-        noise = [o.id for o in self.objects.values()
-                 if o.observations < cfg.min_observations and self.frames - o.first_frame >= cfg.noise_frames]
+        if self._young_for != cfg.min_observations:  # the knob changed: who is young changed with it
+            self._young = {o.id for o in self.objects.values() if o.observations < cfg.min_observations}
+            self._young_for = cfg.min_observations
+        self._young = {i for i in self._young if i in self.objects and
+                       self.objects[i].observations < cfg.min_observations}
+        noise = [i for i in self._young if self.frames - self.objects[i].first_frame >= cfg.noise_frames]
         self._delete(noise)
+        self._young.difference_update(noise)
         self.counts["dropped_noise"] += len(noise)
 
     def _evict(self) -> None:
@@ -230,7 +255,7 @@ class ObjectMemory:
     def replace(self, objects: List[MemoryObject], next_id: int, frames: int) -> None:
         """Everything at once (a loaded file)."""
         self.objects = {o.id: o for o in objects}
-        self.next_id, self.frames = next_id, frames
+        self.next_id, self.frames, self._young_for = next_id, frames, -1
         self.table = ObjectTable()
         for o in objects:
             self.table.put(o)
@@ -262,11 +287,16 @@ class ObjectMemory:
 OVERLAP_SAMPLES = 128  # voxels of a detection tested for overlap: the share to about +-4%, at a fixed cost
 
 
-def overlap(points: np.ndarray, obj: MemoryObject, binned=None) -> float:
-    """Share of ``points``' voxels (at the object's voxel size) that are the object's or next to them.
-    ``binned``: (size, keys, ...) of the points, reused when that size is the object's."""
-    keys = binned[1] if binned is not None and binned[0] == obj.voxel_size else \
-        np.unique(voxel_keys(points, obj.voxel_size))
-    if len(keys) > OVERLAP_SAMPLES:  # evenly spaced in key order: spread over the detection
+def sampled_neighbours(points: np.ndarray, size: float, keys: Optional[np.ndarray] = None) -> np.ndarray:
+    """(S, 27) neighbour keys of up to OVERLAP_SAMPLES of the points' voxels (evenly spaced in key order)."""
+    keys = np.unique(voxel_keys(points, size)) if keys is None else keys
+    if len(keys) > OVERLAP_SAMPLES:
         keys = keys[np.linspace(0, len(keys) - 1, OVERLAP_SAMPLES).astype(int)]
-    return float(obj.next_to(keys).mean()) if len(keys) else 0.0
+    return neighbour_keys(keys)
+
+
+def overlap(points: np.ndarray, obj: MemoryObject, nb: Optional[np.ndarray] = None) -> float:
+    """Share of ``points``' voxels (at the object's voxel size) that are the object's or next to them.
+    ``nb``: sampled_neighbours of the points at the object's size, when the caller has them."""
+    nb = sampled_neighbours(points, obj.voxel_size) if nb is None else nb
+    return float(obj.next_to(nb).mean()) if len(nb) else 0.0

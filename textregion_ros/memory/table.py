@@ -2,8 +2,10 @@
 
 Association, visibility and merging test a frame against every object at once; rebuilding these
 arrays from the objects each frame would cost more than the tests themselves at thousands of
-objects. A changed object rewrites its row, a new one appends a row, a removed one leaves a dead
-row (an empty box, a zero token) until dead rows are a quarter of the table, which is then compacted.
+objects. A changed object rewrites its row; a new one takes the next row (the arrays double when
+full, so appending is amortised O(1) instead of a copy of the whole table); a removed one leaves a
+dead row (an empty box, a zero token) until dead rows are a quarter of the table, which is then
+compacted.
 """
 from __future__ import annotations
 
@@ -16,41 +18,57 @@ from .objects import MemoryObject
 
 class ObjectTable:
     def __init__(self) -> None:
-        self.ids = np.zeros(0, np.int64)  # -1 = a dead row
-        self.lo = np.zeros((0, 3))
-        self.hi = np.zeros((0, 3))
-        self.tokens = np.zeros((0, 0), np.float32)
+        self.n = 0  # rows in use (live and dead)
+        self._ids = np.zeros(0, np.int64)  # -1 = a dead row
+        self._lo = np.zeros((0, 3))
+        self._hi = np.zeros((0, 3))
+        self._tokens = np.zeros((0, 0), np.float32)
         self.row: Dict[int, int] = {}
         self.dead = 0
+
+    ids = property(lambda self: self._ids[:self.n])
+    lo = property(lambda self: self._lo[:self.n])
+    hi = property(lambda self: self._hi[:self.n])
+    tokens = property(lambda self: self._tokens[:self.n])
+
+    def _grow(self, dim: int) -> None:
+        cap = max(16, 2 * len(self._ids))
+        grown = [np.full(cap, -1, np.int64), np.full((cap, 3), np.inf), np.full((cap, 3), -np.inf),
+                 np.zeros((cap, dim), np.float32)]
+        for new, old in zip(grown, (self._ids, self._lo, self._hi, self._tokens)):
+            if old.shape[-1:] == new.shape[-1:] or old.ndim == 1:
+                new[:self.n] = old[:self.n]
+        self._ids, self._lo, self._hi, self._tokens = grown
 
     def put(self, o: MemoryObject) -> None:
         lo, hi = o.bounds()
         pad = 2 * o.voxel_size
         r = self.row.get(o.id)
         if r is None:
-            if self.tokens.shape[1] != o.token.shape[0]:
-                self.tokens = np.zeros((len(self.ids), o.token.shape[0]), np.float32)
-            self.ids = np.append(self.ids, o.id)
-            self.lo, self.hi = np.vstack([self.lo, lo - pad]), np.vstack([self.hi, hi + pad])
-            self.tokens = np.vstack([self.tokens, o.token[None]])
-            self.row[o.id] = len(self.ids) - 1
-        else:
-            self.lo[r], self.hi[r], self.tokens[r] = lo - pad, hi + pad, o.token
+            if self.n == len(self._ids) or self._tokens.shape[1] != o.token.shape[0]:
+                self._grow(o.token.shape[0])
+            r, self.n = self.n, self.n + 1
+            self._ids[r] = o.id
+            self.row[o.id] = r
+        self._lo[r], self._hi[r], self._tokens[r] = lo - pad, hi + pad, o.token
 
     def remove(self, oid: int) -> None:
         r = self.row.pop(oid, None)
         if r is None:
             return
-        self.ids[r], self.lo[r], self.hi[r], self.tokens[r] = -1, np.inf, -np.inf, 0.0
+        self._ids[r], self._lo[r], self._hi[r], self._tokens[r] = -1, np.inf, -np.inf, 0.0
         self.dead += 1
-        if self.dead * 4 > len(self.ids):
+        if self.dead * 4 > self.n:
             self.compact()
 
     def compact(self) -> None:
-        keep = self.ids >= 0
-        self.ids, self.lo, self.hi, self.tokens = self.ids[keep], self.lo[keep], self.hi[keep], self.tokens[keep]
+        keep = np.flatnonzero(self.ids >= 0)
+        k = len(keep)
+        for a in (self._ids, self._lo, self._hi, self._tokens):
+            a[:k] = a[keep]
+        self._ids[k:self.n], self._lo[k:self.n], self._hi[k:self.n], self._tokens[k:self.n] = -1, np.inf, -np.inf, 0
+        self.n, self.dead = k, 0
         self.row = {int(i): r for r, i in enumerate(self.ids)}
-        self.dead = 0
 
     def live(self) -> Tuple[List[int], np.ndarray]:
         """(ids, tokens) of the live rows only."""
