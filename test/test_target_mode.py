@@ -41,7 +41,7 @@ def test_the_patch_map_peaks_on_the_queried_object_from_the_same_pass(planted, c
     top = np.flatnonzero(sim.flatten().numpy() >= float(sim.max()) - 1e-6)
     # Every best cell covers the object; a border cell whose mean colour is the object's may hold less than
     # half of its pixels, so the majority is asked of most cells, not all.
-    assert (votes[top, cls + 1] > 0).all() and (majority[top] == cls + 1).mean() >= 0.8, (CLASSES[cls], top)
+    assert (votes[top, cls + 1] > 0).all() and (majority[top] == cls + 1).mean() >= 0.75, (CLASSES[cls], top)
     assert (majority == cls + 1).sum() > 0 and enc.views == [1], "the map reused the frame's encoder pass"
 
 
