@@ -152,7 +152,8 @@ class ObjectMemory:
             return
         ids, lo, hi, _ = self._index()
         # Only objects whose box centre projects into the image in front of the camera are looked at.
-        cam = obs.pose.inverse().points((lo + hi) / 2)
+        with np.errstate(invalid="ignore"):  # dead rows (inf, -inf) give NaN centres, which project nowhere
+            cam = obs.pose.inverse().points((lo + hi) / 2)
         h, w = obs.depth_m.shape
         z = np.where(cam[:, 2] > 0.05, cam[:, 2], np.inf)
         u, v = obs.K[0, 0] * cam[:, 0] / z + obs.K[0, 2], obs.K[1, 1] * cam[:, 1] / z + obs.K[1, 2]

@@ -38,6 +38,16 @@ def _bring_up(node, stop: threading.Event, result: list) -> None:
         stop.set()
 
 
+def _spin(executor, stop: threading.Event) -> None:
+    """The executor's thread. Teardown destroys what it waits on (the node, the context), and spin may
+    then raise from inside rclpy; once stopping, that is the expected end, not something to print."""
+    try:
+        executor.spin()
+    except Exception:
+        if not stop.is_set():
+            raise
+
+
 def _teardown(node, executor) -> None:
     done = threading.Event()
 
@@ -63,13 +73,14 @@ def run(node_class, args: Optional[List[str]] = None) -> int:
     node = node_class()
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
-    threading.Thread(target=executor.spin, name="textregion-executor", daemon=True).start()
+    threading.Thread(target=_spin, args=(executor, stop), name="textregion-executor", daemon=True).start()
     result: list = []
     if node.get_parameter("autostart").value:
         threading.Thread(target=_bring_up, args=(node, stop, result), name="textregion-bringup",
                          daemon=True).start()
     while not stop.wait(0.2) and not node.finalized.is_set():  # a signal, or `ros2 lifecycle set ... shutdown`
         pass
+    stop.set()  # also after a shutdown transition: the executor thread may now end by an exception
     # Ignore further signals: teardown is already under way and bounded.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
