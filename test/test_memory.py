@@ -261,3 +261,20 @@ def test_the_object_table_follows_every_put_and_remove():
         o = oracle[oid]
         assert np.array_equal(tokens[r], o.token)
         assert np.allclose(table.lo[r], o.bounds()[0] - 2 * o.voxel_size)
+
+
+def test_a_file_with_malformed_label_scores_is_refused(swept, tmp_path):
+    import json
+
+    memory, _, _ = swept
+    path = str(tmp_path / "memory.npz")
+    save_memory(path, memory, HEADER)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["header"].tobytes().decode())
+    meta["labels"] = ["not a dict"] * len(meta["labels"])
+    arrays["header"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(MemoryFileError, match="label scores"):
+        load_memory(path, HEADER, ObjectMemory(MemoryConfig()))

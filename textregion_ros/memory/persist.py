@@ -121,6 +121,8 @@ def _objects(path: str, meta: Dict[str, Any], a: Dict[str, np.ndarray], dim: int
     labels, cameras = meta.get("labels"), meta.get("cameras")
     if not isinstance(labels, list) or not isinstance(cameras, list) or len(labels) != n or len(cameras) != n:
         raise MemoryFileError(f"{path}: labels or cameras do not match the objects")
+    if not all(isinstance(v, dict) and all(isinstance(x, (int, float)) for x in v.values()) for v in labels):
+        raise MemoryFileError(f"{path}: label scores must be numbers per label")
     out = []
     for i in range(n):
         s = slice(int(off[i]), int(off[i + 1]))
