@@ -43,12 +43,10 @@ class ObjectMemory:
         self.table = ObjectTable()
         self._young: set = set()  # ids of objects below min_observations (candidates for noise)
         self._young_for = -1  # the min_observations that _young was computed for
-        self._bins: Dict[int, tuple] = {}
-        self._nb: Dict[tuple, np.ndarray] = {}  # this frame's detections, binned once: id -> (size, keys, sums, weights)
-
-    def _index(self):
-        t = self.table
-        return t.ids, t.lo, t.hi, t.tokens
+        # This frame's detections, binned once at the base voxel size: (keys, sums, weights) per detection,
+        # and their sampled neighbour keys per (detection, voxel size).
+        self._bins: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._nb: Dict[Tuple[int, float], np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.objects)
@@ -59,40 +57,37 @@ class ObjectMemory:
         self.frames += 1
         self.counts["frames"] += 1
         cfg = self.config
-        dets = [d for d in obs.detections if len(d.points) >= cfg.min_points]
-        self.counts["detections_without_points"] += len(obs.detections) - len(dets)
+        kept = [k for k, d in enumerate(obs.detections) if len(d.points) >= cfg.min_points]
+        self.counts["detections_without_points"] += len(obs.detections) - len(kept)
         # Each detection once at the base voxel size: the work below scales with voxels, not pixels.
-        self._bins, self._nb, binned = {}, {}, []
-        for d in dets:
-            keys, sums, w = bin_points(d.points, np.ones(len(d.points)), cfg.voxel_size)
-            binned.append(replace(d, points=sums / w[:, None]))
-            self._bins[id(binned[-1])] = (cfg.voxel_size, keys, sums, w)
-        originals, dets = {id(b): d for b, d in zip(binned, dets)}, binned
+        self._bins = [bin_points(obs.detections[k].points, np.ones(len(obs.detections[k].points)), cfg.voxel_size)
+                      for k in kept]
+        self._nb = {}
+        dets = [replace(obs.detections[k], points=sums / w[:, None]) for k, (_, sums, w) in zip(kept, self._bins)]
         pairs = self._associate(dets)
-        ids, seen = [], set()
+        out, seen = [0] * len(obs.detections), set()
         for i, det in enumerate(dets):
             obj = self.objects.get(pairs.get(i, -1))
             if obj is None:
-                obj = self._new(det, obs, self._bins[id(det)][3])
+                obj = self._new(det, obs, self._bins[i])
             else:
-                self._update(obj, det, obs, self._bins[id(det)])
+                self._update(obj, det, obs, self._bins[i])
             seen.add(obj.id)
-            ids.append(obj.id)
+            out[kept[i]] = obj.id
         self._misses(obs, seen)
         self._drop_noise()
         if cfg.merge_every and self.frames % cfg.merge_every == 0:
             self.merge_duplicates()
         self._evict()
-        by_det = dict(zip((id(originals[id(d)]) for d in dets), ids))
-        return [by_det.get(id(d), 0) for d in obs.detections]
+        return out
 
     def _associate(self, dets: List[Detection]) -> Dict[int, int]:
         """Detection index -> object id, from one Hungarian assignment over the gated pairs. Only pairs whose
         boxes touch are scored (one broadcast test), and the solver sees only the objects in such pairs."""
         if not dets or not self.objects:
             return {}
-        cfg = self.config
-        ids, lo, hi, tokens = self._index()
+        cfg, t = self.config, self.table
+        ids, lo, hi, tokens = t.ids, t.lo, t.hi, t.tokens
         dlo = np.stack([d.points.min(0) for d in dets])
         dhi = np.stack([d.points.max(0) for d in dets])
         pi, pj = np.nonzero(((dlo[:, None] <= hi[None]) & (dhi[:, None] >= lo[None])).all(-1))
@@ -105,7 +100,7 @@ class ObjectMemory:
         score = np.full((len(dets), len(cols)), -np.inf)
         for i, j, c, k in zip(pi, pj, cos, col_of):
             obj = self.objects[int(ids[j])]
-            ov = overlap(dets[i].points, obj, self._probe(dets[i], obj))
+            ov = overlap(dets[i].points, obj, self._probe(i, dets[i].points, obj.voxel_size))
             if ov >= cfg.min_overlap:
                 score[i, k] = cfg.overlap_weight * ov + (1 - cfg.overlap_weight) * c
         ok = np.isfinite(score)
@@ -114,17 +109,17 @@ class ObjectMemory:
         rows, picked = linear_sum_assignment(np.where(ok, -score, 1e6))
         return {int(r): int(ids[cols[c]]) for r, c in zip(rows, picked) if ok[r, c]}
 
-    def _probe(self, det: Detection, obj: MemoryObject):
-        """The detection's sampled neighbour keys at obj's voxel size, computed once per detection and size."""
-        size, keys = self._bins[id(det)][:2]
-        key = (id(det), obj.voxel_size)
-        if key not in self._nb:
-            self._nb[key] = sampled_neighbours(det.points, obj.voxel_size, keys if size == obj.voxel_size else None)
-        return self._nb[key]
+    def _probe(self, i: int, points: np.ndarray, size: float) -> np.ndarray:
+        """Detection i's sampled neighbour keys at voxel ``size``, computed once per detection and size."""
+        if (i, size) not in self._nb:
+            keys = self._bins[i][0] if size == self.config.voxel_size else None
+            self._nb[(i, size)] = sampled_neighbours(points, size, keys)
+        return self._nb[(i, size)]
 
-    def _new(self, det: Detection, obs: Observation, weights: Optional[np.ndarray] = None) -> MemoryObject:
-        weights = np.ones(len(det.points)) if weights is None else weights
-        keys, sums, w = bin_points(det.points, weights, self.config.voxel_size)
+    def _new(self, det: Detection, obs: Observation, binned=None) -> MemoryObject:
+        """A new object from a detection; ``binned`` is its (keys, sums, weights) at the base voxel size."""
+        keys, sums, w = binned if binned is not None else bin_points(det.points, np.ones(len(det.points)),
+                                                                      self.config.voxel_size)
         obj = MemoryObject(self.next_id, det.token.astype(np.float32), self.config.voxel_size, keys, sums, w,
                            {det.label: float(det.score)} if det.label else {}, 1, obs.stamp_ns, obs.stamp_ns,
                            self.frames, self.frames, obs.camera)
@@ -137,7 +132,7 @@ class ObjectMemory:
         return obj
 
     def _update(self, obj: MemoryObject, det: Detection, obs: Observation, binned) -> None:
-        obj.add_points(det.points, binned[3], self.config.max_points, binned)
+        obj.add_points(det.points, binned[2], self.config.max_points, (self.config.voxel_size, *binned))
         obj.add_token(det.token)
         if det.label:
             obj.label_votes[det.label] = obj.label_votes.get(det.label, 0.0) + float(det.score)
@@ -150,7 +145,7 @@ class ObjectMemory:
     def _misses(self, obs: Observation, seen: set) -> None:
         if obs.depth_m is None or not self.objects:
             return
-        ids, lo, hi, _ = self._index()
+        ids, lo, hi = self.table.ids, self.table.lo, self.table.hi
         # Only objects whose box centre projects into the image in front of the camera are looked at.
         with np.errstate(invalid="ignore"):  # dead rows (inf, -inf) give NaN centres, which project nowhere
             cam = obs.pose.inverse().points((lo + hi) / 2)
@@ -219,8 +214,9 @@ class ObjectMemory:
         """Merge every pair whose overlap and cosine pass the merge gates (the smaller into the larger). Only
         pairs whose boxes are near each other are compared (a k-d tree of the box centres)."""
         cfg, merged = self.config, 0
-        self.table.compact()  # no dead rows in the k-d tree
-        ids, lo, hi, tokens = self._index()
+        t = self.table
+        t.compact()  # no dead rows in the k-d tree
+        ids, lo, hi, tokens = t.ids, t.lo, t.hi, t.tokens
         if len(ids) < 2:
             return 0
         reach = float(np.linalg.norm(hi - lo, axis=1).max())  # two boxes that touch have centres this close
@@ -276,13 +272,12 @@ class ObjectMemory:
         """The ``limit`` objects of highest probability, best first (ties: the most recently seen first)."""
         if not ids:
             return []
-        last = np.array([self.objects[i].last_seen_ns for i in ids]) if len(ids) <= 4 * limit else None
-        if last is None:  # many objects: the top candidates by probability first, then the exact order
-            top = np.argpartition(-probs, min(limit, len(ids) - 1))[:max(limit * 4, limit + 1)]
-            top = top[np.lexsort((-np.array([self.objects[ids[i]].last_seen_ns for i in top]), -probs[top]))]
-        else:
-            top = np.lexsort((-last, -probs))
-        return [(self.objects[ids[i]], float(probs[i]), float(cosines[i])) for i in top[:limit]]
+        cand = np.arange(len(ids))
+        if len(ids) > limit:  # everything at or above the limit-th probability, ties included, then the exact order
+            cand = np.flatnonzero(probs >= np.partition(probs, len(ids) - limit)[len(ids) - limit])
+        last = np.array([self.objects[ids[i]].last_seen_ns for i in cand])
+        top = cand[np.lexsort((-last, -probs[cand]))][:limit]
+        return [(self.objects[ids[i]], float(probs[i]), float(cosines[i])) for i in top]
 
 
 OVERLAP_SAMPLES = 128  # voxels of a detection tested for overlap: the share to about +-4%, at a fixed cost

@@ -5,7 +5,7 @@ from typing import Tuple
 
 from ..geometry.transform import RigidTransform
 from .convert import stamp_ns
-from .tf_buffer import TransformUnavailable, make_lookup, tf2_ros, transform_from_msg
+from .tf_buffer import TransformUnavailable, make_lookup
 
 
 class OutputFrame:
@@ -37,4 +37,4 @@ def header_in(header, frame_id: str):
     return Header(stamp=header.stamp, frame_id=frame_id)
 
 
-__all__ = ["OutputFrame", "header_in", "tf2_ros", "transform_from_msg"]
+__all__ = ["OutputFrame", "header_in"]

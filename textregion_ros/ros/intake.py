@@ -120,14 +120,17 @@ class Intake:
             return None
         return Frame(msg, *self.slot.last_taken)
 
-    def offer_latest(self) -> Optional[int]:
-        """A consumer asks for the newest image (the stage may have skipped it while idle): it goes back into
-        the slot unless a newer one waits there. -> its stamp, or None when no image has arrived."""
+    def latest_stamp(self) -> Optional[int]:
+        """The newest accepted image's stamp, or None when no image has arrived."""
         msg = self.latest
-        if msg is None:
-            return None
-        self.slot.offer(msg)
-        return stamp_ns(msg.header.stamp)
+        return None if msg is None else stamp_ns(msg.header.stamp)
+
+    def offer_latest(self) -> None:
+        """A consumer asks for the newest image (the stage may have skipped it while idle): it goes back into
+        the slot unless a newer one waits there."""
+        msg = self.latest
+        if msg is not None:
+            self.slot.offer(msg)
 
     def has_depth(self, t_ns: int) -> bool:
         """A depth frame stamped exactly ``t_ns`` is buffered (tests wait on it before sending the image)."""

@@ -6,12 +6,11 @@ from typing import List, Optional
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, Pose, PoseStamped, Vector3
+from geometry_msgs.msg import Point, PoseStamped, Vector3
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..geometry.transform import quaternion_xyzw
 from ..memory import MemoryObject
-from .target3d import cloud_msg
+from .target3d import cloud_msg, pose_from
 
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
                     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]])
@@ -34,18 +33,11 @@ def _point(p) -> Point:
     return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
 
 
-def _pose(centre, axes) -> Pose:
-    pose = Pose(position=_point(centre))
-    q = quaternion_xyzw(axes)
-    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in q)
-    return pose
-
-
 def object_msg(msgs, o: MemoryObject, score: float = 0.0):
     m = msgs.MemoryObject()
     m.id, m.label, m.label_score, m.score = int(o.id), o.label, float(o.label_score), float(score)
     centre, axes, size = o.oriented_box()
-    m.pose = _pose(centre, axes)
+    m.pose = pose_from(centre, axes)
     m.size = Vector3(x=float(size[0]), y=float(size[1]), z=float(size[2]))
     lo, hi = o.bounds()
     m.centroid, m.aabb_min, m.aabb_max = _point(o.centroid), _point(lo), _point(hi)
@@ -70,7 +62,7 @@ def markers(v: MemoryView) -> MarkerArray:
         centre, axes, size = o.oriented_box()
         colour = PALETTE[o.id % len(PALETTE)] / 255.0
         box = Marker(type=Marker.CUBE, action=Marker.ADD, id=int(o.id), ns="textregion/memory/boxes")
-        box.header, box.pose = v.header, _pose(centre, axes)
+        box.header, box.pose = v.header, pose_from(centre, axes)
         box.scale.x, box.scale.y, box.scale.z = (max(float(s), 1e-3) for s in size)
         box.color.r, box.color.g, box.color.b, box.color.a = float(colour[0]), float(colour[1]), float(colour[2]), 0.4
         text = Marker(type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, id=int(o.id), ns="textregion/memory/labels")
@@ -98,7 +90,7 @@ def grounded(v: MemoryView) -> Optional[PoseStamped]:
     """The active query's remembered object, even out of view: a navigation goal can be derived from it."""
     if v.grounded is None:
         return None
-    centre, axes, _ = v.grounded.oriented_box()
+    _, axes, _ = v.grounded.oriented_box()
     msg = PoseStamped()
-    msg.header, msg.pose = v.header, _pose(v.grounded.centroid, axes)
+    msg.header, msg.pose = v.header, pose_from(v.grounded.centroid, axes)
     return msg

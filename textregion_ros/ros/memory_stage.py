@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+from std_msgs.msg import Header
 
 from ..memory import Detection, MemoryFileError, ObjectMemory, Observation, load_memory, save_memory
 from .context import NodeContext
@@ -28,7 +29,7 @@ from .convert import ImageError, depth_to_meters
 from .frames import header_in
 from .handover import LatestSlot
 from .memory_messages import MemoryView
-from .outputs import MEMORY_OUTPUTS
+from .outputs import MEMORY_OUTPUTS, listening
 from .params import memory_config
 from .stage import StageThread
 from .tf_buffer import TransformUnavailable
@@ -73,7 +74,7 @@ class MemoryStage:
         self.lock = threading.Lock()  # the stage fuses while services query
         self.slot: LatestSlot[MemoryFrame] = LatestSlot()
         self.save_path = os.path.expanduser(ctx.settings.memory_file)
-        self.last_header = header_in(_zero_header(), ctx.settings.memory_frame)
+        self.last_header = Header(frame_id=ctx.settings.memory_frame)
         self._last_save = time.monotonic()
         self.worker = StageThread("textregion-memory", self._loop)
         self.start = self.worker.start
@@ -167,8 +168,7 @@ class MemoryStage:
             return self.memory.rank(ids, probs[:, 0].float().cpu().numpy(), cos[:, 0].float().cpu().numpy(), limit)
 
     def _publish(self, query: str) -> None:
-        rows = [r for r in MEMORY_OUTPUTS if self.publishers.get(r.name) is not None
-                and self.publishers[r.name].get_subscription_count() > 0]
+        rows = [r for r in MEMORY_OUTPUTS if listening(r, self.publishers, self.ctx.settings)]
         if not rows:
             return
         grounded = None
@@ -186,7 +186,9 @@ class MemoryStage:
 
     # --- persistence ---
     def load(self) -> None:
-        path = os.path.expanduser(self.ctx.settings.memory_file)
+        """On configure. load_memory fills the memory only from a file that passed every check, so a refused
+        file leaves it empty."""
+        path = self.save_path
         if not path or not os.path.exists(path):
             return
         try:
@@ -194,7 +196,6 @@ class MemoryStage:
                 n = load_memory(path, self.expected, self.memory)
             self.ctx.logger.info(f"memory: loaded {n} objects from {path}")
         except (MemoryFileError, OSError) as exc:
-            self.memory = ObjectMemory(memory_config(self.ctx.settings))
             self.save_path = path + ".recovered.npz"
             self.ctx.stats.count("bad_input/memory_file")
             self.ctx.logger.error(f"memory: refused {path}: {exc}. It is left untouched; the memory starts "
@@ -220,12 +221,6 @@ class MemoryStage:
             n = len(self.memory)
             self.memory.clear()
         return n
-
-
-def _zero_header():
-    from std_msgs.msg import Header
-
-    return Header()
 
 
 __all__ = ["MemoryFrame", "MemoryStage", "frame_points"]

@@ -227,6 +227,12 @@ FRAME_OUTPUTS = tuple(r for r in OUTPUTS if r.stage == "frame")
 MEMORY_OUTPUTS = tuple(r for r in OUTPUTS if r.stage == "memory")
 
 
+def listening(row: Output, publishers, settings) -> bool:
+    """Is the row switched on, published and read: the stages build only these."""
+    pub = publishers.get(row.name)
+    return pub is not None and row.enabled(settings) and pub.get_subscription_count() > 0
+
+
 def compose_request(rows, view_needs_target: bool, depth, K, settings, grounded: int,
                     extra: FrozenSet[str] = frozenset()) -> ComposeRequest:
     """What to compute for the outputs someone reads: the union of their needs and ``extra`` (a service

@@ -22,7 +22,8 @@ from .handover import LatestSlot
 from .inference import Processed
 from .loading import release_free_memory
 from .stage import StageThread
-from .outputs import DEPTH, FRAME_OUTPUTS, INSTANCE, TARGET, FrameView, Output, compose_request, needs_depth
+from .outputs import (DEPTH, FRAME_OUTPUTS, INSTANCE, TARGET, FrameView, Output, compose_request, listening,
+                      needs_depth)
 from .tracks import Tracks
 
 # After frames this large, hand freed heap back to the OS: glibc keeps freed arena memory otherwise,
@@ -50,8 +51,7 @@ class PublishStage:
         return self.worker.alive
 
     def listening(self, row: Output) -> bool:
-        pub = self.publishers.get(row.name)
-        return pub is not None and row.enabled(self.ctx.settings) and pub.get_subscription_count() > 0
+        return listening(row, self.publishers, self.ctx.settings)
 
     def wait_last(self, min_stamp_ns: int, timeout: float) -> Optional[Tuple[Processed, FrameOutputs]]:
         """The newest full frame once one stamped ``min_stamp_ns`` or later is published (or the timeout)."""

@@ -29,13 +29,11 @@ class NewestFrame:
         consuming = self.publisher.wanted()
         if not self.inference.alive or (consuming and last is not None):
             return last  # inactive: nothing runs; consuming: the newest published frame is current
+        newest = self.intake.latest_stamp()
+        if newest is None or (last is not None and last[0].stamp_ns >= newest):
+            return last  # no image has arrived at all, or the newest is the one already answered on
         self.inference.demand.set()
-        newest = self.intake.offer_latest()
-        if newest is None:
-            return last  # no image has arrived at all
-        if last is not None and last[0].stamp_ns >= newest:
-            self.inference.demand.clear()
-            return last  # the newest received frame is the one already answered on
+        self.intake.offer_latest()
         return self.publisher.wait_last(newest, timeout)
 
 

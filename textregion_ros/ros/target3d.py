@@ -58,9 +58,14 @@ def cloud_msg(points: np.ndarray, colors, header) -> PointCloud2:
 
 
 def pose(target: HostTarget) -> Pose:
+    return pose_from(target.obb_centre, target.obb_axes)
+
+
+def pose_from(centre, axes) -> Pose:
+    """A position (3,) and an orientation given as axes (3, 3) columns -> geometry_msgs/Pose."""
     p = Pose()
-    p.position = Point(x=float(target.obb_centre[0]), y=float(target.obb_centre[1]), z=float(target.obb_centre[2]))
-    q = quaternion_xyzw(target.obb_axes)
+    p.position = Point(x=float(centre[0]), y=float(centre[1]), z=float(centre[2]))
+    q = quaternion_xyzw(axes)
     p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in q)
     return p
 
