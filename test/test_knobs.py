@@ -145,3 +145,18 @@ def test_readme_parameter_table_is_the_knob_table():
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
     assert parameter_table() in readme, "README's parameter table: paste ros.params.parameter_table()"
+
+
+def test_every_row_of_the_tracker_lock_and_memory_tables_is_a_node_setting():
+    """A row added to one of the mirrored tables without its node setting would fail at runtime, where
+    params.memory_config (or the tracker's) reads it."""
+    import dataclasses
+
+    from textregion_ros.memory.config import MemoryConfig
+    from textregion_ros.ros.params import NodeSettings
+    from textregion_ros.targeting import LockConfig
+    from textregion_ros.tracking import TrackerConfig
+    names = {f.name for f in dataclasses.fields(NodeSettings)}
+    for cls, prefix in ((TrackerConfig, "track_"), (LockConfig, "lock_"), (MemoryConfig, "memory_")):
+        missing = [f.name for f in dataclasses.fields(cls) if prefix + f.name not in names]
+        assert not missing, f"{cls.__name__} rows without a node setting {prefix}<name>: {missing}"

@@ -260,7 +260,8 @@ def test_the_object_table_follows_every_put_and_remove():
     for r, oid in enumerate(ids):
         o = oracle[oid]
         assert np.array_equal(tokens[r], o.token)
-        assert np.allclose(table.lo[r], o.bounds()[0] - 2 * o.voxel_size)
+        assert np.allclose(table.lo[r], o.points.min(0) - 2 * o.voxel_size)  # the hull: every voxel inside
+        assert np.allclose(table.hi[r], o.points.max(0) + 2 * o.voxel_size)
 
 
 def test_a_file_with_malformed_label_scores_is_refused(swept, tmp_path):

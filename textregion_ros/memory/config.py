@@ -36,6 +36,9 @@ class MemoryConfig:
     depth_tolerance: float = knob(0.05, "how far (m) in front of an object the measured depth may be for the "
                                   "object to count as hidden rather than missing", range=(0.0, 10.0),
                                   runtime=True, consumer=MEMORY)
+    max_detection_points: int = knob(512, "depth points of a detection fused per frame, evenly subsampled "
+                                     "beyond: the cost of a frame stays bounded whatever the image size",
+                                     range=(16, 1000000), runtime=True, consumer=MEMORY)
     min_points: int = knob(20, "valid depth points a detection needs to be fused", range=(1, 100000),
                            runtime=True, consumer=MEMORY)
 

@@ -34,9 +34,13 @@ def pack(ijk: np.ndarray) -> np.ndarray:
     return (ijk[:, 0] << 42) | (ijk[:, 1] << 21) | ijk[:, 2]
 
 
+# A neighbour's key is the voxel's key plus a fixed offset: no axis leaves its 21 bits within +-1M voxels.
+NEIGHBOUR_OFFSETS = (NEIGHBOURS[:, 0] << 42) + (NEIGHBOURS[:, 1] << 21) + NEIGHBOURS[:, 2]
+
+
 def neighbour_keys(keys: np.ndarray) -> np.ndarray:
     """(K,) voxel keys -> (K, 27) keys of each voxel and its 26 neighbours."""
-    return pack((key_indices(keys)[:, None, :] + NEIGHBOURS[None]).reshape(-1, 3)).reshape(len(keys), 27)
+    return keys[:, None] + NEIGHBOUR_OFFSETS[None]
 
 
 def bin_points(points: np.ndarray, weights: np.ndarray, size: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -50,6 +54,23 @@ def bin_points(points: np.ndarray, weights: np.ndarray, size: float) -> Tuple[np
 def summed(inv: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     """(N, 3) values summed per group ``inv`` -> (n, 3); bincount per column (np.add.at is far slower)."""
     return np.stack([np.bincount(inv, weights=values[:, c], minlength=n) for c in range(3)], -1)
+
+
+def _interleave(old: np.ndarray, new: np.ndarray, is_old: np.ndarray, at: np.ndarray) -> np.ndarray:
+    out = np.empty((len(is_old),) + old.shape[1:], old.dtype)
+    out[is_old], out[at] = old, new
+    return out
+
+
+def percentiles(p: np.ndarray, lo: float, hi: float) -> Tuple[np.ndarray, np.ndarray]:
+    """np.quantile(p, [lo, hi], axis=0) (its linear method), from one partial sort of the four ranks it reads."""
+    pos = np.array([lo, hi]) * (len(p) - 1)
+    below = np.floor(pos).astype(int)
+    above = np.minimum(below + 1, len(p) - 1)
+    part = np.partition(p, np.unique(np.r_[below, above]), axis=0)
+    frac = (pos - below)[:, None]
+    q = part[below] * (1 - frac) + part[above] * frac
+    return q[0], q[1]
 
 
 @dataclass
@@ -90,6 +111,7 @@ class MemoryObject:
     camera: str = ""  # the camera that saw it last
     misses: int = 0  # frames in a row it should have been seen and was not
     _box: Optional[Tuple[np.ndarray, np.ndarray]] = field(default=None, repr=False)
+    _hull: Optional[Tuple[np.ndarray, np.ndarray]] = field(default=None, repr=False)
 
     @property
     def points(self) -> np.ndarray:
@@ -119,8 +141,18 @@ class MemoryObject:
         at the silhouette do not stretch it, and on a flat face (a sixth of a box's points) it is exact."""
         if self._box is None:
             p = self.points
-            self._box = tuple(np.quantile(p, [0.01, 0.99], axis=0)) if len(p) > 1 else (p[0], p[0])
+            self._box = percentiles(p, 0.01, 0.99) if len(p) > 1 else (p[0], p[0])
         return self._box
+
+    def hull(self) -> Tuple[np.ndarray, np.ndarray]:
+        """A box holding every voxel mean, so a test against it (which objects a detection might touch) misses
+        nothing; the exact tests come after it. Kept as points arrive: a voxel's mean only moves towards the
+        points added to it, and coarsened means average old ones, so the union of the old box and the new
+        points' box still holds them all. Cheaper per frame than bounds()."""
+        if self._hull is None:
+            p = self.points
+            self._hull = (p.min(0), p.max(0)) if len(p) else (np.full(3, np.inf), np.full(3, -np.inf))
+        return self._hull
 
     @property
     def centroid(self) -> np.ndarray:
@@ -144,21 +176,48 @@ class MemoryObject:
         lo, hi = np.percentile(local, 1, axis=0), np.percentile(local, 99, axis=0)
         return axes @ ((lo + hi) / 2), axes, hi - lo
 
-    def add_points(self, points: np.ndarray, weights: np.ndarray, max_points: int, binned=None) -> None:
-        """``binned``: (keys, sums, weights) of these points at ``binned_size``, reused when that is this object's
-        voxel size (a detection is binned once per frame)."""
-        keys, sums, w = binned[1:] if binned is not None and binned[0] == self.voxel_size else \
-            bin_points(points, weights, self.voxel_size)
-        allk = np.concatenate([self.keys, keys])
-        uniq, inv = np.unique(allk, return_inverse=True)
-        self.keys, self.sums = uniq, summed(inv, np.concatenate([self.sums, sums]), len(uniq))
-        self.weights = np.bincount(inv, weights=np.concatenate([self.weights, w]), minlength=len(uniq))
+    def add_points(self, points: np.ndarray, weights: np.ndarray, max_points: int, binned=None,
+                   hull: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> None:
+        """``binned``: (size, keys, sums, weights) of these points at voxel ``size``, reused when that is this
+        object's voxel size (a frame's detections are binned once, together). ``hull``: a box holding the
+        points, when the caller has one."""
+        if len(points) or binned is not None:
+            lo, hi = hull if hull is not None else (points.min(0), points.max(0))
+            old_lo, old_hi = self.hull()
+            self._hull = (np.minimum(old_lo, lo), np.maximum(old_hi, hi))
+        if binned is not None and binned[0] == self.voxel_size:
+            self.merge_voxels(*binned[1:])
+        else:
+            self.merge_voxels(*bin_points(points, weights, self.voxel_size))
         while len(self.keys) > max_points:  # coarsen: twice the side, the voxels' means binned again
             self.voxel_size *= 2.0
             means = self.points
             self.keys, s, self.weights = bin_points(means, self.weights, self.voxel_size)
             self.sums = s
         self.changed()
+
+    def merge_voxels(self, keys: np.ndarray, sums: np.ndarray, weights: np.ndarray) -> None:
+        """Add voxels (sorted unique keys at this object's size): a sorted merge, no sort of the union. Few
+        numpy calls on purpose: at 64 regions a frame, per-call overhead is most of the cost."""
+        n = len(self.keys)
+        if not n:
+            self.keys, self.sums, self.weights = keys.copy(), sums.copy(), weights.copy()
+            return
+        pos = np.searchsorted(self.keys, keys)
+        hit = self.keys.take(pos, mode="clip") == keys
+        if hit.all():  # every voxel seen before: the common case of an object in view
+            self.sums[pos] += sums  # keys are unique: no two adds land on one row
+            self.weights[pos] += weights
+            return
+        self.sums[pos[hit]] += sums[hit]
+        self.weights[pos[hit]] += weights[hit]
+        new = ~hit  # the new voxels' rows in the union: their insertion points, shifted by those before them
+        at = pos[new] + np.arange(len(keys) - int(hit.sum()))
+        old = np.ones(n + len(at), bool)
+        old[at] = False
+        self.keys = _interleave(self.keys, keys[new], old, at)
+        self.sums = _interleave(self.sums, sums[new], old, at)
+        self.weights = _interleave(self.weights, weights[new], old, at)
 
     def add_token(self, token: np.ndarray, n: int = 1) -> None:
         t = self.token * self.observations + token * n

@@ -1,4 +1,4 @@
-"""Every object's id, padded box and token as arrays, kept in step with the objects row by row.
+"""Every object's id, padded hull box (objects.hull) and token as arrays, kept in step with the objects row by row.
 
 Association, visibility and merging test a frame against every object at once; rebuilding these
 arrays from the objects each frame would cost more than the tests themselves at thousands of
@@ -41,7 +41,7 @@ class ObjectTable:
         self._ids, self._lo, self._hi, self._tokens = grown
 
     def put(self, o: MemoryObject) -> None:
-        lo, hi = o.bounds()
+        lo, hi = o.hull()
         pad = 2 * o.voxel_size
         r = self.row.get(o.id)
         if r is None:

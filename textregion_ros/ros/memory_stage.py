@@ -34,7 +34,6 @@ from .params import memory_config
 from .stage import StageThread
 from .tf_buffer import TransformUnavailable
 
-MAX_POINTS_PER_DETECTION = 6000  # evenly subsampled beyond: fusion cost stays bounded per region
 
 
 @dataclass
@@ -148,8 +147,6 @@ class MemoryStage:
         for r, p in points.items():
             if r >= len(frame.labels) or frame.background[r]:
                 continue
-            if len(p) > MAX_POINTS_PER_DETECTION:
-                p = p[np.linspace(0, len(p) - 1, MAX_POINTS_PER_DETECTION).astype(int)]
             t = frame.tokens[r]
             dets.append(Detection(t / max(np.linalg.norm(t), 1e-12), pose.points(p), frame.labels[r],
                                   float(frame.scores[r]), int(frame.track_ids[r])))

@@ -106,6 +106,7 @@ class NodeSettings:
     memory_noise_frames: int = mirror(MemoryConfig, "noise_frames")
     memory_miss_frames: int = mirror(MemoryConfig, "miss_frames")
     memory_depth_tolerance: float = mirror(MemoryConfig, "depth_tolerance")
+    memory_max_detection_points: int = mirror(MemoryConfig, "max_detection_points")
     memory_min_points: int = mirror(MemoryConfig, "min_points")
 
 
