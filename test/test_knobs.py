@@ -95,7 +95,26 @@ PROBES = {
                           and not b.groundings[0].found),
     "vocabulary": ({}, ("kettle", "spoon"), lambda a, b: b.labels[:2] == ("kettle", "spoon") != a.labels[:2]),
     "background": ({}, ("sky",), lambda a, b: b.labels[-1] == "sky" and b.num_background == 1),
+    # Segmentation knobs act on a sequence of frames (segmentation.run_frame): two frames, compared as a whole.
+    "segmentation": ({}, "target", lambda a, b: [r.kind for r in a] == ["full"] * 2 and
+                     [r.kind for r in b] == ["target"] * 2),
+    "hybrid_every": ({"segmentation": "hybrid", "abstain_threshold": 0.0, "hybrid_every": 10}, 1,
+                     lambda a, b: [r.kind for r in a] == ["full", "target"] and [r.kind for r in b] == ["full"] * 2),
+    "target_points": ({"segmentation": "target", "target_points": 3}, 1,
+                      lambda a, b: a[0].masks.counts["prompts"] > 1 == b[0].masks.counts["prompts"]),
+    "target_negatives": ({"segmentation": "target", "target_negatives": 2}, 0,
+                         lambda a, b: not torch.allclose(a[0].masks.masks, b[0].masks.masks)),
 }
+SEQUENCE_KNOBS = {"segmentation", "hybrid_every", "target_points", "target_negatives"}
+
+
+def frames(pipe, rgb, name):
+    """What a probe compares: one frame, or for a segmentation knob two frames from a fresh schedule."""
+    if name not in SEQUENCE_KNOBS:
+        return pipe.process(rgb, queries=["red mug"])
+    from textregion_ros.segmentation import FrameSchedule, run_frame
+    schedule, q = FrameSchedule(), pipe.embed_queries(["red mug"])
+    return [run_frame(pipe, rgb, q, schedule) for _ in range(2)]
 
 
 @pytest.fixture(scope="module")
@@ -124,13 +143,14 @@ def test_runtime_knob_changes_what_a_frame_gives(pipes, scene, name):
     try:
         pipe.update(**context)
         torch.manual_seed(0)
-        before = pipe.process(scene.rgb, queries=["red mug"])
+        before = frames(pipe, scene.rgb, name)
         pipe.update(**{name: value})
         torch.manual_seed(0)
-        after = pipe.process(scene.rgb, queries=["red mug"])
+        after = frames(pipe, scene.rgb, name)
     finally:
         pipe.update(**start)
-    assert differs(before, after), (name, before.masks.counts, after.masks.counts, len(before), len(after))
+    assert differs(before, after), (name, before, after) if name in SEQUENCE_KNOBS else \
+        (name, before.masks.counts, after.masks.counts, len(before), len(after))
 
 
 def test_a_knob_of_a_built_model_is_refused_at_runtime(pipes):

@@ -203,6 +203,37 @@ def test_sam2_target_tracking_publishes_the_target_between_full_frames(h):  # h:
         h2.close()
 
 
+def test_hybrid_segmentation_grounds_every_frame_and_segments_everything_on_full_frames(h):  # h: rclpy is up
+    """segmentation hybrid over DDS: grounded outputs on every processed frame, regions only on full
+    frames (one every hybrid_every), and each message names the kind of frame that made it."""
+    import torch
+    torch.manual_seed(0)
+    h2 = Harness(namespace="/ux_hybrid", extra=[Parameter("segmentation", value="hybrid"),
+                                                Parameter("hybrid_every", value=3),
+                                                Parameter("abstain_threshold", value=0.0),  # found: no fallback
+                                                Parameter("force_masks", value=4)])
+    try:
+        h2.query("red mug")
+        assert h2.wait(lambda: h2.node.active_query == "red mug", 10)
+        headers = [h2.send(make_scene(shift=3 * i).rgb) for i in range(6)]
+        h2.wait_idle()
+        grounded = [h2.output("grounded", hdr, 60) for hdr in headers]
+        arrays = [h2.output("grounded_all", hdr, 60) for hdr in headers]
+        assert all(g is not None for g in grounded) and all(a is not None for a in arrays)
+        kinds = [g.frame_kind for g in grounded]
+        assert kinds == ["full", "target", "target"] * 2, kinds
+        assert [a.frame_kind for a in arrays] == kinds
+        assert all(g.found and g.region.area > 0 for g in grounded)  # a target frame's region is a real mask
+        regions = {stamp_key(m.header): m for m in h2.got["regions"]}
+        full = [stamp_key(hdr) for hdr, k in zip(headers, kinds) if k == "full"]
+        assert set(regions) & {stamp_key(hdr) for hdr in headers} == set(full)
+        assert all(regions[k].frame_kind == "full" for k in full)
+        stats = h2.node.stats.snapshot()
+        assert stats.get("frames/full") == 2 and stats.get("frames/target") == 4, stats
+    finally:
+        h2.close()
+
+
 # --- the first hour, second pass --------------------------------------------------------------------
 def counts(h, key):
     return h.node.stats.snapshot().get(key, 0)

@@ -57,3 +57,37 @@ def test_prompts_of_different_sizes_share_a_batch_without_disturbing_each_other(
     with pytest.raises(ValueError, match="finite"):
         Sam2Prompted(sam).decode(feats, torch.tensor(pts[None]), torch.tensor(lab[None]), rgb.shape[:2],
                                  torch.tensor([[np.nan, 0.0, 1.0, 1.0]]))
+
+
+def test_a_target_frame_on_sam2_grounds_among_the_predictors_own_answers(sam2_tiny, clip_encoder):
+    """Pipeline.process_target with real sam2 modules (random weights): each query's region is one of the
+    masks SAM2ImagePredictor gives for that query's prompts, and the frame's SAM2 image encoder ran once."""
+    from textregion_ros.config import preset
+    from textregion_ros.pipeline import Pipeline
+    from textregion_ros import target_frame
+
+    rgb = make_scene(width=256, height=192).rgb
+    sam = Sam2Everything(sam2_tiny, points_per_side=2)
+    pipe = Pipeline(preset("cpu-lite", random_weights=True, segmentation="target", abstain_threshold=0.0),
+                    encoder=clip_encoder, mask_source=sam)
+    seen, encodes = [], []
+    decode, encode = target_frame.decode_prompts, sam.encode
+    target_frame.decode_prompts = lambda *a: (seen.extend(a[2]), decode(*a))[1]
+    sam.encode = lambda img: (encodes.append(1), encode(img))[1]
+    try:
+        result = pipe.process_target(rgb, pipe.embed_queries(["red mug", "laptop"]))
+    finally:
+        target_frame.decode_prompts, sam.encode = decode, encode
+    assert result.kind == "target" and encodes == [1] and len(result.groundings) == 2
+    predictor = SAM2ImagePredictor(sam2_tiny)
+    predictor.set_image(rgb)
+    for q, g in enumerate(result.groundings):
+        assert 0 <= g.region < len(result) and g.found  # abstain_threshold 0: every query has a region
+        answers = []
+        for p in (p for p in seen if p.query == q):
+            _, _, low = predictor.predict(point_coords=p.points.numpy(), point_labels=p.labels.numpy(),
+                                          box=None if p.box is None else p.box.numpy(), multimask_output=True,
+                                          return_logits=True)
+            answers.extend(low)
+        chosen = result.masks.masks[g.region].numpy()
+        assert min(np.abs(chosen - a.clip(-32, 32)).max() for a in answers) <= 1e-4

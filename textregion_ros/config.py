@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from . import knobs
-from .knobs import DECISIONS, ENCODER, EXECUTION, MASK_MODEL, MASKS, TEXT, TOKENS, check, knob
+from .knobs import DECISIONS, ENCODER, EXECUTION, MASK_MODEL, MASKS, SEGMENTATION, TEXT, TOKENS, check, knob
 from .labels import MAX_LABELS, check_labels
 
 DEFAULT_VOCABULARY: Tuple[str, ...] = (
@@ -129,6 +129,19 @@ class PipelineConfig:
                                 "query's locked target is carried by SAM2's memory attention and only grounded "
                                 "outputs are published)", consumer=MASK_MODEL, choices=("none", "sam2"))
 
+    # --- segmentation: everything, or only where the query points (target_mode.py) ---
+    segmentation: str = knob("everything", "everything (SAM2 decodes the whole point grid every frame) | target "
+                             "(a frame with a query decodes only prompts placed by the query's patch map; only "
+                             "grounded outputs update) | hybrid (everything every hybrid_every frames and when "
+                             "a query is not found, target in between)", runtime=True, consumer=SEGMENTATION,
+                             choices=("everything", "target", "hybrid"))
+    hybrid_every: int = knob(10, "with segmentation hybrid: one full frame every this many frames",
+                             range=(1, 10000), runtime=True, consumer=SEGMENTATION)
+    target_points: int = knob(3, "target mode: positive points per query, the patch map's highest peaks",
+                              range=(1, 16), runtime=True, consumer=SEGMENTATION)
+    target_negatives: int = knob(2, "target mode: negative points per query, from the map's lowest cells",
+                                 range=(0, 16), runtime=True, consumer=SEGMENTATION)
+
     def resolved(self) -> "PipelineConfig":
         """The same config with family-dependent defaults filled in (what actually runs)."""
         if self.global_weight is not None:
@@ -161,6 +174,11 @@ class PipelineConfig:
             raise ValueError("with tiles 'none' the global view is required")
         if self.target_tracking == "sam2" and self.mask_source != "sam2":
             raise ValueError("target_tracking sam2 needs mask_source sam2")
+        if self.segmentation != "everything" and self.mask_source != "sam2":
+            raise ValueError(f"segmentation {self.segmentation} needs mask_source sam2 (its prompt decoder)")
+        if self.segmentation != "everything" and self.target_tracking != "none":
+            raise ValueError(f"segmentation {self.segmentation} and target_tracking {self.target_tracking} both "
+                             f"decide what happens between full frames: choose one")
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":

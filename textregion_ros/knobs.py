@@ -22,6 +22,7 @@ MASKS = "mask filter"  # the mask source's per-frame settings, forwarded to it (
 TOKENS = "region tokens"  # read from the config on every frame
 TEXT = "text"  # the vocabulary: embedded again when it changes
 DECISIONS = "decisions"  # labels, grounding and abstention, read on every frame
+SEGMENTATION = "segmentation"  # which frames segment everything and which only the query (target_mode.py)
 EXECUTION = "execution"  # device, precision, compilation (restart)
 TRACKS = "tracks"  # the tracker and target locks (the node's publish stage)
 INTAKE = "intake"  # the node's camera inputs

@@ -27,8 +27,11 @@ from .hub import fetch_weights
 from .labels import check_labels
 from .masks import MaskSource, create_mask_source, given_masks
 from .masks.base import MaskSet
+from .masks.sam2_everything import Sam2Everything
+from .masks.sam2_prompted import Sam2Prompted
 from .masks.sam2_propagate import Sam2Propagator, video_model_like
 from .results import FrameResult, Vocabulary, groundings_from
+from .target_frame import process_target
 from .targeting import TargetLocks
 from .tokens import encode_value_map, region_tokens
 from .tracking import Tracker
@@ -58,6 +61,14 @@ def image_to_tensor(image, device: torch.device) -> torch.Tensor:
     return image
 
 
+def prompter_for(source):
+    """The Prompter (masks/base.py) for a mask source: itself when it takes prompts, SAM2's prompt decoder on
+    the same model for SAM2's everything-mode, otherwise None (target mode is unavailable)."""
+    if hasattr(source, "prompt") and hasattr(source, "encode"):
+        return source
+    return Sam2Prompted(source) if isinstance(source, Sam2Everything) else None
+
+
 class Pipeline:
     def __init__(self, config: PipelineConfig, encoder: Optional[ImageTextEncoder] = None,
                  mask_source: Optional[MaskSource] = None):
@@ -70,6 +81,8 @@ class Pipeline:
         self.encoder = encoder or create_encoder(config.encoder_model, config.encoder_weights,
                                                  config.random_weights, self.device, self.dtype)
         self.mask_source = mask_source or create_mask_source(config, self.device)
+        # Target mode's prompt decoder: the mask source itself when it takes prompts, SAM2's otherwise.
+        self.prompter = prompter_for(self.mask_source)
         self.propagator: Optional[Sam2Propagator] = None
         self._target: Optional[Tuple[FrameResult, int]] = None
         if config.target_tracking == "sam2":  # shares SAM2's weights; built before compile wraps them
@@ -235,6 +248,17 @@ class Pipeline:
         return replace(result, tokens=tokens, classes=classes, groundings=groundings, track_ids=upd.track_ids,
                        query_embeddings=q_emb, timings=dict(result.timings))
 
+    @torch.inference_mode()
+    def process_target(self, image, query_embeddings: LabelEmbeddings,
+                       boxes: Optional[Dict[str, torch.Tensor]] = None) -> FrameResult:
+        """A target-mode frame (target_frame.py): SAM2 decodes only prompts placed by the queries' patch maps,
+        and the result holds each query's best candidate. ``boxes``: query -> the previous frame's (4,) box."""
+        if self.prompter is None:
+            raise ValueError(f"target mode needs a mask source that takes prompts; {self.mask_source.name} does not")
+        if not len(query_embeddings):
+            raise ValueError("a target-mode frame needs at least one query (without one, process the full frame)")
+        return process_target(self, image_to_tensor(image, self.device), query_embeddings, boxes)
+
     # --- the locked target between full frames (target_tracking: sam2) ---
     @torch.inference_mode()
     def start_target(self, image, result: FrameResult, grounding_index: int) -> None:
@@ -266,7 +290,7 @@ class Pipeline:
                       classes=type(c)(c.label[i], c.prob[i], c.cosine[i], c.cosines[i]), queries=(g.query,),
                       query_embeddings=None, groundings=[replace(g, region=0)],
                       track_ids=full.track_ids[[g.region]] if full.track_ids is not None else None,
-                      timings={"propagate": time.perf_counter() - t0})
+                      timings={"propagate": time.perf_counter() - t0}, kind="propagated")
         return out
 
     def stop_target(self) -> None:

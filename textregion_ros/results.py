@@ -38,6 +38,9 @@ class Grounding:
     locked: bool = False  # the region is the query's locked target
 
 
+FRAME_KINDS = ("full", "target", "propagated")
+
+
 @dataclass
 class FrameResult:
     frame_hw: Tuple[int, int]
@@ -54,6 +57,9 @@ class FrameResult:
     query_embeddings: Optional[LabelEmbeddings] = None  # of ``queries``
     views: Optional[Tuple[ValueFeatures, ViewPlan]] = None  # Pipeline.process(keep_views=True): the encoder's
     track_ids: Optional[np.ndarray] = None  # (R,) uint32 track per region (Pipeline.track); 0 = unconfirmed
+    # What made the frame (FRAME_KINDS): "full", every region (everything-mode); "target", only each query's
+    # best candidate (target_frame.py); "propagated", the locked target carried by SAM2's memory.
+    kind: str = "full"
 
     def __len__(self) -> int:
         return self.tokens.shape[0]

@@ -31,12 +31,18 @@ def block_weights(grid_hw: Tuple[int, int], block: int, device) -> Tuple[torch.T
     return weights, (ch, cw)
 
 
+def patch_maps(encoder, fmap: FeatureMap, queries: LabelEmbeddings, block: int = 1,
+               clip_head: str = "segmentation") -> torch.Tensor:
+    """(Q, cells_h, cells_w) cosine of each query to each cell's token: one pooling pass, one matmul."""
+    weights, cells = block_weights(fmap.grid_hw, block, fmap.values.device)
+    rt = region_tokens(encoder, fmap, weights, remove_global=False, clip_head=clip_head)
+    return label_cosines(rt.tokens, queries).T.reshape(len(queries), *cells)
+
+
 def patch_similarity(encoder, fmap: FeatureMap, query: LabelEmbeddings, block: int = 1,
                      clip_head: str = "segmentation") -> torch.Tensor:
     """(cells_h, cells_w) cosine of the query (its first label) to each cell's token."""
-    weights, cells = block_weights(fmap.grid_hw, block, fmap.values.device)
-    rt = region_tokens(encoder, fmap, weights, remove_global=False, clip_head=clip_head)
-    return label_cosines(rt.tokens, query)[:, 0].reshape(cells)
+    return patch_maps(encoder, fmap, query, block, clip_head)[0]
 
 
 def ground_candidates(pipeline, fmap: FeatureMap, masks: torch.Tensor, query: LabelEmbeddings):

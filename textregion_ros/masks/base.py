@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Dict, Protocol, Tuple
+from typing import Dict, Mapping, Optional, Protocol, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +64,20 @@ class MaskSource(Protocol):
 
     def generate(self, image01: torch.Tensor) -> MaskSet:
         """(3, H, W) float RGB image in [0, 1], on the source's device -> MaskSet."""
+        ...
+
+
+class Prompter(Protocol):
+    """A mask source that also answers point and box prompts: target mode's seam (sam2_prompted.py)."""
+
+    def encode(self, image01: torch.Tensor):
+        """The frame's image features, made once and shared by every prompt of the frame."""
+        ...
+
+    def prompt(self, feats, points: torch.Tensor, labels: torch.Tensor, frame_hw: Tuple[int, int],
+               boxes: Optional[torch.Tensor] = None):
+        """``points`` (B, N, 2) frame pixels, ``labels`` (B, N) 1 / 0 / -1 (padding), ``boxes`` (B, 4) or None
+        -> PromptMasks: (B, K, h, w) mask logits over the frame and (B, K) quality scores."""
         ...
 
 

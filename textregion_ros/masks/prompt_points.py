@@ -14,15 +14,25 @@ import torch.nn.functional as F
 
 
 def spread_extremes(sim: torch.Tensor, k: int, radius: int) -> torch.Tensor:
-    """(gh, gw) map -> (<= k,) flat indices of its highest local maxima, each the highest within ``radius``
-    cells (a square window), best first."""
+    """(gh, gw) map -> (<= k,) flat indices of its highest cells by greedy non-maximum suppression: the best
+    cell, then the best outside a (2 radius + 1)^2 window of those taken, and so on; best first. Greedy, not
+    "local maxima", so a plateau (an object whose cells all score alike) still yields k spread points.
+    Each step stays on the device (argmax and a window mask); only the final filter reads back."""
     if k <= 0 or sim.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=sim.device)
-    pooled = F.max_pool2d(sim[None, None], 2 * radius + 1, stride=1, padding=radius)[0, 0]
-    peak = (sim >= pooled) & torch.isfinite(sim)
-    values = torch.where(peak, sim, torch.full_like(sim, -float("inf"))).flatten()
-    top = torch.topk(values, min(k, int(peak.sum())))
-    return top.indices
+    gh, gw = sim.shape
+    flat = sim.flatten()
+    vals = torch.where(torch.isfinite(flat), flat, torch.full_like(flat, -float("inf")))
+    rows = torch.arange(gh * gw, device=sim.device) // gw
+    cols = torch.arange(gh * gw, device=sim.device) % gw
+    picked, ok = [], []
+    for _ in range(min(k, gh * gw)):
+        i = torch.argmax(vals)
+        ok.append(torch.isfinite(vals[i]))
+        picked.append(i)
+        near = ((rows - i // gw).abs() <= radius) & ((cols - i % gw).abs() <= radius)
+        vals = torch.where(near, torch.full_like(vals, -float("inf")), vals)
+    return torch.stack(picked)[torch.stack(ok)]
 
 
 def cell_centres(index: torch.Tensor, grid_hw: Tuple[int, int], frame_hw: Tuple[int, int]) -> torch.Tensor:
@@ -39,6 +49,9 @@ def prompt_points(sim: torch.Tensor, frame_hw: Tuple[int, int], positives: int =
     positives, 0 for the negatives). A peak is a positive only when it rises ``strength`` of the way from
     the map's median to its maximum: a bump of the background is a local maximum too, but not the query.
     Negatives sink as far below the median."""
+    # Peaks of the map averaged over each cell's 3x3 neighbourhood: a cell inside the object, surrounded by
+    # its like, outranks one on its border, whose centre pixel may lie outside (a border cell's patch mixes both).
+    sim = F.avg_pool2d(sim[None, None], 3, stride=1, padding=1, count_include_pad=False)[0, 0]
     med, flat = sim.median(), sim.flatten()
     pos = spread_extremes(sim, positives, radius)
     pos = pos[flat[pos] >= med + strength * (flat.max() - med)]

@@ -30,8 +30,17 @@ class PromptMasks:
 
 
 class Sam2Prompted:
+    """The Prompter (masks/base.py) of a built SAM2: the same model as everything-mode, no second copy."""
+
     def __init__(self, everything: Sam2Everything):
         self.sam = everything  # its model, transforms, positional encoding and no-mask embedding
+
+    def encode(self, image01: torch.Tensor) -> ImageFeatures:
+        return self.sam.encode(image01)
+
+    def prompt(self, feats: ImageFeatures, points: torch.Tensor, labels: torch.Tensor, frame_hw: Tuple[int, int],
+               boxes: Optional[torch.Tensor] = None) -> PromptMasks:
+        return self.decode(feats, points, labels, frame_hw, boxes, self.sam.multimask)
 
     def to_prompt_frame(self, xy: torch.Tensor, frame_hw: Tuple[int, int]) -> torch.Tensor:
         """Frame pixels (x, y) -> the prompt encoder's own frame (input_image_size, 1024 whatever the input)."""

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..results import FrameResult
+from ..segmentation import FrameSchedule, run_frame
 from .context import NodeContext
 from .convert import ImageError, frame_to_rgb8, stamp_ns
 from .handover import LatestSlot
@@ -30,7 +31,7 @@ class Processed:
     msg: object  # the image message (its header; its size for camera_info checks)
     queries: QuerySet
     stamp_ns: int
-    partial: bool = False  # only the active query's target, carried by SAM2 (target_tracking sam2)
+    partial: bool = False  # not a full frame: target mode's candidates, or the target SAM2 carried (result.kind)
     depth: object = None  # sensor_msgs/Image matched at publish time (Intake.match_depth), or None
     K: Optional[np.ndarray] = None
     demanded: bool = False  # processed for a service call while no output had a reader
@@ -65,6 +66,7 @@ class InferenceStage:
         self.out = out
         self.updates = RuntimeUpdates()
         self._since_full = 0  # frames carried by SAM2 since the last full frame
+        self.schedule = FrameSchedule()  # segmentation target / hybrid: which frames are full
         # Set by a service call: the next frame is processed even when no output has a reader.
         self.demand = threading.Event()
         self.worker = StageThread("textregion-inference", self._loop)
@@ -143,7 +145,7 @@ class InferenceStage:
         if result.tokens.is_cuda:
             torch.cuda.synchronize(result.tokens.device)  # so the pipeline/overhead split is honest
         t2 = time.perf_counter()
-        self.ctx.stats.count("frames/propagated" if partial else "frames/full")
+        self.ctx.stats.count(f"frames/{result.kind}")
         if not partial and pipeline.propagator is not None:  # sam2 mode needs the lock now, to carry the target
             result = self.tracks.update(result)
             self._carry_target(image, result, queries)
@@ -155,6 +157,10 @@ class InferenceStage:
 
     def _infer(self, image: torch.Tensor, queries: QuerySet, demanded: bool):
         pipeline = self.ctx.pipeline
+        cfg = pipeline.config
+        if cfg.segmentation != "everything":  # target or hybrid (segmentation.py); a service answers on a full frame
+            result = run_frame(pipeline, image, queries.embeddings, self.schedule, queries.active or None, demanded)
+            return result, result.kind != "full"
         carry = pipeline.propagator is not None and not demanded  # a service answers on a full frame
         if carry and self._since_full + 1 < self.ctx.settings.propagate_every:
             carried = pipeline.propagate_target(image)  # None when nothing is carried or it was lost

@@ -41,9 +41,9 @@ def region_msg(Region, labels: Sequence[str], out: FrameOutputs, i: int, header,
 
 
 def region_array_msg(msgs, labels: Sequence[str], num_background: int, out: FrameOutputs, header,
-                     tokens: Optional[np.ndarray] = None, with_mask: bool = True):
+                     tokens: Optional[np.ndarray] = None, with_mask: bool = True, kind: str = "full"):
     msg = msgs.RegionArray()
-    msg.header = header
+    msg.header, msg.frame_kind = header, kind
     msg.labels = list(labels)
     msg.num_background = num_background
     msg.regions = [region_msg(msgs.Region, labels, out, i, header, with_mask, tokens) for i in range(len(out))]
@@ -51,9 +51,9 @@ def region_array_msg(msgs, labels: Sequence[str], num_background: int, out: Fram
 
 
 def grounded_msg(msgs, labels: Sequence[str], out: Optional[FrameOutputs], g: Grounding, header,
-                 with_mask: bool = True, crop: Optional[np.ndarray] = None):
+                 with_mask: bool = True, crop: Optional[np.ndarray] = None, kind: str = "full"):
     msg = msgs.GroundedRegion()
-    msg.header = header
+    msg.header, msg.frame_kind = header, kind
     msg.query = g.query
     msg.found = bool(g.found)
     msg.score, msg.cosine, msg.margin = float(g.prob), float(g.cosine), float(g.margin)
@@ -65,9 +65,9 @@ def grounded_msg(msgs, labels: Sequence[str], out: Optional[FrameOutputs], g: Gr
     return msg
 
 
-def grounded_array_msg(msgs, items: List, header):
+def grounded_array_msg(msgs, items: List, header, kind: str = "full"):
     msg = msgs.GroundedRegionArray()
-    msg.header = header
+    msg.header, msg.frame_kind = header, kind
     msg.results = items
     return msg
 

@@ -22,7 +22,7 @@ import textregion_ros.msg as trmsg
 
 from ..compose import ComposeRequest, FrameOutputs
 from ..geometry.transform import RigidTransform
-from ..results import FrameResult, Grounding
+from ..results import FRAME_KINDS, FrameResult, Grounding
 from . import memory_messages, messages, target3d, viz
 from .convert import array_to_image
 from .detections import detection2d_array, detection3d_array, vision_msgs
@@ -67,8 +67,8 @@ class FrameView:
 
     @cached_property
     def grounded_msgs(self) -> list:
-        return [messages.grounded_msg(trmsg, self.labels, self.out, g, self.header, self.settings.publish_masks)
-                for g in self.result.groundings]
+        return [messages.grounded_msg(trmsg, self.labels, self.out, g, self.header, self.settings.publish_masks,
+                                      kind=self.result.kind) for g in self.result.groundings]
 
     @cached_property
     def point(self) -> Optional[PointStamped]:
@@ -90,7 +90,7 @@ class FrameView:
 def _regions(v: FrameView):
     tokens = v.result.tokens.float().cpu().numpy() if v.settings.publish_tokens else None
     return messages.region_array_msg(trmsg, v.labels, v.result.num_background, v.out, v.header, tokens,
-                                     v.settings.publish_masks)
+                                     v.settings.publish_masks, v.result.kind)
 
 
 def _instance(v: FrameView):
@@ -102,7 +102,8 @@ def _grounded(v: FrameView):
 
 
 def _grounded_all(v: FrameView):
-    return messages.grounded_array_msg(trmsg, v.grounded_msgs, v.header) if v.result.groundings else None
+    return messages.grounded_array_msg(trmsg, v.grounded_msgs, v.header, v.result.kind) if v.result.groundings \
+        else None
 
 
 def _grounded_point(v: FrameView):
@@ -121,7 +122,9 @@ def _cloud(v: FrameView):
 
 def _box(v: FrameView):
     g = v.active_grounding
-    return target3d.grounded_box(trmsg, v.target, v.frame[0], g.query, g.track_id) if v.target is not None else None
+    if v.target is None:
+        return None
+    return target3d.grounded_box(trmsg, v.target, v.frame[0], g.query, g.track_id, v.result.kind)
 
 
 def _pose(v: FrameView):
@@ -165,7 +168,8 @@ class Output:
     needs: FrozenSet[str]
     build: Callable[[FrameView], Any]
     description: str
-    full_only: bool = False  # a carried-target frame (target_tracking sam2) keeps the last full frame here
+    # The kinds of frame (results.FRAME_KINDS) it is published on; on the others a reader keeps the last one.
+    kinds: Tuple[str, ...] = FRAME_KINDS
     switch: str = ""  # the NodeSettings bool that turns it off
     stage: str = "frame"  # "frame": built by the publish stage from a FrameView; "memory": the memory stage's
 
@@ -184,21 +188,25 @@ class Output:
             return False
 
 
+FULL = ("full",)  # every region of the frame: only everything-mode makes them
+EVERY_QUERY = ("full", "target")  # every query's grounding: not on a frame that carried only the active target
+KIND_NOTES = {FULL: " (full frames only)", EVERY_QUERY: " (not on carried-target frames)"}
+
 OUTPUTS: Tuple[Output, ...] = (
     Output("regions", "textregion_ros/RegionArray", 1, frozenset({CROPS, DEPTH}), _regions,
-           "every region: label, score, box, mask crop, 3D centroid and size, track id", full_only=True),
+           "every region: label, score, box, mask crop, 3D centroid and size, track id", kinds=FULL),
     Output("instance_mask", "sensor_msgs/Image", 1, frozenset({INSTANCE}), _instance,
-           "mono16 image, region id + 1 per pixel (0 = none)", full_only=True, switch="publish_instance_mask"),
+           "mono16 image, region id + 1 per pixel (0 = none)", kinds=FULL, switch="publish_instance_mask"),
     Output("grounded", "textregion_ros/GroundedRegion", 5, frozenset({CROPS, DEPTH}), _grounded,
            "the region that best matches the active query, with its score, margin and found flag"),
     Output("grounded_all", "textregion_ros/GroundedRegionArray", 5, frozenset({CROPS, DEPTH}), _grounded_all,
-           "one grounding per standing query, then the active query", full_only=True),
+           "one grounding per standing query, then the active query", kinds=EVERY_QUERY),
     Output("grounded_point", "geometry_msgs/PointStamped", 5, frozenset({DEPTH, TRANSFORM}), _grounded_point,
            "the found target's median 3D point (in target_frame when set)"),
     Output("overlay", "sensor_msgs/Image", 1, frozenset({OVERLAY}), _overlay,
-           "rgb8 masks, labels and the target over the image", full_only=True, switch="publish_overlay"),
+           "rgb8 masks, labels and the target over the image", kinds=FULL, switch="publish_overlay"),
     Output("markers", "visualization_msgs/MarkerArray", 2, frozenset({DEPTH, TARGET}), _markers,
-           "RViz labels, region boxes and the target's box, in the camera frame", full_only=True,
+           "RViz labels, region boxes and the target's box, in the camera frame", kinds=FULL,
            switch="publish_markers"),
     Output("grounded_cloud", "sensor_msgs/PointCloud2", 1, frozenset({DEPTH, TARGET, TRANSFORM}), _cloud,
            "the found target's cleaned points, xyz + rgb"),
@@ -207,10 +215,10 @@ OUTPUTS: Tuple[Output, ...] = (
     Output("grounded_pose", "geometry_msgs/PoseStamped", 5, frozenset({DEPTH, TARGET, TRANSFORM}), _pose,
            "the found target's pose (centroid, box axes)"),
     Output("detections", "vision_msgs/Detection2DArray", 2, frozenset(), _detections,
-           "vision_msgs 2D detections (when vision_msgs is installed)", full_only=True,
+           "vision_msgs 2D detections (when vision_msgs is installed)", kinds=FULL,
            switch="publish_detections"),
     Output("detections_3d", "vision_msgs/Detection3DArray", 2, frozenset({DEPTH, TARGET, TRANSFORM}),
-           _detections_3d, "vision_msgs 3D detections (when vision_msgs is installed)", full_only=True,
+           _detections_3d, "vision_msgs 3D detections (when vision_msgs is installed)", kinds=FULL,
            switch="publish_detections"),
     Output("memory/objects", "textregion_ros/MemoryObjectArray", 1, frozenset(),
            lambda v: memory_messages.objects_msg(trmsg, v), "every remembered object, in memory_frame",
@@ -253,5 +261,5 @@ def topic_table() -> str:
     """The README's output table (test_outputs checks the README holds it)."""
     lines = ["| topic | type | what |", "|---|---|---|"]
     for r in OUTPUTS:
-        lines.append(f"| `{r.name}` | {r.type_name} | {r.description}{' (full frames only)' if r.full_only else ''} |")
+        lines.append(f"| `{r.name}` | {r.type_name} | {r.description}{KIND_NOTES.get(r.kinds, '')} |")
     return "\n".join(lines)

@@ -115,7 +115,7 @@ class PublishStage:
         if not item.partial and self.ctx.pipeline.propagator is None:
             item.result = self.tracks.update(item.result)
         t1 = time.perf_counter()
-        rows = [r for r in FRAME_OUTPUTS if self.listening(r) and not (item.partial and r.full_only)]
+        rows = [r for r in FRAME_OUTPUTS if self.listening(r) and item.result.kind in r.kinds]
         view, out = self._view(item, rows)
         parts = {"compose": time.perf_counter() - t1}
         if not item.partial:  # before publishing: a client that saw this frame can ground on it

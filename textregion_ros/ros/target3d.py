@@ -77,9 +77,9 @@ def pose_stamped(target: HostTarget, header) -> PoseStamped:
     return msg
 
 
-def grounded_box(msgs, target: HostTarget, header, query: str, track_id: int):
+def grounded_box(msgs, target: HostTarget, header, query: str, track_id: int, kind: str = "full"):
     msg = msgs.GroundedBox()
-    msg.header = header
+    msg.header, msg.frame_kind = header, kind
     msg.query, msg.track_id = query, int(track_id)
     msg.pose = pose(target)
     msg.size = Vector3(x=float(target.obb_size[0]), y=float(target.obb_size[1]), z=float(target.obb_size[2]))
