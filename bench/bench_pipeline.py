@@ -2,6 +2,7 @@
 
     python bench/bench_pipeline.py --device cuda --preset realtime --top-k 64
     python bench/bench_pipeline.py --device cpu --preset cpu-lite --top-k 24 --no-naive
+    python bench/bench_pipeline.py --device cpu --preset cpu-lite --top-k 24 --no-stock --segmentation target hybrid
 
 Random-weight models (real architectures) on a generated 640x480 scene with
 shapes, edges and texture. sam2's own ``image_encoder`` and
@@ -117,6 +118,45 @@ def naive_classify(pipe: Pipeline, rgb: np.ndarray, masks: List[np.ndarray]) -> 
     return (tokens @ pipe.label_emb.embeddings.T).argmax(-1)
 
 
+def segmentation_modes(pipe: Pipeline, rgb: np.ndarray, queries: List[str], args, cuda: bool, timers,
+                       everything_mean_s: float) -> Dict[str, dict]:
+    """Each --segmentation mode through segmentation.run_frame (as the node runs it), at the same settings as
+    the everything-mode frames above. abstain_threshold 0 keeps the queries found: random weights rarely find
+    anything, and hybrid would then fall back to a full frame every time (the schedule measured is the one a
+    tracked target gets). Ratios are of mean frame times: a hybrid run mixes full and target frames."""
+    from textregion_ros.segmentation import FrameSchedule, run_frame
+    out, start = {}, {k: getattr(pipe.config, k) for k in ("segmentation", "hybrid_every", "abstain_threshold")}
+    q = pipe.embed_queries(queries)
+    try:
+        for mode in args.segmentation:
+            pipe.update(segmentation=mode, hybrid_every=args.hybrid_every, abstain_threshold=0.0)
+            schedule, n = FrameSchedule(), max(args.frames, 2 * args.hybrid_every if mode == "hybrid" else 0)
+            for _ in range(args.warmup):
+                run_frame(pipe, rgb, q, FrameSchedule())
+            lat, kinds, dec = [], [], []
+            for _ in range(n):
+                for t in timers:
+                    t.reset()
+                t = {}
+                with timed(t, "total", cuda):
+                    r = run_frame(pipe, rgb, q, schedule)
+                    _ = [g.found for g in r.groundings]
+                lat.append(t["total"])
+                kinds.append(r.kind)
+                dec.append(timers[1].total)
+            mean = statistics.fmean(lat)
+            out[mode] = {"latency": summarize(lat), "mean_s": mean, "full_frames": kinds.count("full"),
+                         "target_frames": kinds.count("target"), "sam2_mask_decoder_mean_s": statistics.fmean(dec),
+                         "hybrid_every": args.hybrid_every if mode == "hybrid" else None,
+                         "everything_over_this": everything_mean_s / mean}
+            print(f"segmentation {mode}: mean {mean * 1e3:.1f} ms ({kinds.count('full')} full, "
+                  f"{kinds.count('target')} target of {n}), SAM2 decoder {statistics.fmean(dec) * 1e3:.1f} ms "
+                  f"-> everything-mode / {mode} = {everything_mean_s / mean:.2f}x")
+    finally:
+        pipe.update(**start)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -135,6 +175,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-naive", action="store_true")
     ap.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                     help="CUDA graphs for SAM2 and the encoder (default: the preset's; realtime has it on)")
+    ap.add_argument("--segmentation", nargs="*", default=[], choices=("target", "hybrid"),
+                    help="also time these segmentation modes against everything-mode, same settings, same run")
+    ap.add_argument("--hybrid-every", type=int, default=10)
     ap.add_argument("--json", default=None, help="report path (default bench/reports/<device>-<preset>.json)")
     args = ap.parse_args(argv)
 
@@ -218,6 +261,10 @@ def main(argv=None) -> int:
     print(f"  mask counts: {counts}")
     print(f"  time outside sam2 forwards: {outside * 100:.1f}% of the mask generator")
     print(f"  memory: {ours_mem}")
+
+    if args.segmentation:
+        report["segmentation"] = segmentation_modes(pipe, rgb, queries, args, cuda, (enc_timer, dec_timer),
+                                                    statistics.fmean(lat))
 
     # --- stock sam2 -----------------------------------------------------------
     stock_masks = None

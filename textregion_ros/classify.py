@@ -49,12 +49,18 @@ def query_scores(tokens: torch.Tensor, queries: LabelEmbeddings, background: Lab
                  scale: float = 50.0, sigmoid: Optional[Tuple[float, float]] = None
                  ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(R, Q) probability that each region is each query (module docstring), and the (R, Q) cosines."""
-    cos_q = label_cosines(tokens, queries)  # (R, Q)
     if sigmoid is not None:
+        cos_q = label_cosines(tokens, queries)  # (R, Q)
         return torch.sigmoid(cos_q * sigmoid[0] + sigmoid[1]), cos_q
     if background is None or not len(background):
         raise ValueError("grounding with a softmax model needs at least one background label")
-    bg = torch.logsumexp(label_cosines(tokens, background) * scale, dim=-1, keepdim=True)  # (R, 1)
+    # One matmul for the queries' and the background's embeddings: the tokens are read once (at thousands of
+    # remembered objects, reading them is the cost).
+    both = tokens @ torch.cat([queries.embeddings, background.embeddings]).to(tokens.dtype).T
+    n = queries.embeddings.shape[0]
+    cos_q = group_max(both[:, :n], queries.group.to(tokens.device), len(queries))  # (R, Q)
+    cos_b = group_max(both[:, n:], background.group.to(tokens.device), len(background))
+    bg = torch.logsumexp(cos_b * scale, dim=-1, keepdim=True)  # (R, 1)
     return torch.sigmoid(cos_q * scale - bg), cos_q
 
 

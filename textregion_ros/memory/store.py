@@ -16,7 +16,7 @@ Per frame (``integrate``):
 from __future__ import annotations
 
 from collections import Counter
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -86,7 +86,10 @@ class ObjectMemory:
             return {}
         cfg, t = self.config, self.table
         ids, lo, hi, tokens = t.ids, t.lo, t.hi, t.tokens
-        pi, pj = np.nonzero(((dlo[:, None] <= hi[None]) & (dhi[:, None] >= lo[None])).all(-1))
+        # Boxes that overlap along x (one (D, N) test), then along y and z for those pairs only.
+        pi, pj = np.nonzero((dlo[:, None, 0] <= hi[None, :, 0]) & (dhi[:, None, 0] >= lo[None, :, 0]))
+        touch = ((dlo[pi, 1:] <= hi[pj, 1:]) & (dhi[pi, 1:] >= lo[pj, 1:])).all(1)
+        pi, pj = pi[touch], pj[touch]
         cos = (np.stack([d.token for d in dets])[pi] * tokens[pj]).sum(1)
         gate = cos >= cfg.min_cosine
         pi, pj, cos = pi[gate], pj[gate], cos[gate]
@@ -267,21 +270,21 @@ class ObjectMemory:
         self.counts["cleared"] += 1
 
     # --- queries ---
-    def tokens(self) -> Tuple[List[int], np.ndarray]:
+    def tokens(self) -> Tuple[np.ndarray, np.ndarray]:
         """(object ids, (N, D) tokens) in one order, for scoring against text (the cached table: no copy)."""
         return self.table.live()
 
-    def rank(self, ids: List[int], probs: np.ndarray, cosines: np.ndarray, limit: int = 10
+    def rank(self, ids: Sequence[int], probs: np.ndarray, cosines: np.ndarray, limit: int = 10
              ) -> List[Tuple[MemoryObject, float, float]]:
         """The ``limit`` objects of highest probability, best first (ties: the most recently seen first)."""
-        if not ids:
+        if not len(ids):
             return []
         cand = np.arange(len(ids))
         if len(ids) > limit:  # everything at or above the limit-th probability, ties included, then the exact order
             cand = np.flatnonzero(probs >= np.partition(probs, len(ids) - limit)[len(ids) - limit])
-        last = np.array([self.objects[ids[i]].last_seen_ns for i in cand])
+        last = np.array([self.objects[int(ids[i])].last_seen_ns for i in cand])
         top = cand[np.lexsort((-last, -probs[cand]))][:limit]
-        return [(self.objects[ids[i]], float(probs[i]), float(cosines[i])) for i in top]
+        return [(self.objects[int(ids[i])], float(probs[i]), float(cosines[i])) for i in top]
 
 
 OVERLAP_SAMPLES = 48  # voxels of a detection tested for overlap: the share to about +-7%, at a fixed cost

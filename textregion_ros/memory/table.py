@@ -70,8 +70,8 @@ class ObjectTable:
         self.n, self.dead = k, 0
         self.row = {int(i): r for r, i in enumerate(self.ids)}
 
-    def live(self) -> Tuple[List[int], np.ndarray]:
-        """(ids, tokens) of the live rows only."""
+    def live(self) -> Tuple[np.ndarray, np.ndarray]:
+        """(ids, tokens) of the live rows only (views of the table: no copy, no Python list of ids)."""
         if self.dead:
             self.compact()
-        return [int(i) for i in self.ids], self.tokens
+        return self.ids, self.tokens
