@@ -2,6 +2,7 @@
 
     python bench/bench_node.py [--preset realtime] [--fps 30] [--regions 64] [--seconds 60] [--device cuda]
     python bench/bench_node.py --device cuda --matrix      # issue 9's three rows: realtime at 30 and 60 fps, paper at 30
+    python bench/bench_node.py --cameras 2                 # one node with two cameras against two nodes
 
 Three processes, as on a robot: the node (the installed ``textregion_node`` that ``ros2 run`` starts, or
 ``python -m textregion_ros.ros.node``), a camera publishing 640x480 rgb8 + 32FC1 depth + camera_info at
@@ -256,12 +257,24 @@ def main() -> int:
     ap.add_argument("--warmup-frames", type=int, default=5, help="frames the node processes before measuring")
     ap.add_argument("--startup-timeout", type=float, default=600)
     ap.add_argument("--matrix", action="store_true", help="realtime at 30 and 60 fps, paper at 30 (issue 9)")
+    ap.add_argument("--cameras", type=int, default=0,
+                    help="N >= 2: one node with N cameras against N nodes of one camera, same run (node_cameras.py)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(ROOT, "config", "fastdds_localhost.xml"))
     os.environ.setdefault("ROS_DOMAIN_ID", "78")
     import rclpy
     rclpy.init()
+    if args.cameras >= 2:
+        from node_cameras import run_cameras
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+        report = run_cameras(args, env)
+        rclpy.shutdown()
+        print(json.dumps(report, indent=2), flush=True)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(report, fh, indent=2)
+        return 0
     runs = []
     for i, (preset, fps) in enumerate(MATRIX if args.matrix else ((args.preset, args.fps),)):
         args.preset, args.fps = preset, fps

@@ -21,6 +21,10 @@ ARGS = [
     ("image", "/camera/color/image_raw", "camera image topic (sensor_msgs/Image)"),
     ("depth", "/camera/aligned_depth_to_color/image_raw", "depth registered to the image (16UC1 mm or 32FC1 m)"),
     ("camera_info", "/camera/color/camera_info", "camera_info of the image (K is used)"),
+    ("cameras", "", "several cameras on one set of models, comma-separated (head,wrist): each <cam>/image, "
+                    "<cam>/depth and <cam>/camera_info is remapped to /<cam>/color/image_raw, "
+                    "/<cam>/aligned_depth_to_color/image_raw and /<cam>/color/camera_info; empty: one camera "
+                    "(image, depth, camera_info below) or the params file's cameras"),
     ("compressed", "", "true: subscribe to <image>/compressed; empty: keep the params file's value"),
     ("use_sim_time", "", "true for bag replay with /clock (RViz too); empty: keep the params file's value"),
     ("preset", "", "realtime | cpu-lite | paper; empty: keep the params file's value"),
@@ -62,19 +66,33 @@ def _params_file_sim_time(path):
     return None
 
 
+def _remappings(cfg, cameras):
+    """One camera: image, depth and camera_info to the launch arguments. Several: each camera's inputs to a
+    RealSense-style driver's topics under /<camera>/ (remap others with --ros-args -r)."""
+    if not cameras:
+        image = cfg("image")
+        return [("image", image), ("image/compressed", image + "/compressed"), ("depth", cfg("depth")),
+                ("camera_info", cfg("camera_info"))]
+    out = []
+    for c in cameras:
+        out += [(f"{c}/image", f"/{c}/color/image_raw"), (f"{c}/image/compressed", f"/{c}/color/image_raw/compressed"),
+                (f"{c}/depth", f"/{c}/aligned_depth_to_color/image_raw"), (f"{c}/camera_info", f"/{c}/color/camera_info")]
+    return out
+
+
 def _setup(context):
     cfg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     share = FindPackageShare("textregion_ros").perform(context)
     params = [cfg("params_file") or f"{share}/config/perceive.yaml"]
     overrides = {name: cfg(name).lower() == "true" for name in BOOL_ARGS if cfg(name)}
     overrides.update({name: cfg(name) for name in ("preset", "device") if cfg(name)})
+    cameras = [c.strip() for c in cfg("cameras").split(",") if c.strip()]
+    if cameras:
+        overrides["cameras"] = cameras
     if overrides:
         params.append(overrides)
-    image = cfg("image")
     node = Node(package="textregion_ros", executable="textregion_node", name="textregion",
-                namespace=cfg("namespace"), output="screen", parameters=params,
-                remappings=[("image", image), ("image/compressed", image + "/compressed"),
-                            ("depth", cfg("depth")), ("camera_info", cfg("camera_info"))])
+                namespace=cfg("namespace"), output="screen", parameters=params, remappings=_remappings(cfg, cameras))
     actions = [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_fail_on_error))]
     if cfg("rviz").lower() == "true":
         if shutil.which("rviz2") is None:

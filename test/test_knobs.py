@@ -180,3 +180,11 @@ def test_every_row_of_the_tracker_lock_and_memory_tables_is_a_node_setting():
     for cls, prefix in ((TrackerConfig, "track_"), (LockConfig, "lock_"), (MemoryConfig, "memory_")):
         missing = [f.name for f in dataclasses.fields(cls) if prefix + f.name not in names]
         assert not missing, f"{cls.__name__} rows without a node setting {prefix}<name>: {missing}"
+
+
+def test_camera_names_are_ros_name_tokens_unique_and_few():
+    assert node_settings({"cameras": ("head", "wrist_2")}).cameras == ("head", "wrist_2")
+    for bad, match in (((" head",), "name tokens"), (("head", "head"), "unique"), (("2cam",), "name tokens"),
+                       (tuple(f"c{i}" for i in range(9)), "at most 8")):
+        with pytest.raises(ValueError, match=match):
+            node_settings({"cameras": bad})

@@ -150,11 +150,22 @@ class Stats:
         return arr
 
 
-def status_message(stats: Stats, pipeline, state: str, stamp, node_name: str) -> DiagnosticArray:
-    """The node's /diagnostics entry: its counters, its lifecycle state and, on CUDA, the memory peak."""
+def status_message(stats, pipeline, state: str, stamp, node_name: str) -> DiagnosticArray:
+    """The node's /diagnostics entries: its counters, its lifecycle state and, on CUDA, the memory peak; with
+    named cameras, one more entry per camera (``stats``: [(Stats, camera name)], the node's first)."""
+    entries = stats if isinstance(stats, list) else [(stats, "")]
+    node_stats = entries[0][0]
     if pipeline is not None and pipeline.device.type == "cuda":  # the caching allocator's peak
         import torch
 
-        stats.set_flag("device_memory_peak_mb", f"{torch.cuda.max_memory_reserved(pipeline.device) / 2**20:.0f}")
-    stats.set_flag("lifecycle_state", state)
-    return stats.message(stamp, f"{node_name}: inference", str(pipeline.device) if pipeline is not None else state)
+        node_stats.set_flag("device_memory_peak_mb", f"{torch.cuda.max_memory_reserved(pipeline.device) / 2**20:.0f}")
+    hardware = str(pipeline.device) if pipeline is not None else state
+    out = None
+    for st, camera in entries:
+        st.set_flag("lifecycle_state", state)
+        arr = st.message(stamp, f"{node_name}: {camera or 'inference'}", hardware)
+        if out is None:
+            out = arr
+        else:
+            out.status.extend(arr.status)
+    return out

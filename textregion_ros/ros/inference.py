@@ -8,20 +8,21 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from ..results import FrameResult
-from ..segmentation import FrameSchedule, run_frame
+from ..segmentation import run_frame
 from .context import NodeContext
 from .convert import ImageError, frame_to_rgb8, stamp_ns
-from .handover import LatestSlot
-from .intake import Frame, Intake
+from .intake import Frame
 from .stage import StageThread
 from .text_stage import QuerySet, TextStage
-from .tracks import Tracks
+
+if TYPE_CHECKING:  # camera.py imports publish.py, which imports Processed from here
+    from .camera import Camera
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Processed:
     depth: object = None  # sensor_msgs/Image matched at publish time (Intake.match_depth), or None
     K: Optional[np.ndarray] = None
     demanded: bool = False  # processed for a service call while no output had a reader
+    camera: str = ""  # the camera it came from ("" = the unnamed default)
 
     @property
     def header(self):
@@ -59,62 +61,86 @@ class RuntimeUpdates:
 
 
 class InferenceStage:
-    def __init__(self, ctx: NodeContext, intake: Intake, text: TextStage, tracks: Tracks,
-                 wanted: Callable[[], bool], out: LatestSlot):
-        self.ctx, self.intake, self.text, self.tracks = ctx, intake, text, tracks
-        self.wanted = wanted  # does any output have a subscriber
-        self.out = out
+    """One stage for every camera: the models run one frame at a time, taken fairly (round robin over the
+    cameras with a frame waiting, each at most its max_rate), so a silent or hostile camera never holds
+    back another."""
+
+    def __init__(self, ctx: NodeContext, cameras: List[Camera], text: TextStage, arrived: threading.Event):
+        self.ctx, self.cameras, self.text, self.arrived = ctx, cameras, text, arrived
         self.updates = RuntimeUpdates()
-        self._since_full = 0  # frames carried by SAM2 since the last full frame
-        self.schedule = FrameSchedule()  # segmentation target / hybrid: which frames are full
-        # Set by a service call: the next frame is processed even when no output has a reader.
-        self.demand = threading.Event()
+        self._next = 0  # the camera asked first next time
         self.worker = StageThread("textregion-inference", self._loop)
         self.start = self.worker.start
 
     def stop(self) -> None:
-        self.worker.stop(self.intake.slot.close)
+        def close_all():
+            for cam in self.cameras:
+                cam.intake.slot.close()
+            self.arrived.set()
+        self.worker.stop(close_all)
 
     @property
     def alive(self) -> bool:
         return self.worker.alive
 
-    def _loop(self) -> None:
-        last_start = 0.0
-        while self.worker.running:
-            max_rate = self.ctx.settings.max_rate
+    def _take(self) -> Optional[Tuple[Camera, Frame]]:
+        """The next camera's frame: one camera waits on its slot (as it always has); several are asked in turn
+        without waiting, and the stage sleeps on the shared arrival event when none has a frame it may take."""
+        max_rate = self.ctx.settings.max_rate
+        if len(self.cameras) == 1:
+            cam = self.cameras[0]
             if max_rate > 0:  # wait first, then take: the frame taken is the newest
-                wait = last_start + 1.0 / max_rate - time.monotonic()
+                wait = cam.last_start + 1.0 / max_rate - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
-            frame = self.intake.take(0.1)
-            if frame is None:
+            frame = cam.intake.take(0.1)
+            return (cam, frame) if frame is not None else None
+        self.arrived.clear()
+        now, n, soonest = time.monotonic(), len(self.cameras), 0.1
+        for k in range(n):
+            cam = self.cameras[(self._next + k) % n]
+            wait = cam.last_start + 1.0 / max_rate - now if max_rate > 0 else 0.0
+            if wait > 0:
+                soonest = min(soonest, wait)
                 continue
+            frame = cam.intake.take(0)
+            if frame is not None:
+                self._next = (self._next + k + 1) % n
+                return cam, frame
+        self.arrived.wait(soonest)
+        return None
+
+    def _loop(self) -> None:
+        while self.worker.running:
+            taken = self._take()
+            if taken is None:
+                continue
+            cam, frame = taken
             try:
-                last_start = time.monotonic()
+                cam.last_start = time.monotonic()
                 if frame.seq != frame.newest:
-                    self.ctx.stats.count("frames/not_newest")  # never expected: the slot holds one frame
-                self.run(frame)
+                    cam.ctx.stats.count("frames/not_newest")  # never expected: the slot holds one frame
+                self.run(cam, frame)
             except Exception as exc:  # the node must survive anything a frame can do
                 if not self.worker.running:
                     return  # shutting down: nothing to report
-                self.ctx.stats.count("errors/inference")
+                cam.ctx.stats.count("errors/inference")
                 if isinstance(exc, torch.cuda.OutOfMemoryError):
                     torch.cuda.empty_cache()
                 self.ctx.logger.error(f"frame failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
             finally:
-                self.intake.slot.done()
+                cam.intake.slot.done()
 
-    def _admit(self, frame: Frame) -> Optional[np.ndarray]:
+    def _admit(self, cam: Camera, frame: Frame) -> Optional[np.ndarray]:
         """The frame as rgb8, or None when it is too old, nobody listens or it cannot be decoded."""
-        ctx, s = self.ctx, self.ctx.settings
+        ctx, s = cam.ctx, cam.ctx.settings
         t_ns = stamp_ns(frame.msg.header.stamp)  # validated on arrival
         if s.max_age > 0 and ctx.now_ns() - t_ns > s.max_age * 1e9:
             ctx.stats.count("dropped_old")
             return None
-        frame.demanded = self.demand.is_set()
-        self.demand.clear()
-        if not frame.demanded and not self.wanted():
+        frame.demanded = cam.demand.is_set()
+        cam.demand.clear()
+        if not frame.demanded and not cam.publisher.wanted():
             ctx.stats.count("idle_skipped")
             ctx.stats.set_flag("idle", "true")
             return None
@@ -132,46 +158,47 @@ class InferenceStage:
                 self.ctx.pipeline.update(**updates)
             self.ctx.logger.info(f"applied parameter updates: {sorted(updates)}")
 
-    def run(self, frame: Frame) -> None:
+    def run(self, cam: Camera, frame: Frame) -> None:
         t0 = time.perf_counter()
-        rgb = self._admit(frame)
+        rgb = self._admit(cam, frame)
         if rgb is None:
             return
         self._apply_updates()
         pipeline, queries = self.ctx.pipeline, self.text.queries
         image = torch.from_numpy(rgb).to(pipeline.device, non_blocking=True)
         t1 = time.perf_counter()
-        result, partial = self._infer(image, queries, frame.demanded)
+        result, partial = self._infer(cam, image, queries, frame.demanded)
         if result.tokens.is_cuda:
             torch.cuda.synchronize(result.tokens.device)  # so the pipeline/overhead split is honest
         t2 = time.perf_counter()
-        self.ctx.stats.count(f"frames/{result.kind}")
+        cam.ctx.stats.count(f"frames/{result.kind}")
         if not partial and pipeline.propagator is not None:  # sam2 mode needs the lock now, to carry the target
-            result = self.tracks.update(result)
-            self._carry_target(image, result, queries)
-        self.ctx.stats.on_processed(time.perf_counter() - t0, t2 - t1)
+            result = cam.tracks.update(result)
+            self._carry_target(cam, image, result, queries)
+        cam.ctx.stats.on_processed(time.perf_counter() - t0, t2 - t1)
         done = Processed(result, image, frame.msg, queries, stamp_ns(frame.msg.header.stamp), partial,
-                         demanded=frame.demanded)
-        if self.out.put(done):
-            self.ctx.stats.count("dropped_publish")  # the publish stage fell behind: newest wins
+                         demanded=frame.demanded, camera=cam.name)
+        if cam.slot.put(done):
+            cam.ctx.stats.count("dropped_publish")  # the publish stage fell behind: newest wins
 
-    def _infer(self, image: torch.Tensor, queries: QuerySet, demanded: bool):
+    def _infer(self, cam: Camera, image: torch.Tensor, queries: QuerySet, demanded: bool):
         pipeline = self.ctx.pipeline
         cfg = pipeline.config
         if cfg.segmentation != "everything":  # target or hybrid (segmentation.py); a service answers on a full frame
-            result = run_frame(pipeline, image, queries.embeddings, self.schedule, queries.active or None, demanded)
+            result = run_frame(pipeline, image, queries.embeddings, cam.schedule, queries.active or None, demanded)
             return result, result.kind != "full"
         carry = pipeline.propagator is not None and not demanded  # a service answers on a full frame
-        if carry and self._since_full + 1 < self.ctx.settings.propagate_every:
+        if carry and cam.since_full + 1 < self.ctx.settings.propagate_every:
             carried = pipeline.propagate_target(image)  # None when nothing is carried or it was lost
             if carried is not None and carried.queries == (queries.active,):
-                self._since_full += 1
+                cam.since_full += 1
                 return carried, True
         return pipeline.process(image, query_embeddings=queries.embeddings), False
 
-    def _carry_target(self, image: torch.Tensor, result: FrameResult, queries: QuerySet) -> None:
-        """After a full frame: with target_tracking sam2, SAM2 carries the active query's locked target."""
-        self._since_full = 0
+    def _carry_target(self, cam: Camera, image: torch.Tensor, result: FrameResult, queries: QuerySet) -> None:
+        """After a full frame: with target_tracking sam2, SAM2 carries the active query's locked target (one
+        camera only: the carried target is the pipeline's)."""
+        cam.since_full = 0
         groundings = result.groundings
         if queries.active and groundings and groundings[-1].locked and self.ctx.settings.propagate_every > 1:
             self.ctx.pipeline.start_target(image, result, len(groundings) - 1)

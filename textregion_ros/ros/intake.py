@@ -45,9 +45,10 @@ def image_size(msg) -> Tuple[int, int]:
 
 
 class Intake:
-    def __init__(self, ctx: NodeContext):
+    def __init__(self, ctx: NodeContext, arrived: Optional[threading.Event] = None):
         self.ctx = ctx
         self.slot: LatestSlot[Any] = LatestSlot()
+        self.arrived = arrived  # shared by every camera: the inference stage waits on any of them
         self._depth: Deque[Tuple[int, Image]] = deque(maxlen=DEPTH_BUFFER)
         self._depth_cv = threading.Condition()
         self.K: Optional[np.ndarray] = None
@@ -81,6 +82,8 @@ class Intake:
         self.latest = msg
         if self.slot.put(msg):
             ctx.stats.count("dropped_stale")
+        if self.arrived is not None:
+            self.arrived.set()
 
     def on_depth(self, msg: Image) -> None:
         try:
@@ -115,7 +118,7 @@ class Intake:
     # --- the inference stage's side ---
     def take(self, timeout: float = 0.1) -> Optional[Frame]:
         """The newest frame with its depth, or None (closed or nothing within ``timeout``)."""
-        msg = self.slot.take(timeout)
+        msg = self.slot.take(timeout) if timeout > 0 else self.slot.take_now()
         if msg is None:
             return None
         return Frame(msg, *self.slot.last_taken)
@@ -131,6 +134,8 @@ class Intake:
         msg = self.latest
         if msg is not None:
             self.slot.offer(msg)
+            if self.arrived is not None:
+                self.arrived.set()
 
     def has_depth(self, t_ns: int) -> bool:
         """A depth frame stamped exactly ``t_ns`` is buffered (tests wait on it before sending the image)."""

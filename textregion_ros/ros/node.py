@@ -26,21 +26,19 @@ from std_msgs.msg import String
 
 import textregion_ros.srv as trsrv
 
+from .camera import Camera
 from .context import NodeContext
 from .diagnostics import Stats, status_message
 from .frames import OutputFrame
-from .handover import LatestSlot
 from .inference import InferenceStage
-from .intake import Intake
 from .loading import StartupError, load_pipeline, release_models
 from .outputs import OUTPUTS, RANDOM_BANNER
 from .parameters import Parameters
-from .publish import PublishStage
 from .memory_stage import MemoryStage
+from .best import BestAcrossCameras
 from .services import GroundService, MemoryServices, NewestFrame
 from .tf_buffer import make_lookup
 from .text_stage import STANDING, VOCABULARY, TextStage
-from .tracks import Tracks
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 SERVICE_QUEUE = 1000  # ground requests held while earlier ones are answered
@@ -59,6 +57,8 @@ class TextRegionNode(LifecycleNode):
         self._subs: List = []
         self._pubs: dict = {}
         self.intake = self.text = self.publisher = self.inference = self.memory = None
+        self.cameras: List[Camera] = []
+        self.best = None  # grounded_best, with several cameras
         self._memory_services: List = []
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
         # Steady clock: with use_sim_time and no /clock the node's clock stands still (diagnostics say why).
@@ -89,23 +89,28 @@ class TextRegionNode(LifecycleNode):
     def frames(self, frames: OutputFrame) -> None:
         self.publisher.frames = frames
 
+    def camera(self, name: str = "") -> Camera:
+        """A camera's part by name ("" = the first: the unnamed default of a single-camera node)."""
+        return next(c for c in self.cameras if c.name == name) if name else self.cameras[0]
+
     def idle(self) -> bool:
-        """No frame waiting, none in inference, none being published."""
-        return self.intake is None or (self.intake.slot.idle() and self._publish_slot.idle())
+        """No frame waiting, none in inference, none being published, on any camera."""
+        return not self.cameras or all(c.idle() for c in self.cameras)
 
     def inferring(self) -> bool:
         """The inference stage is inside a frame."""
-        return self.intake is not None and self.intake.slot.busy
+        return any(c.intake.slot.busy for c in self.cameras)
 
     def text_idle(self) -> bool:
         return self.text is None or not self.text.busy()
 
     def stages_alive(self) -> bool:
-        parts = (self.text, self.inference, self.publisher) + ((self.memory,) if self.memory is not None else ())
+        parts = (self.text, self.inference) + tuple(c.publisher for c in self.cameras) + (
+            (self.memory,) if self.memory is not None else ())
         return all(p is not None and p.alive for p in parts)
 
-    def has_depth(self, t_ns: int) -> bool:
-        return self.intake is not None and self.intake.has_depth(t_ns)
+    def has_depth(self, t_ns: int, camera: str = "") -> bool:
+        return bool(self.cameras) and self.camera(camera).intake.has_depth(t_ns)
 
     # --- transitions ---
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -117,6 +122,10 @@ class TextRegionNode(LifecycleNode):
             self.last_failure = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
             return FAILURE
+        if len(self.params.settings.cameras) > 1 and self.params.config.target_tracking == "sam2":
+            self.last_failure = "target_tracking sam2 carries one target for one camera: use it with one camera"
+            self.get_logger().error(f"configure failed: {self.last_failure}")
+            return FAILURE
         self.ctx.settings, self.ctx.pipeline = self.params.settings, pipeline
         self.ctx.random_weights = self.params.config.random_weights
         if self.ctx.random_weights:
@@ -126,31 +135,39 @@ class TextRegionNode(LifecycleNode):
         return SUCCESS
 
     def _build_parts(self) -> None:
-        ctx = self.ctx
-        for row in OUTPUTS:
-            if row.stage == "memory" and not ctx.settings.memory:
-                continue
-            if row.available():
-                self._pubs[row.name] = self.create_lifecycle_publisher(row.msg_class(), row.name, row.depth)
-            elif row.enabled(ctx.settings):
-                self.get_logger().info(f"{row.type_name.split('/')[0]} is not installed: {row.name} is not published")
+        ctx, s = self.ctx, self.ctx.settings
         self.pub_active = self.create_lifecycle_publisher(String, "active_query", LATCHED)
-        self.intake = Intake(ctx)
         self.text = TextStage(ctx, self._on_active)
-        tracks = Tracks(ctx)
-        self._publish_slot = LatestSlot()
-        s = ctx.settings
         lookup = make_lookup(self, lambda reason, text: ctx.bad_input(reason, text, "transform")) \
             if s.target_frame or s.memory else None
-        frames = OutputFrame(self, s.target_frame, s.tf_timeout, self.stats, lookup=lookup)
-        self.publisher = PublishStage(ctx, tracks, self._pubs, frames, self._publish_slot, self.intake)
+        self._arrived = threading.Event()
+        self.cameras = [Camera(name, ctx, OutputFrame(self, s.target_frame, s.tf_timeout, self.stats, lookup=lookup),
+                               self._arrived) for name in (s.cameras or ("",))]
+        for row in OUTPUTS:
+            if (row.stage == "memory" and not s.memory) or (row.stage == "cameras" and len(self.cameras) < 2):
+                continue
+            if not row.available():
+                if row.enabled(s):
+                    self.get_logger().info(f"{row.type_name.split('/')[0]} is not installed: {row.name} is not "
+                                           f"published")
+                continue
+            if row.stage == "frame":
+                for cam in self.cameras:
+                    cam.publishers[row.name] = self.create_lifecycle_publisher(row.msg_class(), cam.topic(row.name),
+                                                                              row.depth)
+            else:
+                self._pubs[row.name] = self.create_lifecycle_publisher(row.msg_class(), row.name, row.depth)
+        # The first camera's parts under their old names: a single-camera node (and its tests) reads as before.
+        first = self.cameras[0]
+        self.intake, self.publisher, self._publish_slot = first.intake, first.publisher, first.slot
         if s.memory:
             self._build_memory(lookup)
-        self.inference = InferenceStage(ctx, self.intake, self.text, tracks, self.publisher.wanted,
-                                        self._publish_slot)
+        self.inference = InferenceStage(ctx, self.cameras, self.text, self._arrived)
+        if len(self.cameras) > 1:
+            self.best = BestAcrossCameras(ctx, self.cameras, self._pubs)
         # KEEP_ALL: a burst of concurrent calls is queued and every caller gets an answer.
         qos = QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=SERVICE_QUEUE, reliability=ReliabilityPolicy.RELIABLE)
-        newest = NewestFrame(self.intake, self.inference, self.publisher)
+        newest = {c.name: NewestFrame(c.intake, c, c.publisher, self.inference) for c in self.cameras}
         self._service = self.create_service(trsrv.Ground, "ground", GroundService(ctx, newest),
                                             qos_profile=qos, callback_group=self._group)
 
@@ -163,7 +180,8 @@ class TextRegionNode(LifecycleNode):
                 "frame": ctx.settings.memory_frame}
         self.memory = MemoryStage(ctx, self._pubs, lookup, info)
         self.memory.load()
-        self.publisher.memory = self.memory
+        for cam in self.cameras:
+            cam.publisher.memory = self.memory
         svc = MemoryServices(ctx, self.memory)
         self._memory_services = [
             self.create_service(trsrv.Find, "find", svc.find, callback_group=self._group),
@@ -174,43 +192,51 @@ class TextRegionNode(LifecycleNode):
         if self.memory is not None:
             self.memory.slot.reopen()
             self.memory.start()
-        self.intake.slot.reopen()
-        self._publish_slot.reopen()
+        for cam in self.cameras:
+            cam.reopen()
         self._subscribe()
         self.inference.start()
-        self.publisher.start()
+        for cam in self.cameras:
+            cam.publisher.start()
         result = super().on_activate(state)  # activates the lifecycle publishers
         self.pub_active.publish(String(data=self.active_query))
-        topic = self.resolve_topic_name("image/compressed" if self.ctx.settings.compressed else "image")
-        self.stats.set_flag("input_topic", topic)
-        self.stats.last_received = time.monotonic()  # the silence counts from activation
-        self.get_logger().info(f"ready: waiting for images on {topic}; publish queries on "
+        image = "image/compressed" if self.ctx.settings.compressed else "image"
+        topics = [self.resolve_topic_name(cam.topic(image)) for cam in self.cameras]
+        for cam, topic in zip(self.cameras, topics):
+            cam.ctx.stats.set_flag("input_topic", topic)
+            cam.ctx.stats.last_received = time.monotonic()  # the silence counts from activation
+        self.get_logger().info(f"ready: waiting for images on {', '.join(topics)}; publish queries on "
                                f"{self.resolve_topic_name('query')} (std_msgs/String)")
         return result
 
     def _subscribe(self) -> None:
-        s, intake, g = self.ctx.settings, self.intake, self._group
+        s, g = self.ctx.settings, self._group
         # Sensor-data QoS (best effort, keep last 5). A deeper reader queue was measured: on a saturated
         # 2-core machine it made rclpy deserialize every 1 MB frame and cut the processed rate by 3x.
-        cam = qos_profile_sensor_data if s.image_qos == "sensor_data" else QoSProfile(
+        cam_qos = qos_profile_sensor_data if s.image_qos == "sensor_data" else QoSProfile(
             depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-        ev = SubscriptionEventCallbacks(incompatible_qos=intake.on_incompatible_qos)
         image = (CompressedImage, "image/compressed") if s.compressed else (Image, "image")
         query_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self._subs = [
-            self.create_subscription(*image, intake.on_image, cam, callback_group=g, event_callbacks=ev),
-            self.create_subscription(Image, "depth", intake.on_depth, cam, callback_group=g, event_callbacks=ev),
-            self.create_subscription(CameraInfo, "camera_info", intake.on_camera_info, cam, callback_group=g,
-                                     event_callbacks=ev),
-            self.create_subscription(String, "query", self.text.on_query, query_qos, callback_group=g)]
+        self._subs = [self.create_subscription(String, "query", self.text.on_query, query_qos, callback_group=g)]
+        for cam in self.cameras:
+            intake = cam.intake
+            ev = SubscriptionEventCallbacks(incompatible_qos=intake.on_incompatible_qos)
+            self._subs += [
+                self.create_subscription(image[0], cam.topic(image[1]), intake.on_image, cam_qos, callback_group=g,
+                                         event_callbacks=ev),
+                self.create_subscription(Image, cam.topic("depth"), intake.on_depth, cam_qos, callback_group=g,
+                                         event_callbacks=ev),
+                self.create_subscription(CameraInfo, cam.topic("camera_info"), intake.on_camera_info, cam_qos,
+                                         callback_group=g, event_callbacks=ev)]
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
         self.inference.stop()
-        self.publisher.stop()
-        self.intake.reset()
+        for cam in self.cameras:
+            cam.publisher.stop()
+            cam.intake.reset()
         self._stop_memory(save=True)
         return super().on_deactivate(state)
 
@@ -226,9 +252,11 @@ class TextRegionNode(LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.text.stop()
-        for pub in list(self._pubs.values()) + [self.pub_active]:
+        cams = [p for c in self.cameras for p in c.publishers.values()]
+        for pub in list(self._pubs.values()) + cams + [self.pub_active]:
             self.destroy_lifecycle_publisher(pub)
         self._pubs.clear()
+        self.cameras = []
         self.destroy_service(self._service)
         for svc in self._memory_services:
             self.destroy_service(svc)
@@ -253,13 +281,15 @@ class TextRegionNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        for part in filter(None, (self.inference, self.publisher, self.text, self.memory)):
+        for part in filter(None, (self.inference, *(c.publisher for c in self.cameras), self.text, self.memory)):
             part.stop()
 
     # --- parameters and queries ---
     def _apply(self, runtime: dict, text: dict, standing) -> None:
         """post_set: settings are read by every part from ctx; pipeline and text knobs go to their stage."""
         self.ctx.settings = self.params.settings
+        for cam in self.cameras:  # a named camera's context is a copy with its own counters
+            cam.ctx.settings = self.params.settings
         if self.ctx.pipeline is None:
             return  # unconfigured: configure reads the parameters
         if runtime:
@@ -275,7 +305,12 @@ class TextRegionNode(LifecycleNode):
         self.pub_active.publish(String(data=text))
 
     def _publish_diagnostics(self) -> None:
-        self.pub_diag.publish(status_message(self.stats, self.ctx.pipeline, self._state_machine.current_state[1],
+        named = [c for c in self.cameras if c.name]
+        if named:  # the node's own entry (models, text, services) is silent only when every camera is
+            self.stats.last_received = max(c.ctx.stats.last_received for c in named)
+            self.stats.set_flag("input_topic", "any camera")
+        stats = [(self.stats, "")] + [(c.ctx.stats, c.name) for c in named]
+        self.pub_diag.publish(status_message(stats, self.ctx.pipeline, self._state_machine.current_state[1],
                                              self.get_clock().now().to_msg(), self.get_fully_qualified_name()))
 
     def destroy_node(self):

@@ -171,7 +171,9 @@ class Output:
     # The kinds of frame (results.FRAME_KINDS) it is published on; on the others a reader keeps the last one.
     kinds: Tuple[str, ...] = FRAME_KINDS
     switch: str = ""  # the NodeSettings bool that turns it off
-    stage: str = "frame"  # "frame": built by the publish stage from a FrameView; "memory": the memory stage's
+    # "frame": built by each camera's publish stage from a FrameView; "memory": the memory stage's;
+    # "cameras": across cameras (best.py), only with several cameras
+    stage: str = "frame"
 
     def enabled(self, settings) -> bool:
         return not self.switch or bool(getattr(settings, self.switch))
@@ -220,6 +222,12 @@ OUTPUTS: Tuple[Output, ...] = (
     Output("detections_3d", "vision_msgs/Detection3DArray", 2, frozenset({DEPTH, TARGET, TRANSFORM}),
            _detections_3d, "vision_msgs 3D detections (when vision_msgs is installed)", kinds=FULL,
            switch="publish_detections"),
+    Output("grounded_best", "textregion_ros/GroundedRegion", 5, frozenset(), lambda v: v.best.grounded,
+           "with several cameras: the best grounding of the active query over every camera, in its camera's "
+           "frame (header.frame_id says which)", stage="cameras"),
+    Output("grounded_best_point", "geometry_msgs/PointStamped", 5, frozenset(),
+           lambda v: v.best.point if v.best.grounded.found else None,
+           "with several cameras: grounded_best's 3D point (in target_frame when set)", stage="cameras"),
     Output("memory/objects", "textregion_ros/MemoryObjectArray", 1, frozenset(),
            lambda v: memory_messages.objects_msg(trmsg, v), "every remembered object, in memory_frame",
            switch="memory", stage="memory"),
@@ -233,6 +241,7 @@ OUTPUTS: Tuple[Output, ...] = (
 )
 FRAME_OUTPUTS = tuple(r for r in OUTPUTS if r.stage == "frame")
 MEMORY_OUTPUTS = tuple(r for r in OUTPUTS if r.stage == "memory")
+BEST_OUTPUTS = tuple(r for r in OUTPUTS if r.stage == "cameras")
 
 
 def listening(row: Output, publishers, settings) -> bool:

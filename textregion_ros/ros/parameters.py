@@ -6,6 +6,8 @@ NodeSettings are replaced, and the parts that consume a knob are told (``Applier
 """
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import rclpy
@@ -15,7 +17,9 @@ from ..config import PipelineConfig, preset
 from .params import (DEPENDS_ON, RUNTIME_KNOBS, NodeSettings, descriptor, effective_defaults, in_use,
                      node_settings, pipeline_config)
 
-ARRAY_PARAMS = ("vocabulary", "background", "queries")
+# Every list-of-strings knob: the rows whose default is a tuple (vocabulary, background, cameras, queries).
+ARRAY_PARAMS = tuple(f.name for cls in (PipelineConfig, NodeSettings) for f in dataclasses.fields(cls)
+                     if isinstance(f.default, tuple))
 TEXT_KNOBS = ("vocabulary", "background")
 
 

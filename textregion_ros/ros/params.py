@@ -8,6 +8,7 @@ the library reject the same values. Model knobs are read-only: they need a resta
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Dict, Tuple
 
@@ -50,6 +51,12 @@ class NodeSettings:
                              "(0 = no limit)", range=(0.0, 86400.0), runtime=True, consumer=INTAKE)
     max_rate: float = knob(0.0, "processing rate cap in Hz (0 = as fast as frames come)", range=(0.0, 1000.0),
                            runtime=True, consumer=STAGES)
+    cameras: Tuple[str, ...] = knob((), "camera names; each has its inputs and outputs under <namespace>/<camera>/ "
+                                    "and its own frame slot, depth matching, tracks, locks and counters, on one "
+                                    "set of models (empty: one camera on today's topic names)", consumer=INTAKE)
+    best_window: float = knob(2.0, "with several cameras: grounded_best compares the cameras' groundings stamped "
+                              "within this many seconds of the newest", range=(0.0, 3600.0), runtime=True,
+                              consumer=OUTPUTS)
     queries: Tuple[str, ...] = knob((), f"standing queries grounded on every frame (at most "
                                     f"{MAX_STANDING_QUERIES})", runtime=True, consumer=TEXT)
     publish_masks: bool = knob(True, "embed each region's mask crop in regions and grounded (false: boxes and 3D "
@@ -206,6 +213,20 @@ def memory_config(s: NodeSettings) -> MemoryConfig:
     return MemoryConfig(**{f.name: getattr(s, f"memory_{f.name}") for f in dataclasses.fields(MemoryConfig)})
 
 
+MAX_CAMERAS = 8
+CAMERA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")  # one ROS name token: it becomes a namespace
+
+
+def check_cameras(names) -> None:
+    if len(names) > MAX_CAMERAS:
+        raise ValueError(f"at most {MAX_CAMERAS} cameras, got {len(names)}")
+    bad = [n for n in names if not CAMERA_NAME.match(n)]
+    if bad:
+        raise ValueError(f"camera names must be ROS name tokens (a letter, then letters, digits or _): {bad}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"camera names must be unique, got {list(names)}")
+
+
 def validate_settings(s: NodeSettings) -> None:
     knobs.check(s)  # ranges and choices, the track_* and lock_* rows included
     for name in ("target_frame", "memory_frame"):
@@ -214,6 +235,7 @@ def validate_settings(s: NodeSettings) -> None:
             raise ValueError(f"{name} must be a printable frame id without spaces around it, got {frame!r}")
     if s.memory and not s.memory_frame:
         raise ValueError("memory needs a memory_frame (map or odom)")
+    check_cameras(s.cameras)
     if len(s.queries) > MAX_STANDING_QUERIES:
         raise ValueError(f"at most {MAX_STANDING_QUERIES} standing queries, got {len(s.queries)}")
     try:

@@ -26,6 +26,8 @@ from .outputs import (DEPTH, FRAME_OUTPUTS, INSTANCE, TARGET, FrameView, Output,
                       needs_depth)
 from .tracks import Tracks
 
+BEST_FEEDS = ("grounded", "grounded_point")  # the outputs grounded_best (best.py) is built from
+
 # After frames this large, hand freed heap back to the OS: glibc keeps freed arena memory otherwise,
 # and one 4000x4000 frame would leave the process hundreds of MB larger for good.
 TRIM_PIXELS = 4_000_000
@@ -33,14 +35,17 @@ TRIM_PIXELS = 4_000_000
 
 class PublishStage:
     def __init__(self, ctx: NodeContext, tracks: Tracks, publishers: Dict[str, object], frames, slot: LatestSlot,
-                 intake):
+                 intake, camera: str = ""):
         self.ctx, self.tracks, self.publishers, self.frames, self.slot = ctx, tracks, publishers, frames, slot
         self.intake = intake  # depth is matched here, when it is needed: a driver may send it after the image
         self.memory = None  # the MemoryStage when memory is on: it takes each full frame's regions and depth
         self.last: Optional[Tuple[Processed, FrameOutputs]] = None  # the newest full frame, for the services
         self._last_cv = threading.Condition()
         self._periods: deque = deque(maxlen=21)
-        self.worker = StageThread("textregion-publish", self._loop)
+        self.camera = camera
+        self.on_frame = None  # called with each published frame's (item, view): the node's across-camera outputs
+        self.also_wanted = lambda: False  # does an across-camera output have a reader (grounded_best)
+        self.worker = StageThread(f"textregion-publish{'-' + camera if camera else ''}", self._loop)
         self.start = self.worker.start
 
     def stop(self) -> None:
@@ -61,7 +66,7 @@ class PublishStage:
 
     def wanted(self) -> bool:
         """Does any output have a reader, or is the memory on (otherwise the inference stage idles)."""
-        return self.memory is not None or any(self.listening(r) for r in FRAME_OUTPUTS)
+        return self.memory is not None or self.also_wanted() or any(self.listening(r) for r in FRAME_OUTPUTS)
 
     def _loop(self) -> None:
         while self.worker.running:
@@ -116,7 +121,9 @@ class PublishStage:
             item.result = self.tracks.update(item.result)
         t1 = time.perf_counter()
         rows = [r for r in FRAME_OUTPUTS if self.listening(r) and item.result.kind in r.kinds]
-        view, out = self._view(item, rows)
+        # grounded_best is made of this frame's grounded and grounded_point: compose what they need.
+        feeds = [r for r in FRAME_OUTPUTS if r.name in BEST_FEEDS] if self.also_wanted() else []
+        view, out = self._view(item, rows + [r for r in feeds if r not in rows])
         parts = {"compose": time.perf_counter() - t1}
         if not item.partial:  # before publishing: a client that saw this frame can ground on it
             with self._last_cv:
@@ -136,6 +143,8 @@ class PublishStage:
                 self.publishers[row.name].publish(msg)
                 published.append(row.name)
             parts[row.name] = time.perf_counter() - t
+        if self.on_frame is not None:
+            self.on_frame(item, view)
         self._finish(item, out, t0, cpu0, published, parts)
 
     def _finish(self, item: Processed, out: FrameOutputs, t0: float, cpu0: float, published, parts) -> None:

@@ -19,10 +19,11 @@ GROUND_WAIT_S = 30.0  # longest a call waits for its frame (a 2-core CPU takes ~
 
 
 class NewestFrame:
-    """The frame a service answers on: the newest published, or the newest received, processed on demand."""
+    """The frame a service answers on, for one camera: the newest published, or the newest received, processed
+    on demand."""
 
-    def __init__(self, intake, inference, publisher):
-        self.intake, self.inference, self.publisher = intake, inference, publisher
+    def __init__(self, intake, camera, publisher, inference):
+        self.intake, self.camera, self.publisher, self.inference = intake, camera, publisher, inference
 
     def __call__(self, timeout: float = GROUND_WAIT_S):
         last = self.publisher.last
@@ -32,7 +33,7 @@ class NewestFrame:
         newest = self.intake.latest_stamp()
         if newest is None or (last is not None and last[0].stamp_ns >= newest):
             return last  # no image has arrived at all, or the newest is the one already answered on
-        self.inference.demand.set()
+        self.camera.demand.set()
         self.intake.offer_latest()
         return self.publisher.wait_last(newest, timeout)
 
@@ -62,9 +63,9 @@ def checked_query(ctx: NodeContext, text: str, response) -> str:
 
 
 class GroundService:
-    def __init__(self, ctx: NodeContext, last_frame):
+    def __init__(self, ctx: NodeContext, newest):
         self.ctx = ctx
-        self.last_frame = last_frame  # () -> (Processed, FrameOutputs) or None (NewestFrame)
+        self.newest = newest  # camera name -> NewestFrame: () -> (Processed, FrameOutputs) or None
 
     def __call__(self, request, response):
         return answered(self.ctx, "ground", self._ground, request, response)
@@ -73,25 +74,41 @@ class GroundService:
         query = checked_query(self.ctx, request.query, response)
         if not query:
             return response
+        camera = request.camera.strip()
+        if camera and camera not in self.newest:
+            self.ctx.stats.count("bad_input/camera")
+            response.success, response.message = False, f"no camera {camera!r}; cameras: {sorted(self.newest)}"
+            return response
         pipeline = self.ctx.pipeline
-        last = self.last_frame() if pipeline is not None else None
-        if last is None:
+        names = [camera] if camera else list(self.newest)
+        answers = [a for a in (self._answer(pipeline, query, n) for n in names) if a is not None] \
+            if pipeline is not None else []
+        if not answers:
             response.success, response.message = False, "no camera frame has arrived yet"
             return response
-        item, out = last
+        # Over several cameras: the found answer of highest score, else the highest score (it abstains).
+        item, out, g = max(answers, key=lambda a: (a[2].found, a[2].prob))
         response.frame_stamp = Time(sec=item.stamp_ns // 10**9, nanosec=item.stamp_ns % 10**9)
         response.frame_age_s = max((self.ctx.now_ns() - item.stamp_ns) * 1e-9, 0.0)
         result = item.result
-        region, prob, cos, margin, found = (t.float().cpu() for t in pipeline.ground(
-            result.tokens, pipeline.embed_queries([query]), result.vocab))
-        g = Grounding(query, int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]), bool(found[0]),
-                      result.track_id_of(int(region[0])))
         crop = region_crop(result, g.region) if request.include_mask and g.region >= 0 else None
         response.result = messages.grounded_msg(trmsg, result.labels, out, g, item.header,
                                                 with_mask=bool(request.include_mask), crop=crop)
+        response.camera = item.camera
         response.success = True
         response.message = "found" if g.found else "not found (abstained)"
         return response
+
+    def _answer(self, pipeline, query: str, camera: str):
+        last = self.newest[camera]()
+        if last is None:
+            return None
+        item, out = last
+        result = item.result
+        region, prob, cos, margin, found = (t.float().cpu() for t in pipeline.ground(
+            result.tokens, pipeline.embed_queries([query]), result.vocab))
+        return item, out, Grounding(query, int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]),
+                                    bool(found[0]), result.track_id_of(int(region[0])))
 
 
 FIND_DEFAULT_RESULTS, FIND_MAX_RESULTS = 10, 1000

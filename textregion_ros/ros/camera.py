@@ -1,0 +1,50 @@
+"""One camera's part of the node: its inputs, its frame slot, depth matching, tracks and locks, its
+publish stage and publishers, its schedule of full and target frames, and its own counters.
+
+The models, the text cache, the vocabulary and the queries are the node's and shared by every camera.
+The default is one unnamed camera on the node's own topic names (``image``, ``regions``, ...); a
+named camera has them under ``<name>/`` (``head/image``, ``head/regions``, ...), so each stays
+remappable on its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Dict
+
+from .context import NodeContext
+from .diagnostics import Stats
+from .handover import LatestSlot
+from .intake import Intake
+from .publish import PublishStage
+from .tracks import Tracks
+from ..segmentation import FrameSchedule
+
+
+class Camera:
+    def __init__(self, name: str, node_ctx: NodeContext, frames, arrived: threading.Event):
+        self.name = name
+        self.prefix = f"{name}/" if name else ""
+        # A named camera counts on its own (diagnostics and bad_input/* per camera); the unnamed default shares
+        # the node's counters, so a single-camera node reads as it always has.
+        self.ctx = dataclasses.replace(node_ctx, stats=Stats()) if name else node_ctx
+        self.intake = Intake(self.ctx, arrived)
+        self.tracks = Tracks(self.ctx)
+        self.slot = LatestSlot()  # inference -> this camera's publish stage
+        self.publishers: Dict[str, object] = {}
+        self.publisher = PublishStage(self.ctx, self.tracks, self.publishers, frames, self.slot, self.intake,
+                                      name)
+        self.schedule = FrameSchedule()  # segmentation target / hybrid: which of this camera's frames are full
+        self.since_full = 0  # frames carried by SAM2 since the last full frame (target_tracking sam2)
+        self.demand = threading.Event()  # a service call: this camera's next frame is processed for it
+        self.last_start = 0.0  # when its last frame went into inference (its own max_rate)
+
+    def topic(self, name: str) -> str:
+        return self.prefix + name
+
+    def idle(self) -> bool:
+        return self.intake.slot.idle() and self.slot.idle()
+
+    def reopen(self) -> None:
+        self.intake.slot.reopen()
+        self.slot.reopen()
