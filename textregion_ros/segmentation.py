@@ -43,9 +43,6 @@ class FrameSchedule:
             boxes = boxes_from_masks(binary)
             self.boxes = {g.query: b for g, b in zip(found, boxes) if bool(b[2] > b[0])}
 
-    def reset(self) -> None:
-        self.__init__()
-
 
 def run_frame(pipeline, image, query_embeddings, schedule: FrameSchedule, watch: Optional[str] = None,
               force_full: bool = False) -> FrameResult:

@@ -133,13 +133,14 @@ def process_target(pipeline, img: torch.Tensor, q_emb: LabelEmbeddings,
     else:
         cand = MaskSet(img.new_zeros((0, 1, 1)), img.new_zeros(0), frame_hw, {"prompts": 0}, is_logits=True)
         tokens, owner = img.new_zeros((0, dim)), torch.zeros(0, dtype=torch.long, device=img.device)
-    return _one_region_per_query(pipeline, cand, tokens, owner, q_emb, frame_hw, t0, len(prompts))
+    return _one_region_per_query(pipeline, vocab, cand, tokens, owner, q_emb, frame_hw, t0)
 
 
-def _one_region_per_query(pipeline, cand: MaskSet, tokens: torch.Tensor, owner: torch.Tensor, q_emb: LabelEmbeddings,
-                          frame_hw, t0: float, n_prompts: int) -> FrameResult:
-    """Ground each query among its candidates and keep only the winners, in query order."""
-    cfg, vocab, nq = pipeline.config, pipeline.vocab, len(q_emb)
+def _one_region_per_query(pipeline, vocab, cand: MaskSet, tokens: torch.Tensor, owner: torch.Tensor,
+                          q_emb: LabelEmbeddings, frame_hw, t0: float) -> FrameResult:
+    """Ground each query among its candidates and keep only the winners, in query order. ``vocab``: the
+    frame's one snapshot (a vocabulary swapped in mid-frame must not mix with the one it started with)."""
+    cfg, nq = pipeline.config, len(q_emb)
     if len(tokens):
         probs, cos = pipeline.query_scores(tokens, q_emb, vocab)
         region, prob, best_cos, margin, found = ground_own(probs, cos, owner, cfg.abstain_threshold)

@@ -64,7 +64,8 @@ class FrameVoxels:
 def bin_frame(points: List[np.ndarray], size: float) -> FrameVoxels:
     """Each detection's (N_d, 3) points (N_d >= 1) -> their voxels at ``size``, all in one np.unique."""
     counts = np.array([len(p) for p in points], np.int64)
-    ijk = np.floor(np.concatenate(points) / size).astype(np.int64)
+    flat = np.concatenate(points)
+    ijk = np.floor(flat / size).astype(np.int64)
     det = np.repeat(np.arange(len(points)), counts)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     base = np.minimum.reduceat(ijk, starts, axis=0)
@@ -74,7 +75,6 @@ def bin_frame(points: List[np.ndarray], size: float) -> FrameVoxels:
         return _bin_each(points, size)
     code = (det << DET_SHIFT) | (local[:, 0] << 2 * LOCAL_BITS) | (local[:, 1] << LOCAL_BITS) | local[:, 2]
     uniq, inv = np.unique(code, return_inverse=True)
-    flat = np.concatenate(points)
     sums = summed(inv, flat, len(uniq))
     weights = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
     udet = uniq >> DET_SHIFT

@@ -102,8 +102,9 @@ class ObjectMemory:
             obj = self.objects[int(ids[j])]
             if obj.voxel_size == vox.size:
                 probe = nb[first[i]:first[i + 1]]
-            else:  # a coarsened object: the detection's voxels at its size
-                probe = sampled_neighbours(vox.means()[vox.start[i]:vox.start[i + 1]], obj.voxel_size)
+            else:  # a coarsened object: the detection's voxels (their means) at its size
+                _, sums, w = vox.of(i)
+                probe = sampled_neighbours(sums / w[:, None], obj.voxel_size)
             ov = float(obj.next_to(probe).mean()) if len(probe) else 0.0
             if ov >= cfg.min_overlap:
                 score[i, k] = cfg.overlap_weight * ov + (1 - cfg.overlap_weight) * c
@@ -293,7 +294,7 @@ OVERLAP_SAMPLES = 48  # voxels of a detection tested for overlap: the share to a
 def bounded(points: np.ndarray, limit: int) -> np.ndarray:
     """At most ``limit`` of the points, every n-th in their order (depth points come in raster order, so
     this thins the region evenly rather than cropping it)."""
-    return points if len(points) <= limit else points[::-(-len(points) // limit)]  # voxels of a detection tested for overlap: the share to about +-4%, at a fixed cost
+    return points if len(points) <= limit else points[::-(-len(points) // limit)]
 
 
 def sampled_neighbours(points: np.ndarray, size: float, keys: Optional[np.ndarray] = None) -> np.ndarray:

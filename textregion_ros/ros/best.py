@@ -18,7 +18,6 @@ from .outputs import BEST_OUTPUTS, _grounded_point, listening
 
 @dataclass
 class Report:
-    camera: str
     stamp_ns: int
     grounded: object  # textregion_ros/GroundedRegion, in that camera's frame
     point: object  # geometry_msgs/PointStamped or None (no valid depth, or not found)
@@ -45,7 +44,7 @@ class BestAcrossCameras:
         """From a camera's publish stage, after its frame's outputs are out."""
         if view.active_grounding is None:
             return
-        rep = Report(camera, item.stamp_ns, view.grounded_msgs[-1], _grounded_point(view))
+        rep = Report(item.stamp_ns, view.grounded_msgs[-1], _grounded_point(view))
         with self._lock:
             self._latest[camera] = rep
             window = self.ctx.settings.best_window * 1e9
@@ -59,7 +58,3 @@ class BestAcrossCameras:
                 msg = row.build(view)
                 if msg is not None:
                     self.publishers[row.name].publish(msg)
-
-    def latest(self) -> Dict[str, Report]:
-        with self._lock:
-            return dict(self._latest)

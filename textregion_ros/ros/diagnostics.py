@@ -150,10 +150,9 @@ class Stats:
         return arr
 
 
-def status_message(stats, pipeline, state: str, stamp, node_name: str) -> DiagnosticArray:
+def status_message(entries, pipeline, state: str, stamp, node_name: str) -> DiagnosticArray:
     """The node's /diagnostics entries: its counters, its lifecycle state and, on CUDA, the memory peak; with
-    named cameras, one more entry per camera (``stats``: [(Stats, camera name)], the node's first)."""
-    entries = stats if isinstance(stats, list) else [(stats, "")]
+    named cameras, one more entry per camera (``entries``: [(Stats, camera name)], the node's first, "")."""
     node_stats = entries[0][0]
     if pipeline is not None and pipeline.device.type == "cuda":  # the caching allocator's peak
         import torch

@@ -56,16 +56,6 @@ class LatestSlot(Generic[T]):
             self._in_hand = True  # with the take, so "idle" never sees a gap between the two
             return item
 
-    def take_now(self) -> Optional[T]:
-        """take() without waiting: the waiting item, or None (the consumer is busy only when it got one)."""
-        with self._cv:
-            if self._closed or self._item is None:
-                return None
-            item, self._item = self._item, None
-            self.last_taken = (self._item_seq, self.puts)
-            self._in_hand = True
-            return item
-
     def done(self) -> None:
         with self._cv:
             self._in_hand = False

@@ -118,7 +118,7 @@ class Intake:
     # --- the inference stage's side ---
     def take(self, timeout: float = 0.1) -> Optional[Frame]:
         """The newest frame with its depth, or None (closed or nothing within ``timeout``)."""
-        msg = self.slot.take(timeout) if timeout > 0 else self.slot.take_now()
+        msg = self.slot.take(timeout)  # 0: only a frame already waiting
         if msg is None:
             return None
         return Frame(msg, *self.slot.last_taken)

@@ -117,14 +117,13 @@ class TextRegionNode(LifecycleNode):
         try:
             if self.params.error:
                 raise StartupError(f"bad parameters: {self.params.error}")
+            if len(self.params.settings.cameras) > 1 and self.params.config.target_tracking == "sam2":
+                # Checked before minutes of model loading: the carried target is the pipeline's, one camera's.
+                raise StartupError("target_tracking sam2 carries one target for one camera: use it with one camera")
             pipeline = self._given_pipeline or load_pipeline(self.params.config, self.get_logger())
         except StartupError as exc:
             self.last_failure = str(exc)
             self.get_logger().error(f"configure failed: {exc}")
-            return FAILURE
-        if len(self.params.settings.cameras) > 1 and self.params.config.target_tracking == "sam2":
-            self.last_failure = "target_tracking sam2 carries one target for one camera: use it with one camera"
-            self.get_logger().error(f"configure failed: {self.last_failure}")
             return FAILURE
         self.ctx.settings, self.ctx.pipeline = self.params.settings, pipeline
         self.ctx.random_weights = self.params.config.random_weights
@@ -167,7 +166,7 @@ class TextRegionNode(LifecycleNode):
             self.best = BestAcrossCameras(ctx, self.cameras, self._pubs)
         # KEEP_ALL: a burst of concurrent calls is queued and every caller gets an answer.
         qos = QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=SERVICE_QUEUE, reliability=ReliabilityPolicy.RELIABLE)
-        newest = {c.name: NewestFrame(c.intake, c, c.publisher, self.inference) for c in self.cameras}
+        newest = {c.name: NewestFrame(c, self.inference) for c in self.cameras}
         self._service = self.create_service(trsrv.Ground, "ground", GroundService(ctx, newest),
                                             qos_profile=qos, callback_group=self._group)
 
@@ -256,7 +255,7 @@ class TextRegionNode(LifecycleNode):
         for pub in list(self._pubs.values()) + cams + [self.pub_active]:
             self.destroy_lifecycle_publisher(pub)
         self._pubs.clear()
-        self.cameras = []
+        self.cameras, self.best = [], None
         self.destroy_service(self._service)
         for svc in self._memory_services:
             self.destroy_service(svc)

@@ -22,8 +22,9 @@ class NewestFrame:
     """The frame a service answers on, for one camera: the newest published, or the newest received, processed
     on demand."""
 
-    def __init__(self, intake, camera, publisher, inference):
-        self.intake, self.camera, self.publisher, self.inference = intake, camera, publisher, inference
+    def __init__(self, camera, inference):
+        self.camera, self.inference = camera, inference
+        self.intake, self.publisher = camera.intake, camera.publisher
 
     def __call__(self, timeout: float = GROUND_WAIT_S):
         last = self.publisher.last
@@ -81,7 +82,8 @@ class GroundService:
             return response
         pipeline = self.ctx.pipeline
         names = [camera] if camera else list(self.newest)
-        answers = [a for a in (self._answer(pipeline, query, n) for n in names) if a is not None] \
+        embedded = pipeline.embed_queries([query]) if pipeline is not None else None
+        answers = [a for a in (self._answer(pipeline, embedded, n) for n in names) if a is not None] \
             if pipeline is not None else []
         if not answers:
             response.success, response.message = False, "no camera frame has arrived yet"
@@ -99,15 +101,16 @@ class GroundService:
         response.message = "found" if g.found else "not found (abstained)"
         return response
 
-    def _answer(self, pipeline, query: str, camera: str):
+    def _answer(self, pipeline, embedded, camera: str):
+        """(item, outputs, Grounding) of ``embedded`` (one query) on this camera's newest frame, or None."""
         last = self.newest[camera]()
         if last is None:
             return None
         item, out = last
         result = item.result
         region, prob, cos, margin, found = (t.float().cpu() for t in pipeline.ground(
-            result.tokens, pipeline.embed_queries([query]), result.vocab))
-        return item, out, Grounding(query, int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]),
+            result.tokens, embedded, result.vocab))
+        return item, out, Grounding(embedded.labels[0], int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]),
                                     bool(found[0]), result.track_id_of(int(region[0])))
 
 
