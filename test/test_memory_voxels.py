@@ -7,9 +7,10 @@ import pytest
 
 from textregion_ros.geometry.transform import RigidTransform
 from textregion_ros.memory import MemoryConfig, ObjectMemory, Observation
-from textregion_ros.memory.frame_voxels import bin_frame
-from textregion_ros.memory.objects import (NEIGHBOURS, MemoryObject, bin_points, key_indices, neighbour_keys, pack,
-                                           percentiles, voxel_keys)
+from textregion_ros.memory import frame_voxels
+from textregion_ros.memory.frame_voxels import _bin_each as bin_each, bin_frame
+from textregion_ros.memory.objects import (NEIGHBOURS, MemoryObject, bin_points, key_indices, neighbour_keys,
+                                           neighbour_runs, pack, percentiles, voxel_keys)
 
 
 def oracle_bins(points, size):
@@ -28,13 +29,16 @@ def oracle_bins(points, size):
     return out
 
 
-@pytest.mark.parametrize("wide", [False, True])
-def test_a_frame_binned_at_once_equals_each_detection_binned_alone(wide):
+@pytest.mark.parametrize("stray", [None, (400.0, 0.0, 0.0), (1000.0, -1000.0, 1000.0)])
+def test_a_frame_binned_at_once_equals_each_detection_binned_alone(stray, monkeypatch):
     rng = np.random.default_rng(3)
     points = [rng.normal(c, 0.05, (n, 3)) for c, n in zip(rng.uniform(-5, 5, (7, 3)), (1, 5, 300, 40, 2, 900, 77))]
-    if wide:  # a stray point 400 m away: the detection no longer packs into local indices, the exact path bins it
-        points[2] = np.vstack([points[2], [[400.0, 0, 0]]])
+    if stray:  # a stray point far off widens a field; a kilometre on every axis no longer packs into 62 bits
+        points[2] = np.vstack([points[2], [stray]])
+    exact = []
+    monkeypatch.setattr(frame_voxels, "_bin_each", lambda *a: exact.append(1) or bin_each(*a))
     vox = bin_frame(points, 0.01)
+    assert len(exact) == (stray is not None and stray[1] != 0)  # which path binned it
     assert len(vox) == len(points)
     for d, (k, s, n) in enumerate(oracle_bins(points, 0.01)):
         vk, vs, vw = vox.of(d)
@@ -48,15 +52,15 @@ def test_a_frame_binned_at_once_equals_each_detection_binned_alone(wide):
         np.testing.assert_allclose(hi[d], means.max(0))
 
 
-def test_sampled_neighbours_are_evenly_spaced_voxels_of_each_detection():
+def test_sampled_voxels_are_evenly_spaced_voxels_of_each_detection():
     rng = np.random.default_rng(4)
     points = [rng.uniform(0, 0.3, (2000, 3)), rng.uniform(1, 1.02, (3, 3))]
     vox = bin_frame(points, 0.01)
-    nb, first = vox.sampled_neighbours(48)
+    sampled, first = vox.sampled(48)
     assert list(np.diff(first)) == [48, len(vox.of(1)[0])]
     for d in range(2):
         keys = vox.of(d)[0]
-        centre = nb[first[d]:first[d + 1], 13]  # NEIGHBOURS[13] is (0, 0, 0)
+        centre = sampled[first[d]:first[d + 1]]
         assert np.isin(centre, keys).all() and len(np.unique(centre)) == len(centre)
         assert centre[0] == keys[0] and centre[-1] == keys[-1]
 
@@ -65,6 +69,20 @@ def test_neighbour_offsets_equal_unpacking_and_repacking():
     keys = voxel_keys(np.random.default_rng(5).uniform(-5000, 5000, (500, 3)), 0.01)
     repacked = pack((key_indices(keys)[:, None, :] + NEIGHBOURS[None]).reshape(-1, 3)).reshape(len(keys), 27)
     np.testing.assert_array_equal(neighbour_keys(keys), repacked)
+    runs = neighbour_runs(keys)  # nine runs of three consecutive keys are the 27 neighbours
+    np.testing.assert_array_equal(np.sort((runs[:, :, None] + np.arange(3)).reshape(len(keys), 27), 1),
+                                  np.sort(repacked, 1))
+
+
+def test_next_to_equals_a_set_of_every_neighbour():
+    rng = np.random.default_rng(8)
+    obj = MemoryObject(1, np.ones(4, np.float32), 0.02, *bin_points(rng.uniform(0, 0.3, (300, 3)), np.ones(300),
+                                                                      0.02))
+    probe = np.unique(voxel_keys(rng.uniform(-0.1, 0.4, (400, 3)), 0.02))
+    held = set(obj.keys.tolist())
+    want = [any(int(k) in held for k in row) for row in neighbour_keys(probe)]
+    assert 0 < sum(want) < len(want)  # both answers occur
+    np.testing.assert_array_equal(obj.next_to(neighbour_runs(probe)), want)
 
 
 def test_a_sorted_merge_equals_binning_the_union():

@@ -34,6 +34,11 @@ def pack(ijk: np.ndarray) -> np.ndarray:
     return (ijk[:, 0] << 42) | (ijk[:, 1] << 21) | ijk[:, 2]
 
 
+def pack_rows(ijk: np.ndarray) -> np.ndarray:
+    """pack() of (3, N) indices (contiguous rows: faster than columns)."""
+    return (ijk[0] + OFFSET) << 42 | (ijk[1] + OFFSET) << 21 | (ijk[2] + OFFSET)
+
+
 # A neighbour's key is the voxel's key plus a fixed offset: no axis leaves its 21 bits within +-1M voxels.
 NEIGHBOUR_OFFSETS = (NEIGHBOURS[:, 0] << 42) + (NEIGHBOURS[:, 1] << 21) + NEIGHBOURS[:, 2]
 
@@ -41,6 +46,23 @@ NEIGHBOUR_OFFSETS = (NEIGHBOURS[:, 0] << 42) + (NEIGHBOURS[:, 1] << 21) + NEIGHB
 def neighbour_keys(keys: np.ndarray) -> np.ndarray:
     """(K,) voxel keys -> (K, 27) keys of each voxel and its 26 neighbours."""
     return keys[:, None] + NEIGHBOUR_OFFSETS[None]
+
+
+# The 27 neighbours are 9 runs of three consecutive keys (z - 1, z, z + 1 at one x, y): a run is found
+# with one search for its first key instead of three.
+RUN_OFFSETS = NEIGHBOUR_OFFSETS[::3]
+RUN = 2  # a run's last key is its first plus RUN
+
+
+def neighbour_runs(keys: np.ndarray) -> np.ndarray:
+    """(K,) voxel keys -> (K, 9) first keys of the runs that make up each voxel's 27 neighbours."""
+    return keys[:, None] + RUN_OFFSETS[None]
+
+
+def in_runs(sorted_keys: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """(K, 9) run starts -> (K,) bool: ``sorted_keys`` holds a key of one of the runs."""
+    v = sorted_keys.take(np.searchsorted(sorted_keys, runs), mode="clip")
+    return ((v >= runs) & (v <= runs + RUN)).any(1)
 
 
 def bin_points(points: np.ndarray, weights: np.ndarray, size: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,9 +78,19 @@ def summed(inv: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return np.stack([np.bincount(inv, weights=values[:, c], minlength=n) for c in range(3)], -1)
 
 
+ROW = np.dtype((np.void, 24))  # one (x, y, z) float64 row as a single item
+
+
+def rows(a: np.ndarray) -> np.ndarray:
+    """(K, 3) float64 -> (K,) items sharing its memory: numpy gathers and scatters 1-D items several times
+    faster than rows of a 2-D array."""
+    return np.ascontiguousarray(a).view(ROW).reshape(len(a))
+
+
 def _interleave(old: np.ndarray, new: np.ndarray, is_old: np.ndarray, at: np.ndarray) -> np.ndarray:
     out = np.empty((len(is_old),) + old.shape[1:], old.dtype)
-    out[is_old], out[at] = old, new
+    o, n, a = (rows(x) for x in (out, old, new)) if old.ndim == 2 else (out, old, new)
+    o[is_old], o[at] = n, a
     return out
 
 
@@ -71,6 +103,16 @@ def percentiles(p: np.ndarray, lo: float, hi: float) -> Tuple[np.ndarray, np.nda
     frac = (pos - below)[:, None]
     q = part[below] * (1 - frac) + part[above] * frac
     return q[0], q[1]
+
+
+def evenly(n: np.ndarray, m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For groups of ``n`` items, ``m`` (<= n) evenly spaced of each, first and last included: ((sum m,) index
+    of each within its group, (G + 1,) where each group's picks start)."""
+    first = np.r_[0, np.cumsum(m)]
+    group = np.repeat(np.arange(len(n)), m)
+    j = np.arange(first[-1]) - first[group]  # 0 .. m-1 within each group
+    step = np.where(m > 1, (n - 1) / np.maximum(m - 1, 1), 0.0)
+    return (j * step[group] + 1e-9).astype(np.int64), first  # + 1e-9: j * step lands on n - 1, not below it
 
 
 @dataclass
@@ -128,13 +170,12 @@ class MemoryObject:
     def changed(self) -> None:
         self._box = None
 
-    def next_to(self, nb: np.ndarray) -> np.ndarray:
-        """(K, 27) keys of voxels and their neighbours (``neighbour_keys``) at this object's size -> (K,) bool:
-        the voxel or one of its 26 neighbours is the object's."""
+    def next_to(self, runs: np.ndarray) -> np.ndarray:
+        """(K, 9) ``neighbour_runs`` of voxels at this object's size -> (K,) bool: the voxel or one of its 26
+        neighbours is the object's."""
         if not len(self.keys):
-            return np.zeros(len(nb), bool)
-        pos = np.minimum(np.searchsorted(self.keys, nb), len(self.keys) - 1)
-        return (self.keys[pos] == nb).any(1)
+            return np.zeros(len(runs), bool)
+        return in_runs(self.keys, runs)
 
     def bounds(self) -> Tuple[np.ndarray, np.ndarray]:
         """Axis-aligned box of its points from the 1st to the 99th percentile: flying pixels and depth noise
@@ -182,18 +223,27 @@ class MemoryObject:
         object's voxel size (a frame's detections are binned once, together). ``hull``: a box holding the
         points, when the caller has one."""
         if len(points) or binned is not None:
-            lo, hi = hull if hull is not None else (points.min(0), points.max(0))
-            old_lo, old_hi = self.hull()
-            self._hull = (np.minimum(old_lo, lo), np.maximum(old_hi, hi))
+            self.grow_hull(*(hull if hull is not None else (points.min(0), points.max(0))))
         if binned is not None and binned[0] == self.voxel_size:
             self.merge_voxels(*binned[1:])
         else:
             self.merge_voxels(*bin_points(points, weights, self.voxel_size))
-        while len(self.keys) > max_points:  # coarsen: twice the side, the voxels' means binned again
+        self.coarsen(max_points)
+
+    def grow_hull(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        """The hull now also holds the box ``lo``..``hi`` (of points being added)."""
+        old_lo, old_hi = self.hull()
+        self.set_hull(np.minimum(old_lo, lo), np.maximum(old_hi, hi))
+
+    def set_hull(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        """A hull the caller computed (the old one grown by the points being added, for many objects at once)."""
+        self._hull = (lo, hi)
+
+    def coarsen(self, max_points: int) -> None:
+        """While it holds more than ``max_points`` voxels: twice the side, the voxels' means binned again."""
+        while len(self.keys) > max_points:
             self.voxel_size *= 2.0
-            means = self.points
-            self.keys, s, self.weights = bin_points(means, self.weights, self.voxel_size)
-            self.sums = s
+            self.keys, self.sums, self.weights = bin_points(self.points, self.weights, self.voxel_size)
         self.changed()
 
     def merge_voxels(self, keys: np.ndarray, sums: np.ndarray, weights: np.ndarray) -> None:
@@ -206,18 +256,22 @@ class MemoryObject:
         pos = np.searchsorted(self.keys, keys)
         hit = self.keys.take(pos, mode="clip") == keys
         if hit.all():  # every voxel seen before: the common case of an object in view
-            self.sums[pos] += sums  # keys are unique: no two adds land on one row
-            self.weights[pos] += weights
+            self._add(pos, sums, weights)  # keys are unique: no two adds land on one row
             return
-        self.sums[pos[hit]] += sums[hit]
-        self.weights[pos[hit]] += weights[hit]
-        new = ~hit  # the new voxels' rows in the union: their insertion points, shifted by those before them
-        at = pos[new] + np.arange(len(keys) - int(hit.sum()))
+        h, new = np.flatnonzero(hit), np.flatnonzero(~hit)
+        self._add(pos[h], sums.take(h, axis=0), weights[h])
+        at = pos[new] + np.arange(len(new))  # the new voxels' rows in the union: shifted by those before them
         old = np.ones(n + len(at), bool)
         old[at] = False
         self.keys = _interleave(self.keys, keys[new], old, at)
-        self.sums = _interleave(self.sums, sums[new], old, at)
+        self.sums = _interleave(self.sums, sums.take(new, axis=0), old, at)
         self.weights = _interleave(self.weights, weights[new], old, at)
+
+    def _add(self, at: np.ndarray, sums: np.ndarray, weights: np.ndarray) -> None:
+        """Add to rows ``at`` (distinct)."""
+        self.sums = np.ascontiguousarray(self.sums)
+        rows(self.sums)[at] = rows(self.sums.take(at, axis=0) + sums)
+        self.weights[at] += weights
 
     def add_token(self, token: np.ndarray, n: int = 1) -> None:
         t = self.token * self.observations + token * n

@@ -19,12 +19,12 @@ from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
+from .associate import Association, associate, overlap
 from .config import MemoryConfig
 from .frame_voxels import FrameVoxels, bin_frame
-from .objects import Detection, MemoryObject, Observation, bin_points, neighbour_keys, voxel_keys
+from .objects import Detection, MemoryObject, Observation, bin_points, evenly
 from .table import ObjectTable
 
 VISIBILITY_SAMPLES = 32  # points per object checked against the depth image
@@ -61,14 +61,12 @@ class ObjectMemory:
             vox = bin_frame([bounded(obs.detections[k].points, cfg.max_detection_points) for k in kept],
                             cfg.voxel_size)
             dets = [obs.detections[k] for k in kept]
+            tokens = np.stack([d.token for d in dets])
             dlo, dhi = vox.bounds()
-            pairs = self._associate(dets, vox, dlo, dhi)
+            found = associate(self.objects, self.table, cfg, tokens, vox, dlo, dhi)
+            self._update(found, dets, tokens, obs, vox, dlo, dhi)
             for i, det in enumerate(dets):
-                obj = self.objects.get(pairs.get(i, -1))
-                if obj is None:
-                    obj = self._new(det, obs, vox.of(i))
-                else:
-                    self._update(obj, det, obs, vox.of(i), (dlo[i], dhi[i]))
+                obj = found.matches.get(i) or self._new(det, obs, vox.of(i))
                 seen.add(obj.id)
                 out[kept[i]] = obj.id
         self._misses(obs, seen)
@@ -78,42 +76,6 @@ class ObjectMemory:
         self._evict()
         return out
 
-    def _associate(self, dets: List[Detection], vox: FrameVoxels, dlo: np.ndarray, dhi: np.ndarray
-                   ) -> Dict[int, int]:
-        """Detection index -> object id, from one Hungarian assignment over the gated pairs. Only pairs whose
-        boxes touch are scored (one broadcast test), and the solver sees only the objects in such pairs."""
-        if not dets or not self.objects:
-            return {}
-        cfg, t = self.config, self.table
-        ids, lo, hi, tokens = t.ids, t.lo, t.hi, t.tokens
-        # Boxes that overlap along x (one (D, N) test), then along y and z for those pairs only.
-        pi, pj = np.nonzero((dlo[:, None, 0] <= hi[None, :, 0]) & (dhi[:, None, 0] >= lo[None, :, 0]))
-        touch = ((dlo[pi, 1:] <= hi[pj, 1:]) & (dhi[pi, 1:] >= lo[pj, 1:])).all(1)
-        pi, pj = pi[touch], pj[touch]
-        cos = (np.stack([d.token for d in dets])[pi] * tokens[pj]).sum(1)
-        gate = cos >= cfg.min_cosine
-        pi, pj, cos = pi[gate], pj[gate], cos[gate]
-        if not len(pi):
-            return {}
-        cols, col_of = np.unique(pj, return_inverse=True)
-        score = np.full((len(dets), len(cols)), -np.inf)
-        nb, first = vox.sampled_neighbours(OVERLAP_SAMPLES)
-        for i, j, c, k in zip(pi, pj, cos, col_of):
-            obj = self.objects[int(ids[j])]
-            if obj.voxel_size == vox.size:
-                probe = nb[first[i]:first[i + 1]]
-            else:  # a coarsened object: the detection's voxels (their means) at its size
-                _, sums, w = vox.of(i)
-                probe = sampled_neighbours(sums / w[:, None], obj.voxel_size)
-            ov = float(obj.next_to(probe).mean()) if len(probe) else 0.0
-            if ov >= cfg.min_overlap:
-                score[i, k] = cfg.overlap_weight * ov + (1 - cfg.overlap_weight) * c
-        ok = np.isfinite(score)
-        if not ok.any():
-            return {}
-        rows, picked = linear_sum_assignment(np.where(ok, -score, 1e6))
-        return {int(r): int(ids[cols[c]]) for r, c in zip(rows, picked) if ok[r, c]}
-
     def _new(self, det: Detection, obs: Observation, binned=None) -> MemoryObject:
         """A new object from a detection; ``binned`` is its (keys, sums, weights) at the base voxel size."""
         keys, sums, w = binned if binned is not None else bin_points(det.points, np.ones(len(det.points)),
@@ -122,7 +84,7 @@ class ObjectMemory:
                            sums.copy(), w.copy(),  # its own arrays: merges add into them in place
                            {det.label: float(det.score)} if det.label else {}, 1, obs.stamp_ns, obs.stamp_ns,
                            self.frames, self.frames, obs.camera)
-        obj.add_points(np.zeros((0, 3)), np.zeros(0), self.config.max_points)  # the bound holds from the start
+        obj.coarsen(self.config.max_points)  # the bound holds from the start
         self.objects[obj.id] = obj
         self._young.add(obj.id)
         self.table.put(obj)
@@ -130,16 +92,44 @@ class ObjectMemory:
         self.counts["created"] += 1
         return obj
 
-    def _update(self, obj: MemoryObject, det: Detection, obs: Observation, binned, hull) -> None:
-        keys, sums, w = binned
-        obj.add_points(sums / w[:, None], w, self.config.max_points, (self.config.voxel_size, keys, sums, w), hull)
-        obj.add_token(det.token)
-        if det.label:
-            obj.label_votes[det.label] = obj.label_votes.get(det.label, 0.0) + float(det.score)
-        obj.observations += 1
-        obj.last_seen_ns, obj.last_frame, obj.camera, obj.misses = obs.stamp_ns, self.frames, obs.camera, 0
-        self.table.put(obj)
-        self.counts["matched"] += 1
+    def _update(self, found: Association, dets: List[Detection], tokens: np.ndarray, obs: Observation,
+                vox: FrameVoxels, dlo: np.ndarray, dhi: np.ndarray) -> None:
+        """The matched objects take their detections' voxels, tokens and labels. Those in ``found.segments``
+        merge in one pass; the others (coarsened) one by one."""
+        if not found.matches:
+            return
+        cfg = self.config
+        det_of = np.array(sorted(found.matches))
+        objs = [found.matches[i] for i in det_of]
+        segs = found.segments
+        seg_of = {o.id: s for s, o in enumerate(segs.objs)} if segs is not None else {}
+        batch = sorted((seg_of[o.id], i) for i, o in zip(det_of, objs) if o.id in seg_of)
+        if batch:
+            seg, det = np.array(batch).T
+            n = vox.start[det + 1] - vox.start[det]
+            idx = np.repeat(vox.start[det] - np.r_[0, np.cumsum(n)[:-1]], n) + np.arange(n.sum())
+            segs.merge(np.repeat(seg, n), vox.keys[idx], vox.sums.take(idx, axis=0), vox.weights[idx])
+        for i, obj in zip(det_of, objs):
+            if obj.id not in seg_of:
+                keys, sums, w = vox.of(i)
+                obj.add_points(sums / w[:, None], w, cfg.max_points, (vox.size, keys, sums, w), (dlo[i], dhi[i]))
+        hulls = np.array([o.hull() for o in objs])  # (n, 2, 3), grown by the detections' boxes
+        hulls[:, 0] = np.minimum(hulls[:, 0], dlo[det_of])
+        hulls[:, 1] = np.maximum(hulls[:, 1], dhi[det_of])
+        t = np.stack([o.token for o in objs]) * np.array([o.observations for o in objs])[:, None] + tokens[det_of]
+        t = (t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        for k, (i, obj) in enumerate(zip(det_of.tolist(), objs)):
+            # Its own copies of the rows: a view would keep this frame's arrays alive as long as the object.
+            obj.set_hull(hulls[k, 0].copy(), hulls[k, 1].copy())
+            obj.token = t[k].copy()
+            obj.coarsen(cfg.max_points)
+            det = dets[i]
+            if det.label:
+                obj.label_votes[det.label] = obj.label_votes.get(det.label, 0.0) + float(det.score)
+            obj.observations += 1
+            obj.last_seen_ns, obj.last_frame, obj.camera, obj.misses = obs.stamp_ns, self.frames, obs.camera, 0
+        self.table.put_many(objs, hulls)
+        self.counts["matched"] += len(objs)
 
     # --- what should have been seen ---
     def _misses(self, obs: Observation, seen: set) -> None:
@@ -177,9 +167,11 @@ class ObjectMemory:
             return np.zeros(0, bool)
         n = np.array([len(o.keys) for o in objs])
         m = np.minimum(n, VISIBILITY_SAMPLES)
-        rows = [np.linspace(0, k - 1, s).astype(int) for k, s in zip(n, m)]
-        p = np.concatenate([o.sums[r] / o.weights[r, None] for o, r in zip(objs, rows)])
-        start = np.concatenate([[0], np.cumsum(m)[:-1]])
+        within, first = evenly(n, m)
+        rows = np.repeat(np.r_[0, np.cumsum(n)[:-1]], m) + within
+        p = np.concatenate([o.sums for o in objs]).take(rows, axis=0) / \
+            np.concatenate([o.weights for o in objs])[rows, None]
+        start = first[:-1]
         cam = obs.pose.inverse().points(p)
         h, w = obs.depth_m.shape
         z = cam[:, 2]
@@ -288,25 +280,7 @@ class ObjectMemory:
         return [(self.objects[int(ids[i])], float(probs[i]), float(cosines[i])) for i in top]
 
 
-OVERLAP_SAMPLES = 48  # voxels of a detection tested for overlap: the share to about +-7%, at a fixed cost
-
-
 def bounded(points: np.ndarray, limit: int) -> np.ndarray:
     """At most ``limit`` of the points, every n-th in their order (depth points come in raster order, so
     this thins the region evenly rather than cropping it)."""
     return points if len(points) <= limit else points[::-(-len(points) // limit)]
-
-
-def sampled_neighbours(points: np.ndarray, size: float, keys: Optional[np.ndarray] = None) -> np.ndarray:
-    """(S, 27) neighbour keys of up to OVERLAP_SAMPLES of the points' voxels (evenly spaced in key order)."""
-    keys = np.unique(voxel_keys(points, size)) if keys is None else keys
-    if len(keys) > OVERLAP_SAMPLES:
-        keys = keys[np.linspace(0, len(keys) - 1, OVERLAP_SAMPLES).astype(int)]
-    return neighbour_keys(keys)
-
-
-def overlap(points: np.ndarray, obj: MemoryObject, nb: Optional[np.ndarray] = None) -> float:
-    """Share of ``points``' voxels (at the object's voxel size) that are the object's or next to them.
-    ``nb``: sampled_neighbours of the points at the object's size, when the caller has them."""
-    nb = sampled_neighbours(points, obj.voxel_size) if nb is None else nb
-    return float(obj.next_to(nb).mean()) if len(nb) else 0.0

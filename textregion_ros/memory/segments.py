@@ -1,0 +1,79 @@
+"""Several objects' voxels end to end in one sorted array: one search serves lookups into all of them.
+
+A frame touches a few dozen objects, and doing their overlap tests and merges object by object
+costs a dozen numpy calls each; at that size the calls' overhead, not the work, is the frame's
+cost. Here the objects' sorted keys are laid end to end and shifted so that segment s occupies
+``[s * stride, (s + 1) * stride)``: within a segment keys keep their order and equality, and across
+segments the array is sorted, so ``np.searchsorted`` finds a key in its own object's segment. The
+shift of each segment starts at the lowest key any lookup into it will use (``reach``), and the
+stride spans the widest segment's reach, so a lookup never lands in a neighbour's segment.
+
+When the segments do not fit an int64 that way (objects a kilometre apart along x in one frame),
+``fits`` is false and the caller goes object by object.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from .objects import RUN, MemoryObject, _interleave, neighbour_runs, rows
+
+LIMIT = 1 << 62
+
+
+class Segments:
+    def __init__(self, objs: List[MemoryObject], reach_lo: np.ndarray, reach_hi: np.ndarray):
+        """``objs`` (each with at least one voxel); ``reach_lo``/``reach_hi`` (S,): the lowest and highest key
+        that a lookup or a merge into each will use."""
+        self.objs = objs
+        self.n = np.array([len(o.keys) for o in objs], np.int64)
+        self.start = np.r_[0, np.cumsum(self.n)]
+        self.keys = np.concatenate([o.keys for o in objs])
+        lo = np.minimum(self.keys[self.start[:-1]], reach_lo)
+        hi = np.maximum(self.keys[self.start[1:] - 1], reach_hi)
+        stride = int((hi - lo).max()) + RUN + 1  # Python ints: the check itself cannot overflow
+        self.fits = len(objs) * stride < LIMIT
+        if self.fits:
+            self.shift = lo - np.arange(len(objs), dtype=np.int64) * stride
+            self.ordered = self.keys - np.repeat(self.shift, self.n)
+
+    def next_to(self, seg: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """(Q,) segment of each probe voxel and (Q,) its key -> (Q,) bool: that object holds the voxel or one of
+        its 26 neighbours (MemoryObject.next_to, for many objects in one search). A re-observed object holds
+        most probes themselves, so those are looked up first and only the others by their nine runs."""
+        shift = self.shift[seg]
+        q = keys - shift
+        found = self.ordered.take(np.searchsorted(self.ordered, q), mode="clip") == q
+        rest = np.flatnonzero(~found)
+        if len(rest):
+            q = neighbour_runs(keys[rest]) - shift[rest][:, None]
+            v = self.ordered.take(np.searchsorted(self.ordered, q), mode="clip")
+            found[rest] = ((v >= q) & (v <= q + RUN)).any(1)
+        return found
+
+    def merge(self, seg: np.ndarray, keys: np.ndarray, sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Add voxels to the objects (MemoryObject.merge_voxels for each): ``seg`` (U,) non-decreasing, ``keys``
+        sorted and unique within each segment, at the objects' voxel size. Writes each touched object's new
+        arrays (its own copies) and returns the touched segments."""
+        q = keys - self.shift[seg]
+        pos = np.searchsorted(self.ordered, q)
+        hit = self.ordered.take(pos, mode="clip") == q
+        all_sums = np.concatenate([o.sums for o in self.objs])
+        all_w = np.concatenate([o.weights for o in self.objs])
+        h, new = np.flatnonzero(hit), np.flatnonzero(~hit)
+        at_h = pos[h]  # distinct rows: keys are unique within a segment and segments do not share rows
+        rows(all_sums)[at_h] = rows(all_sums.take(at_h, axis=0) + sums.take(h, axis=0))
+        all_w[at_h] += weights[h]
+        at = pos[new] + np.arange(len(new))  # the new voxels' rows in the union: shifted by those before them
+        old = np.ones(len(self.keys) + len(at), bool)
+        old[at] = False
+        u_keys = _interleave(self.keys, keys[new], old, at)
+        u_sums = _interleave(all_sums, sums.take(new, axis=0), old, at)
+        u_w = _interleave(all_w, weights[new], old, at)
+        ustart = np.r_[0, np.cumsum(self.n + np.bincount(seg[new], minlength=len(self.objs)))]
+        touched = seg[np.r_[True, seg[1:] != seg[:-1]]]  # seg is non-decreasing
+        for s, a, b in zip(touched.tolist(), ustart[touched].tolist(), ustart[touched + 1].tolist()):
+            o = self.objs[s]
+            o.keys, o.sums, o.weights = u_keys[a:b].copy(), u_sums[a:b].copy(), u_w[a:b].copy()
+        return touched
