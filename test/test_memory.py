@@ -279,3 +279,22 @@ def test_a_file_with_malformed_label_scores_is_refused(swept, tmp_path):
         np.savez(f, **arrays)
     with pytest.raises(MemoryFileError, match="label scores"):
         load_memory(path, HEADER, ObjectMemory(MemoryConfig()))
+
+
+def test_a_file_whose_voxels_are_out_of_order_is_refused(swept, tmp_path):
+    """Lookups and merges search each object's keys: a file with unsorted or repeated keys would answer wrongly."""
+    memory, _, _ = swept
+    path = str(tmp_path / "memory.npz")
+    save_memory(path, memory, HEADER)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    off = arrays["offsets"]
+    keys = arrays["keys"].copy()
+    keys[off[1] - 2], keys[off[1] - 1] = keys[off[1] - 1], keys[off[1] - 2]  # two voxels of the first object
+    arrays["keys"] = keys
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    before = open(path, "rb").read()
+    with pytest.raises(MemoryFileError, match="sorted"):
+        load_memory(path, HEADER, ObjectMemory(MemoryConfig()))
+    assert open(path, "rb").read() == before

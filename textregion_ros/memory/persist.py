@@ -115,6 +115,10 @@ def _objects(path: str, meta: Dict[str, Any], a: Dict[str, np.ndarray], dim: int
     if off[0] != 0 or (np.diff(off) <= 0).any() or a["keys"].shape != (total,) or a["sums"].shape != (total, 3) \
             or a["weights"].shape != (total,):
         raise MemoryFileError(f"{path}: the voxel arrays do not match the offsets")
+    rising = np.diff(a["keys"]) > 0
+    rising[off[1:-1] - 1] = True  # one object's last key and the next one's first need no order
+    if not rising.all():
+        raise MemoryFileError(f"{path}: an object's voxel keys are not sorted and unique")
     finite = all(np.isfinite(a[k]).all() for k in ("tokens", "voxel_size", "sums", "weights"))
     if not finite or (a["weights"] <= 0).any() or (a["voxel_size"] <= 0).any() or len(set(a["ids"])) != n:
         raise MemoryFileError(f"{path}: non-finite or impossible values")

@@ -128,7 +128,7 @@ class ObjectMemory:
                 obj.label_votes[det.label] = obj.label_votes.get(det.label, 0.0) + float(det.score)
             obj.observations += 1
             obj.last_seen_ns, obj.last_frame, obj.camera, obj.misses = obs.stamp_ns, self.frames, obs.camera, 0
-        self.table.put_many(objs, hulls)
+        self.table.put_many(objs, hulls, t)
         self.counts["matched"] += len(objs)
 
     # --- what should have been seen ---
