@@ -72,7 +72,8 @@ def bin_frame(points: List[np.ndarray], size: float) -> FrameVoxels:
     if (len(points) - 1).bit_length() + sum(bits) + i_bits > CODE_BITS:
         return _bin_each(points, size)
     shifts = (bits[1] + bits[2], bits[2], 0)
-    voxel = np.repeat(np.arange(len(points)), counts) << sum(bits) | local[0] << shifts[0] | local[1] << shifts[1] | local[2]
+    det = np.repeat(np.arange(len(points)), counts)
+    voxel = det << sum(bits) | local[0] << shifts[0] | local[1] << shifts[1] | local[2]
     code = np.sort(voxel << i_bits | np.arange(xyz.shape[1]))
     order, voxel = code & ((1 << i_bits) - 1), code >> i_bits
     starts = np.r_[True, voxel[1:] != voxel[:-1]]  # where each voxel's points begin in the sort

@@ -105,6 +105,12 @@ def percentiles(p: np.ndarray, lo: float, hi: float) -> Tuple[np.ndarray, np.nda
     return q[0], q[1]
 
 
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The indices of [starts[i], starts[i] + lengths[i]) for every i, end to end."""
+    at = np.r_[0, np.cumsum(lengths)[:-1]]
+    return np.repeat(starts - at, lengths) + np.arange(int(np.sum(lengths)))
+
+
 def evenly(n: np.ndarray, m: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """For groups of ``n`` items, ``m`` (<= n) evenly spaced of each, first and last included: ((sum m,) index
     of each within its group, (G + 1,) where each group's picks start)."""

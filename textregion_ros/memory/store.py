@@ -24,7 +24,7 @@ from scipy.spatial import cKDTree
 from .associate import Association, associate, overlap
 from .config import MemoryConfig
 from .frame_voxels import FrameVoxels, bin_frame
-from .objects import Detection, MemoryObject, Observation, bin_points, evenly
+from .objects import Detection, MemoryObject, Observation, bin_points, evenly, ranges
 from .table import ObjectTable
 
 VISIBILITY_SAMPLES = 32  # points per object checked against the depth image
@@ -107,7 +107,7 @@ class ObjectMemory:
         if batch:
             seg, det = np.array(batch).T
             n = vox.start[det + 1] - vox.start[det]
-            idx = np.repeat(vox.start[det] - np.r_[0, np.cumsum(n)[:-1]], n) + np.arange(n.sum())
+            idx = ranges(vox.start[det], n)
             segs.merge(np.repeat(seg, n), vox.keys[idx], vox.sums.take(idx, axis=0), vox.weights[idx])
         for i, obj in zip(det_of, objs):
             if obj.id not in seg_of:
