@@ -52,6 +52,9 @@ def neighbour_keys(keys: np.ndarray) -> np.ndarray:
 # with one search for its first key instead of three.
 RUN_OFFSETS = NEIGHBOUR_OFFSETS[::3]
 RUN = 2  # a run's last key is its first plus RUN
+# The run of a voxel's own column (x, y) first, then the other eight: a voxel of a re-observed surface that is
+# not the object's is most often one step off along z.
+RUN_STAGES = (RUN_OFFSETS[4:5], np.delete(RUN_OFFSETS, 4))
 
 
 def neighbour_runs(keys: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import List
 
 import numpy as np
 
-from .objects import RUN, MemoryObject, _interleave, neighbour_runs, rows
+from .objects import RUN, RUN_STAGES, MemoryObject, _interleave, rows
 
 LIMIT = 1 << 62
 
@@ -41,15 +41,17 @@ class Segments:
     def next_to(self, seg: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """(Q,) segment of each probe voxel and (Q,) its key -> (Q,) bool: that object holds the voxel or one of
         its 26 neighbours (MemoryObject.next_to, for many objects in one search). A re-observed object holds
-        most probes themselves, so those are looked up first and only the others by their nine runs."""
-        shift = self.shift[seg]
-        q = keys - shift
+        most probes themselves, so those are looked up first, then the others by their own column's run, and
+        only those still not found by the other eight runs."""
+        q = keys - self.shift[seg]
         found = self.ordered.take(np.searchsorted(self.ordered, q), mode="clip") == q
-        rest = np.flatnonzero(~found)
-        if len(rest):
-            q = neighbour_runs(keys[rest]) - shift[rest][:, None]
-            v = self.ordered.take(np.searchsorted(self.ordered, q), mode="clip")
-            found[rest] = ((v >= q) & (v <= q + RUN)).any(1)
+        for offsets in RUN_STAGES:
+            rest = np.flatnonzero(~found)
+            if not len(rest):
+                break
+            r = q[rest][:, None] + offsets[None]
+            v = self.ordered.take(np.searchsorted(self.ordered, r), mode="clip")
+            found[rest] = ((v >= r) & (v <= r + RUN)).any(1)
         return found
 
     def merge(self, seg: np.ndarray, keys: np.ndarray, sums: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -215,12 +215,13 @@ class ObjectMemory:
         pairs whose boxes are near each other are compared (a k-d tree of the box centres)."""
         cfg, merged = self.config, 0
         t = self.table
-        t.compact()  # no dead rows in the k-d tree
-        ids, lo, hi, tokens = t.ids, t.lo, t.hi, t.tokens
-        if len(ids) < 2:
+        # ids copied: a merge below removes rows, and the table may compact under the loop.
+        ids, lo, hi, tokens = t.ids.copy(), t.lo, t.hi, t.tokens
+        live = np.flatnonzero(ids >= 0)  # the k-d tree over live rows only, without compacting every token
+        if len(live) < 2:
             return 0
-        reach = float(np.linalg.norm(hi - lo, axis=1).max())  # two boxes that touch have centres this close
-        pairs = cKDTree((lo + hi) / 2).query_pairs(reach, output_type="ndarray")
+        reach = float(np.linalg.norm(hi[live] - lo[live], axis=1).max())  # boxes that touch: centres this close
+        pairs = live[cKDTree((lo[live] + hi[live]) / 2).query_pairs(reach, output_type="ndarray")]
         if len(pairs):
             pairs = pairs[(tokens[pairs[:, 0]] * tokens[pairs[:, 1]]).sum(1) >= cfg.merge_cosine]
             pairs = pairs[((lo[pairs[:, 0]] <= hi[pairs[:, 1]]) & (lo[pairs[:, 1]] <= hi[pairs[:, 0]])).all(1)]
