@@ -228,18 +228,22 @@ def test_a_crash_mid_save_leaves_the_previous_file_whole(swept, tmp_path, monkey
     assert _digest(path) == before and os.listdir(tmp_path) == ["memory.npz"]
 
 
-@pytest.mark.parametrize("n,limit", [(5, 10), (300, 7)])
-def test_rank_is_the_full_sort_by_probability_then_recency(n, limit):
+@pytest.mark.parametrize("n,limit,removed", [(5, 10, 0), (300, 7, 0), (300, 7, 40), (9, 8, 2)])
+def test_rank_is_the_full_sort_by_probability_then_recency(n, limit, removed):
     rng = np.random.default_rng(n)
     memory = ObjectMemory(MemoryConfig(merge_every=0))
     for i in range(n):
         o = memory._new(Detection(token(f"thing {i % 17}"), rng.uniform(0, 0.05, (30, 3)) + i, "x", 1.0),
                         Observation(int(rng.integers(0, 50)), "c", None, None, None))
         o.last_seen_ns = int(rng.integers(0, 50))
+    memory._delete([int(i) for i in rng.choice(sorted(memory.objects), removed, replace=False)])
     ids, _ = memory.tokens()
+    assert (ids < 0).sum() == removed  # their rows are still in the table: rank must skip them
     probs = np.round(rng.uniform(0, 1, len(ids)), 1)  # many ties
+    probs[ids < 0] = 1.0  # a removed row scoring highest must still not come back
     got = [(o.id, p) for o, p, _ in memory.rank(ids, probs, probs, limit)]
-    oracle = sorted(zip(ids, probs), key=lambda t: (-t[1], -memory.objects[t[0]].last_seen_ns))[:limit]
+    live = [(i, p) for i, p in zip(ids, probs) if i >= 0]
+    oracle = sorted(live, key=lambda t: (-t[1], -memory.objects[t[0]].last_seen_ns))[:limit]
     assert [p for _, p in got] == [p for _, p in oracle]
     assert [memory.objects[i].last_seen_ns for i, _ in got] == [memory.objects[i].last_seen_ns for i, _ in oracle]
 
@@ -260,7 +264,9 @@ def test_the_object_table_follows_every_put_and_remove():
                             Observation(step, "c", None, None, None))
             table.put(o)
             oracle[o.id] = o
-    ids, tokens = table.live()
+    assert sorted(table.ids[table.ids >= 0]) == sorted(oracle)
+    table.compact()
+    ids, tokens = table.ids, table.tokens
     assert sorted(ids) == sorted(oracle) and table.dead == 0
     for r, oid in enumerate(ids):
         o = oracle[oid]

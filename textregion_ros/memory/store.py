@@ -265,16 +265,22 @@ class ObjectMemory:
 
     # --- queries ---
     def tokens(self) -> Tuple[np.ndarray, np.ndarray]:
-        """(object ids, (N, D) tokens) in one order, for scoring against text (the cached table: no copy)."""
-        return self.table.live()
+        """(row ids, (N, D) tokens) in one order, for scoring against text: the table itself, no copy. A removed
+        object's row (id -1, a zero token) stays until the table compacts; rank() skips it. Compacting here
+        would copy every token (20 MB at 10,000 objects) after each frame that removed one."""
+        return self.table.ids, self.table.tokens
 
     def rank(self, ids: Sequence[int], probs: np.ndarray, cosines: np.ndarray, limit: int = 10
              ) -> List[Tuple[MemoryObject, float, float]]:
-        """The ``limit`` objects of highest probability, best first (ties: the most recently seen first)."""
-        if not len(ids):
+        """The ``limit`` objects of highest probability, best first (ties: the most recently seen first). Rows
+        with id -1 (removed objects, see tokens()) are skipped."""
+        ids = np.asarray(ids)
+        probs = np.where(ids >= 0, probs, -np.inf)
+        live = int((ids >= 0).sum())
+        if not live:
             return []
-        cand = np.arange(len(ids))
-        if len(ids) > limit:  # everything at or above the limit-th probability, ties included, then the exact order
+        cand = np.flatnonzero(ids >= 0)
+        if live > limit:  # everything at or above the limit-th probability, ties included, then the exact order
             cand = np.flatnonzero(probs >= np.partition(probs, len(ids) - limit)[len(ids) - limit])
         last = np.array([self.objects[int(ids[i])].last_seen_ns for i in cand])
         top = cand[np.lexsort((-last, -probs[cand]))][:limit]

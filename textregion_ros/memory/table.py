@@ -9,7 +9,7 @@ compacted.
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
 
@@ -79,9 +79,3 @@ class ObjectTable:
         self._ids[k:self.n], self._lo[k:self.n], self._hi[k:self.n], self._tokens[k:self.n] = -1, np.inf, -np.inf, 0
         self.n, self.dead = k, 0
         self.row = {int(i): r for r, i in enumerate(self.ids)}
-
-    def live(self) -> Tuple[np.ndarray, np.ndarray]:
-        """(ids, tokens) of the live rows only (views of the table: no copy, no Python list of ids)."""
-        if self.dead:
-            self.compact()
-        return self.ids, self.tokens

@@ -159,7 +159,7 @@ class MemoryStage:
         queries = pipeline.embed_queries([query])  # outside the lock: an unseen query is encoded here
         with self.lock:
             ids, tokens = self.memory.tokens()
-            if not len(ids):
+            if not len(self.memory):
                 return []
             probs, cos = pipeline.query_scores(torch.from_numpy(tokens).to(pipeline.device), queries)
             return self.memory.rank(ids, probs[:, 0].float().cpu().numpy(), cos[:, 0].float().cpu().numpy(), limit)
