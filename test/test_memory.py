@@ -275,37 +275,40 @@ def test_the_object_table_follows_every_put_and_remove():
         assert np.allclose(table.hi[r], o.points.max(0) + 2 * o.voxel_size)
 
 
-def test_a_file_with_malformed_label_scores_is_refused(swept, tmp_path):
-    import json
-
-    memory, _, _ = swept
-    path = str(tmp_path / "memory.npz")
+def saved_then_edited(memory, path, edit):
+    """The memory saved to ``path``, then its arrays edited by ``edit(arrays)`` and written back as a valid .npz."""
     save_memory(path, memory, HEADER)
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
-    meta = json.loads(arrays["header"].tobytes().decode())
-    meta["labels"] = ["not a dict"] * len(meta["labels"])
-    arrays["header"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    edit(arrays)
     with open(path, "wb") as f:
         np.savez(f, **arrays)
+    return open(path, "rb").read()
+
+
+def test_a_file_with_malformed_label_scores_is_refused(swept, tmp_path):
+    import json
+
+    def labels_not_dicts(arrays):
+        meta = json.loads(arrays["header"].tobytes().decode())
+        meta["labels"] = ["not a dict"] * len(meta["labels"])
+        arrays["header"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+
+    path = str(tmp_path / "memory.npz")
+    saved_then_edited(swept[0], path, labels_not_dicts)
     with pytest.raises(MemoryFileError, match="label scores"):
         load_memory(path, HEADER, ObjectMemory(MemoryConfig()))
 
 
 def test_a_file_whose_voxels_are_out_of_order_is_refused(swept, tmp_path):
     """Lookups and merges search each object's keys: a file with unsorted or repeated keys would answer wrongly."""
-    memory, _, _ = swept
+    def two_voxels_swapped(arrays):
+        off, keys = arrays["offsets"], arrays["keys"].copy()
+        keys[off[1] - 2], keys[off[1] - 1] = keys[off[1] - 1], keys[off[1] - 2]  # of the first object
+        arrays["keys"] = keys
+
     path = str(tmp_path / "memory.npz")
-    save_memory(path, memory, HEADER)
-    with np.load(path) as z:
-        arrays = {k: z[k] for k in z.files}
-    off = arrays["offsets"]
-    keys = arrays["keys"].copy()
-    keys[off[1] - 2], keys[off[1] - 1] = keys[off[1] - 1], keys[off[1] - 2]  # two voxels of the first object
-    arrays["keys"] = keys
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
-    before = open(path, "rb").read()
+    before = saved_then_edited(swept[0], path, two_voxels_swapped)
     with pytest.raises(MemoryFileError, match="sorted"):
         load_memory(path, HEADER, ObjectMemory(MemoryConfig()))
     assert open(path, "rb").read() == before
