@@ -1,6 +1,6 @@
 """Cost of the object memory, in one run: fusion per frame, find latency, and memory over a long run.
 
-    python bench/bench_memory.py [--objects 1000 10000] [--regions 64] [--frames 100000]
+    python bench/bench_memory.py [--objects 1000 10000] [--regions 64] [--frames 100000] [--old-tree DIR]
 
 * Fusion: a memory holding N objects (on a 0.5 m grid; each a 0.12 m box's surface, 2,000 points, a
   512-d token) fuses frames of R detections with a depth image and a camera looking at them, so
@@ -16,13 +16,18 @@
   objects, with max_objects 1000 and max_points 500: new objects are created and evicted all run
   long, and the four seen every frame coarsen at the point bound. RSS is sampled every 10% of the run; the report
   gives the objects held, the evictions and the RSS growth over the second half.
+* --old-tree DIR: fusion at the smallest --objects, this checkout's and DIR's (another checkout, e.g. a
+  git worktree of an earlier commit), each in its own process and taking turns, three rounds: on a
+  shared machine whose speed drifts over minutes, the per-round ratio says more than either figure.
 Writes bench/reports/<device>-memory.json (CPU only: the memory runs on the host).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -150,11 +155,41 @@ def bounds(frames: int, rng) -> dict:
             "rss_growth_second_half_mb": samples[-1][1] - half}
 
 
+CHILD = """
+import json, sys
+import numpy as np, torch
+sys.path[:0] = [{tree!r}, {tree!r} + "/bench"]
+import bench_memory
+torch.set_num_threads({threads})
+print("RESULT " + json.dumps(bench_memory.fusion({n}, {regions}, np.random.default_rng(0))))
+"""
+
+
+def against(old_tree: str, n: int, regions: int, rounds: int = 3) -> dict:
+    """Fusion medians of this checkout and ``old_tree``, alternating in fresh processes."""
+    out = {"old_tree": old_tree, "objects": n, "regions": regions, "rounds": []}
+    for _ in range(rounds):
+        row = {}
+        for name, tree in (("this", ROOT), ("old", os.path.abspath(old_tree))):
+            code = CHILD.format(tree=tree, threads=os.cpu_count() or 1, n=n, regions=regions)
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")]))
+            p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+            line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+            row[name] = json.loads(line[-1][7:])["fuse_median_ms"] if line else None
+            if not line:
+                print(p.stderr[-2000:], file=sys.stderr)
+        row["this_over_old"] = row["this"] / row["old"] if row["this"] and row["old"] else None
+        out["rounds"].append(row)
+        print(row, flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--objects", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--regions", type=int, default=64)
     ap.add_argument("--frames", type=int, default=100000)
+    ap.add_argument("--old-tree", default=None)
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     rng = np.random.default_rng(0)
@@ -167,6 +202,8 @@ def main() -> None:
     print(report["fusion"][-1], flush=True)
     report["find"].append(find_latency(max(args.objects), rng))
     print(report["find"][-1], flush=True)
+    if args.old_tree:
+        report["against_old_tree"] = against(args.old_tree, min(args.objects), args.regions)
     report["bounds"] = bounds(args.frames, rng)
     print(report["bounds"], flush=True)
     write_report(report, torch.device("cpu"), "memory")
