@@ -97,6 +97,25 @@ def _interleave(old: np.ndarray, new: np.ndarray, is_old: np.ndarray, at: np.nda
     return out
 
 
+def add_and_insert(keys: np.ndarray, sums: np.ndarray, weights: np.ndarray, pos: np.ndarray, hit: np.ndarray,
+                   k: np.ndarray, s: np.ndarray, w: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voxels (k, s, w) into sorted ones (keys, sums, weights) at their ``searchsorted`` positions ``pos``
+    (``hit``: already held). The held ones add in place into ``sums`` (C-contiguous) and ``weights`` (distinct
+    rows: keys are unique); the others are inserted in key order. -> the union (the same arrays when every one
+    was held)."""
+    h = np.flatnonzero(hit)
+    rows(sums)[pos[h]] = rows(sums.take(pos[h], axis=0) + s.take(h, axis=0))
+    weights[pos[h]] += w[h]
+    new = np.flatnonzero(~hit)
+    if not len(new):  # every voxel seen before: the common case of an object in view
+        return keys, sums, weights
+    at = pos[new] + np.arange(len(new))  # the new voxels' rows in the union: shifted by those before them
+    old = np.ones(len(keys) + len(at), bool)
+    old[at] = False
+    return (_interleave(keys, k[new], old, at), _interleave(sums, s.take(new, axis=0), old, at),
+            _interleave(weights, w[new], old, at))
+
+
 def percentiles(p: np.ndarray, lo: float, hi: float) -> Tuple[np.ndarray, np.ndarray]:
     """np.quantile(p, [lo, hi], axis=0) (its linear method), from one partial sort of the four ranks it reads."""
     pos = np.array([lo, hi]) * (len(p) - 1)
@@ -226,18 +245,20 @@ class MemoryObject:
         lo, hi = np.percentile(local, 1, axis=0), np.percentile(local, 99, axis=0)
         return axes @ ((lo + hi) / 2), axes, hi - lo
 
-    def add_points(self, points: np.ndarray, weights: np.ndarray, max_points: int, binned=None,
-                   hull: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> None:
-        """``binned``: (size, keys, sums, weights) of these points at voxel ``size``, reused when that is this
-        object's voxel size (a frame's detections are binned once, together). ``hull``: a box holding the
-        points, when the caller has one."""
-        if len(points) or binned is not None:
-            self.grow_hull(*(hull if hull is not None else (points.min(0), points.max(0))))
-        if binned is not None and binned[0] == self.voxel_size:
-            self.merge_voxels(*binned[1:])
-        else:
-            self.merge_voxels(*bin_points(points, weights, self.voxel_size))
+    def add_points(self, points: np.ndarray, weights: np.ndarray, max_points: int) -> None:
+        """Weighted points (another object's, when merging): binned at this object's size and merged."""
+        if len(points):
+            self.grow_hull(points.min(0), points.max(0))
+        self.merge_voxels(*bin_points(points, weights, self.voxel_size))
         self.coarsen(max_points)
+
+    def take_voxels(self, size: float, keys: np.ndarray, sums: np.ndarray, weights: np.ndarray) -> None:
+        """Voxels binned at ``size`` (a frame's detections are binned once, together): merged as they are at
+        this object's size, their means binned again at a coarsened object's."""
+        if size == self.voxel_size:
+            self.merge_voxels(keys, sums, weights)
+        else:
+            self.merge_voxels(*bin_points(sums / weights[:, None], weights, self.voxel_size))
 
     def grow_hull(self, lo: np.ndarray, hi: np.ndarray) -> None:
         """The hull now also holds the box ``lo``..``hi`` (of points being added)."""
@@ -262,25 +283,11 @@ class MemoryObject:
         if not n:
             self.keys, self.sums, self.weights = keys.copy(), sums.copy(), weights.copy()
             return
+        self.sums = np.ascontiguousarray(self.sums)  # added into in place
         pos = np.searchsorted(self.keys, keys)
         hit = self.keys.take(pos, mode="clip") == keys
-        if hit.all():  # every voxel seen before: the common case of an object in view
-            self._add(pos, sums, weights)  # keys are unique: no two adds land on one row
-            return
-        h, new = np.flatnonzero(hit), np.flatnonzero(~hit)
-        self._add(pos[h], sums.take(h, axis=0), weights[h])
-        at = pos[new] + np.arange(len(new))  # the new voxels' rows in the union: shifted by those before them
-        old = np.ones(n + len(at), bool)
-        old[at] = False
-        self.keys = _interleave(self.keys, keys[new], old, at)
-        self.sums = _interleave(self.sums, sums.take(new, axis=0), old, at)
-        self.weights = _interleave(self.weights, weights[new], old, at)
-
-    def _add(self, at: np.ndarray, sums: np.ndarray, weights: np.ndarray) -> None:
-        """Add to rows ``at`` (distinct)."""
-        self.sums = np.ascontiguousarray(self.sums)
-        rows(self.sums)[at] = rows(self.sums.take(at, axis=0) + sums)
-        self.weights[at] += weights
+        self.keys, self.sums, self.weights = add_and_insert(self.keys, self.sums, self.weights, pos, hit, keys, sums,
+                                                            weights)
 
     def add_token(self, token: np.ndarray, n: int = 1) -> None:
         t = self.token * self.observations + token * n

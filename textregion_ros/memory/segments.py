@@ -17,7 +17,7 @@ from typing import List
 
 import numpy as np
 
-from .objects import RUN, RUN_STAGES, MemoryObject, _interleave, rows
+from .objects import RUN, RUN_STAGES, MemoryObject, add_and_insert
 
 LIMIT = 1 << 62
 
@@ -61,19 +61,10 @@ class Segments:
         q = keys - self.shift[seg]
         pos = np.searchsorted(self.ordered, q)
         hit = self.ordered.take(pos, mode="clip") == q
-        all_sums = np.concatenate([o.sums for o in self.objs])
+        all_sums = np.concatenate([o.sums for o in self.objs])  # this frame's copies: added into in place
         all_w = np.concatenate([o.weights for o in self.objs])
-        h, new = np.flatnonzero(hit), np.flatnonzero(~hit)
-        at_h = pos[h]  # distinct rows: keys are unique within a segment and segments do not share rows
-        rows(all_sums)[at_h] = rows(all_sums.take(at_h, axis=0) + sums.take(h, axis=0))
-        all_w[at_h] += weights[h]
-        at = pos[new] + np.arange(len(new))  # the new voxels' rows in the union: shifted by those before them
-        old = np.ones(len(self.keys) + len(at), bool)
-        old[at] = False
-        u_keys = _interleave(self.keys, keys[new], old, at)
-        u_sums = _interleave(all_sums, sums.take(new, axis=0), old, at)
-        u_w = _interleave(all_w, weights[new], old, at)
-        ustart = np.r_[0, np.cumsum(self.n + np.bincount(seg[new], minlength=len(self.objs)))]
+        u_keys, u_sums, u_w = add_and_insert(self.keys, all_sums, all_w, pos, hit, keys, sums, weights)
+        ustart = np.r_[0, np.cumsum(self.n + np.bincount(seg[~hit], minlength=len(self.objs)))]
         touched = seg[np.r_[True, seg[1:] != seg[:-1]]]  # seg is non-decreasing
         for s, a, b in zip(touched.tolist(), ustart[touched].tolist(), ustart[touched + 1].tolist()):
             o = self.objs[s]

@@ -111,8 +111,7 @@ class ObjectMemory:
             segs.merge(np.repeat(seg, n), vox.keys[idx], vox.sums.take(idx, axis=0), vox.weights[idx])
         for i, obj in zip(det_of, objs):
             if obj.id not in seg_of:
-                keys, sums, w = vox.of(i)
-                obj.add_points(sums / w[:, None], w, cfg.max_points, (vox.size, keys, sums, w), (dlo[i], dhi[i]))
+                obj.take_voxels(vox.size, *vox.of(i))
         hulls = np.array([o.hull() for o in objs])  # (n, 2, 3), grown by the detections' boxes
         hulls[:, 0] = np.minimum(hulls[:, 0], dlo[det_of])
         hulls[:, 1] = np.maximum(hulls[:, 1], dhi[det_of])
