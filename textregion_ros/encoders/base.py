@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..pooling import uniform_in_mask
+from .text_tower import causal_eot_tower, encode_to_eot
 from .weights import TagMetadata
 
 
@@ -66,6 +67,7 @@ class ImageTextEncoder:
         self.std = torch.tensor(meta.std or self.default_std, device=self.device).view(1, 3, 1, 1)
         # torchvision v2.Resize(antialias=True) with this mode, as the official preprocessing.
         self.interpolation = meta.interpolation or self.default_interpolation
+        self._eot_tower = causal_eot_tower(model)  # None: the tower's own full-context forward
 
     # --- geometry -------------------------------------------------------
     @property
@@ -128,7 +130,9 @@ class ImageTextEncoder:
 
     def encode_token_ids(self, token_ids: torch.Tensor) -> torch.Tensor:
         """(T, L) token ids -> (T, E) L2-normalized text embeddings."""
-        return F.normalize(self.model.encode_text(token_ids.to(self.device)).float(), dim=-1)
+        ids = token_ids.to(self.device)
+        out = self.model.encode_text(ids) if self._eot_tower is None else encode_to_eot(self._eot_tower, ids)
+        return F.normalize(out.float(), dim=-1)
 
     def encode_text(self, texts: List[str]) -> torch.Tensor:
         return self.encode_token_ids(self.tokenize(texts))

@@ -12,7 +12,7 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,9 @@ TEMPLATE_SETS: Dict[str, Tuple[str, ...]] = {
 # Distinct synonyms kept in memory. Queries from the network are unbounded, so the cache is an LRU;
 # labels in use are re-embedded only if more than this many other strings came since.
 CACHE_SIZE = 4096
+# Texts per encoder call when a vocabulary is embedded: bounds the activations (imagenet's 80 templates
+# times a few hundred labels would otherwise be one batch of tens of thousands).
+TEXT_BATCH = 256
 
 
 @dataclass
@@ -114,32 +117,55 @@ class TextEmbedder:
         except OSError:
             pass  # a read-only or full disk only costs the next startup time
 
-    def embed_name(self, name: str) -> torch.Tensor:
-        """One synonym -> (E,) template-ensembled, normalized embedding (LRU-cached)."""
+    def _cached(self, name: str) -> Optional[torch.Tensor]:
         with self._lock:
             hit = self._cache.get(name)
             if hit is not None:
                 self._cache.move_to_end(name)
                 return hit
         hit = self._load(name)
-        if hit is None:
-            with torch.inference_mode():
-                per_template = self.encoder.encode_text([t.format(name) for t in self.templates])
-                hit = F.normalize(per_template.mean(0), dim=-1)
-            self._store(name, hit)
+        if hit is not None:
+            self._remember(name, hit)
+        return hit
+
+    def _remember(self, name: str, emb: torch.Tensor) -> None:
         with self._lock:
-            self._cache[name] = hit
+            self._cache[name] = emb
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        return hit
+
+    def _embed_new(self, names: Sequence[str]) -> List[torch.Tensor]:
+        """Names not cached, all templates of all of them in few encoder calls: one call per name was
+        mostly per-call overhead (on the CPU 5.8 s against 3.7 s for the default vocabulary)."""
+        texts = [t.format(n) for n in names for t in self.templates]
+        with torch.inference_mode():
+            per_text = torch.cat([self.encoder.encode_text(texts[i:i + TEXT_BATCH])
+                                  for i in range(0, len(texts), TEXT_BATCH)])
+            means = F.normalize(per_text.view(len(names), len(self.templates), -1).mean(1), dim=-1)
+        out = list(means.unbind(0))
+        for name, emb in zip(names, out):
+            emb = emb.clone()  # its own storage: a cached row must not keep the whole batch alive
+            self._store(name, emb)
+            self._remember(name, emb)
+        return out
+
+    def embed_names(self, names: Sequence[str]) -> List[torch.Tensor]:
+        """Synonyms -> their (E,) template-ensembled, normalized embeddings (LRU- and disk-cached)."""
+        found = {n: self._cached(n) for n in dict.fromkeys(names)}
+        new = [n for n, e in found.items() if e is None]
+        if new:
+            found.update(zip(new, self._embed_new(new)))
+        return [found[n] for n in names]
+
+    def embed_name(self, name: str) -> torch.Tensor:
+        """One synonym -> (E,) template-ensembled, normalized embedding."""
+        return self.embed_names([name])[0]
 
     def embed_labels(self, labels: Sequence[str]) -> LabelEmbeddings:
         labels = tuple(labels)
-        rows, group = [], []
-        for i, label in enumerate(labels):
-            for name in split_synonyms(label):
-                rows.append(self.embed_name(name))
-                group.append(i)
+        pairs = [(i, name) for i, label in enumerate(labels) for name in split_synonyms(label)]
+        group = [i for i, _ in pairs]
+        rows = self.embed_names([name for _, name in pairs])
         device = self.encoder.device
         if not rows:
             return LabelEmbeddings(labels, torch.zeros((0, 0), device=device), torch.zeros(0, dtype=torch.long))
