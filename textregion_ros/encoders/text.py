@@ -142,9 +142,8 @@ class TextEmbedder:
             per_text = torch.cat([self.encoder.encode_text(texts[i:i + TEXT_BATCH])
                                   for i in range(0, len(texts), TEXT_BATCH)])
             means = F.normalize(per_text.view(len(names), len(self.templates), -1).mean(1), dim=-1)
-        out = list(means.unbind(0))
+        out = [row.clone() for row in means]  # each its own storage: a cached row must not keep the batch alive
         for name, emb in zip(names, out):
-            emb = emb.clone()  # its own storage: a cached row must not keep the whole batch alive
             self._store(name, emb)
             self._remember(name, emb)
         return out

@@ -1,6 +1,6 @@
 """The text tower run only as far as the end-of-text token, where that gives the same embedding.
 
-open_clip always runs the full context (77 tokens) although a label with its template is about ten.
+open_clip always runs the full context (77 tokens for CLIP, 32 for PE) although a label with its template is about ten.
 For a tower that pools the end-of-text token (``argmax``: it has the highest id) under a causal mask,
 a token's output depends only on the tokens before it, so cutting the batch's ids after its longest
 end-of-text token changes nothing but the work: about a sixth of the matmuls and a fiftieth of the
