@@ -275,6 +275,22 @@ def test_the_object_table_follows_every_put_and_remove():
         assert np.allclose(table.hi[r], o.points.max(0) + 2 * o.voxel_size)
 
 
+def test_after_sweeps_each_table_row_is_its_objects_token_and_holds_its_voxels():
+    """Fusion reads objects' tokens from the table rows: through matches, merges, moves and removals, the
+    rows must stay the objects' own tokens, and each row's box must hold every voxel of its object."""
+    things = room()
+    memory = ObjectMemory(MemoryConfig(merge_every=3))
+    sweep(memory, things, circle(20))
+    sweep(memory, move(things, "orange", (-0.55, -0.05)), circle(20, start_deg=4.5), seed0=500)
+    assert memory.counts["matched"] > 100 and memory.counts["removed_unseen"] >= 1
+    table = memory.table
+    for oid, o in memory.objects.items():
+        r = table.row[oid]
+        assert table.ids[r] == oid and np.array_equal(table.tokens[r], o.token)
+        assert abs(np.linalg.norm(o.token) - 1) < 1e-5
+        assert (table.lo[r] <= o.points.min(0)).all() and (table.hi[r] >= o.points.max(0)).all()
+
+
 def saved_then_edited(memory, path, edit):
     """The memory saved to ``path``, then its arrays edited by ``edit(arrays)`` and written back as a valid .npz."""
     save_memory(path, memory, HEADER)

@@ -29,16 +29,24 @@ def oracle_bins(points, size):
     return out
 
 
-@pytest.mark.parametrize("stray", [None, (400.0, 0.0, 0.0), (1000.0, -1000.0, 1000.0)])
-def test_a_frame_binned_at_once_equals_each_detection_binned_alone(stray, monkeypatch):
+# (stray point, binned by): none packs into 31-bit codes; 400 m along x needs 64-bit codes; a kilometre on every
+# axis still packs; 9 km on every axis does not fit 62 bits; one huge detection among small ones would be
+# mostly padding as rows. The last two take the exact path.
+@pytest.mark.parametrize("stray, exact_path", [(None, False), ((400.0, 0.0, 0.0), False),
+                                               ((1000.0, -1000.0, 1000.0), False), ((9000.0, -9000.0, 9000.0), True),
+                                               ("unbalanced", True)])
+def test_a_frame_binned_at_once_equals_each_detection_binned_alone(stray, exact_path, monkeypatch):
     rng = np.random.default_rng(3)
-    points = [rng.normal(c, 0.05, (n, 3)) for c, n in zip(rng.uniform(-5, 5, (7, 3)), (1, 5, 300, 40, 2, 900, 77))]
-    if stray:  # a stray point far off widens a field; a kilometre on every axis no longer packs into 62 bits
-        points[2] = np.vstack([points[2], [stray]])
+    points = [rng.normal(c, 0.05, (n, 3)) for c, n in zip(rng.uniform(-5, 5, (8, 3)), (1, 1, 5, 300, 40, 2, 900, 77))]
+    # Two one-point detections in a row: each is voxel (0, 0, 0) of its own, two voxels and not one.
+    if stray == "unbalanced":
+        points += [rng.normal(0, 0.3, (30000, 3))] + [rng.normal(1, 0.01, (3, 3)) for _ in range(20)]
+    elif stray:
+        points[3] = np.vstack([points[3], [stray]])
     exact = []
     monkeypatch.setattr(frame_voxels, "_bin_each", lambda *a: exact.append(1) or bin_each(*a))
     vox = bin_frame(points, 0.01)
-    assert len(exact) == (stray is not None and stray[1] != 0)  # which path binned it
+    assert len(exact) == exact_path  # which path binned it
     assert len(vox) == len(points)
     for d, (k, s, n) in enumerate(oracle_bins(points, 0.01)):
         vk, vs, vw = vox.of(d)

@@ -3,15 +3,16 @@
 Fusing 64 regions one by one costs dozens of small numpy calls per region, and at that size the
 calls' overhead, not the arithmetic, is the frame's cost. Here every detection's points are binned
 together: each point's voxel index is taken relative to its detection's lowest voxel and packed,
-with the detection's number above it and the point's own index below it, into one int64, using only
-as many bits per field as this frame needs. One value sort of those codes then gives every
-detection's sorted voxels and which points fell in each, where ``np.unique(return_inverse=True)``
-would argsort (on this CPU twenty times slower than a sort of the same array). The local order equals
-the global key order within a detection, so each detection's slice of ``keys`` is sorted, as
-objects' keys are.
+with the point's index within its detection below it, into one integer, using only as many bits per
+field as this frame needs. The detections are the rows of one padded array, and one sort along its
+rows then gives every detection's sorted voxels and which points fell in each, where
+``np.unique(return_inverse=True)`` would argsort (on this CPU twenty times slower than a sort of the
+same array). The local order equals the global key order within a detection, so each detection's
+slice of ``keys`` is sorted, as objects' keys are.
 
-A frame whose fields do not fit 62 bits (a stray point hundreds of metres off) is binned detection
-by detection instead, exactly.
+A frame whose fields do not fit 62 bits (a stray point hundreds of metres off), or whose padded rows
+would be mostly padding (one huge detection among small ones), is binned detection by detection
+instead, exactly.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import numpy as np
 from .objects import bin_points, evenly, pack_rows
 
 CODE_BITS = 62  # the packed code's budget: an int64 that stays positive
+PAD_LIMIT, PAD_SLACK = 4, 1 << 16  # padded rows beyond 4N + 64k (one huge detection among small ones): bin each
 
 
 @dataclass
@@ -65,26 +67,43 @@ def bin_frame(points: List[np.ndarray], size: float) -> FrameVoxels:
     counts = np.array([len(p) for p in points], np.int64)
     xyz = np.concatenate([p.T for p in points], axis=1)
     ijk = np.floor(xyz / size).astype(np.int64)
-    base = np.minimum.reduceat(ijk, np.r_[0, np.cumsum(counts)[:-1]], axis=1)
+    first_point = np.r_[0, np.cumsum(counts)[:-1]]
+    base = np.minimum.reduceat(ijk, first_point, axis=1)
     local = ijk - np.repeat(base, counts, axis=1)
     bits = [int(m).bit_length() for m in local.max(1)]  # per axis, this frame's widest detection
-    i_bits = (xyz.shape[1] - 1).bit_length()
-    if (len(points) - 1).bit_length() + sum(bits) + i_bits > CODE_BITS:
+    width = int(counts.max())
+    i_bits = (width - 1).bit_length()
+    if sum(bits) + i_bits > CODE_BITS or len(points) * width > PAD_LIMIT * xyz.shape[1] + PAD_SLACK:
         return _bin_each(points, size)
-    shifts = (bits[1] + bits[2], bits[2], 0)
-    det = np.repeat(np.arange(len(points)), counts)
-    voxel = det << sum(bits) | local[0] << shifts[0] | local[1] << shifts[1] | local[2]
-    code = np.sort(voxel << i_bits | np.arange(xyz.shape[1]))
-    order, voxel = code & ((1 << i_bits) - 1), code >> i_bits
+    code = _row_sorted(local, bits, i_bits, counts, first_point)
+    order, voxel = (code & ((1 << i_bits) - 1)) + np.repeat(first_point, counts), code >> i_bits
     starts = np.r_[True, voxel[1:] != voxel[:-1]]  # where each voxel's points begin in the sort
+    starts[first_point] = True  # a detection's first voxel, whatever the one before it
     first = np.flatnonzero(starts)
     group = np.cumsum(starts) - 1
     sums = np.stack([np.bincount(group, weights=c, minlength=len(first)) for c in xyz.take(order, axis=1)], -1)
     weights = np.diff(np.r_[first, xyz.shape[1]]).astype(np.float64)
-    udet = voxel[first] >> sum(bits)
     keys = pack_rows(ijk.take(order[first], axis=1))  # each voxel's key from one of its points
-    start = np.searchsorted(udet, np.arange(len(points) + 1))
+    start = np.searchsorted(first, np.r_[first_point, xyz.shape[1]])
     return FrameVoxels(size, keys, sums, weights, start)
+
+
+def _row_sorted(local: np.ndarray, bits: List[int], i_bits: int, counts: np.ndarray, first_point: np.ndarray
+                ) -> np.ndarray:
+    """Each point's code (its voxel packed above its index within its detection), sorted within each
+    detection: (N,) codes, detection by detection. The
+    detections are rows of one padded (D, width) array sorted along its rows, which numpy does many times
+    faster than one sort of the N codes end to end (on this CPU 0.03 ms against 1 ms at 64 x 512, in
+    int32), and a row needs no detection field, so the codes most often fit 31 bits."""
+    dtype = np.int32 if sum(bits) + i_bits <= 31 else np.int64
+    shifts = (bits[1] + bits[2], bits[2], 0)
+    n, width = local.shape[1], int(counts.max())
+    within = np.arange(n) - np.repeat(first_point, counts)
+    code = (local[0] << shifts[0] | local[1] << shifts[1] | local[2]) << i_bits | within
+    rows = np.full((len(counts), width), np.iinfo(dtype).max, dtype)  # padding sorts after every code
+    rows.reshape(-1)[within + np.repeat(np.arange(len(counts)) * width, counts)] = code
+    rows.sort(axis=1)
+    return rows[np.arange(width) < counts[:, None]].astype(np.int64)
 
 
 def _bin_each(points: List[np.ndarray], size: float) -> FrameVoxels:

@@ -115,7 +115,9 @@ class ObjectMemory:
         hulls = np.array([o.hull() for o in objs])  # (n, 2, 3), grown by the detections' boxes
         hulls[:, 0] = np.minimum(hulls[:, 0], dlo[det_of])
         hulls[:, 1] = np.maximum(hulls[:, 1], dhi[det_of])
-        t = np.stack([o.token for o in objs]) * np.array([o.observations for o in objs])[:, None] + tokens[det_of]
+        rows = self.table.rows(objs)
+        # The table holds each object's token (put() copies it): one gather instead of stacking 64 arrays.
+        t = self.table.tokens[rows] * np.array([o.observations for o in objs], np.float64)[:, None] + tokens[det_of]
         t = (t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         for k, (i, obj) in enumerate(zip(det_of.tolist(), objs)):
             # Its own copies of the rows: a view would keep this frame's arrays alive as long as the object.
@@ -127,7 +129,7 @@ class ObjectMemory:
                 obj.label_votes[det.label] = obj.label_votes.get(det.label, 0.0) + float(det.score)
             obj.observations += 1
             obj.last_seen_ns, obj.last_frame, obj.camera, obj.misses = obs.stamp_ns, self.frames, obs.camera, 0
-        self.table.put_many(objs, hulls, t)
+        self.table.put_many(rows, objs, hulls, t)
         self.counts["matched"] += len(objs)
 
     # --- what should have been seen ---

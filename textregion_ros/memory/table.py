@@ -52,10 +52,13 @@ class ObjectTable:
             self.row[o.id] = r
         self._lo[r], self._hi[r], self._tokens[r] = lo - pad, hi + pad, o.token
 
-    def put_many(self, objs, hulls: np.ndarray, tokens: np.ndarray) -> None:
-        """put() for objects already in the table, their rows written at once: ``hulls`` (n, 2, 3) and ``tokens``
-        (n, D) are theirs."""
-        r = np.array([self.row[o.id] for o in objs])
+    def rows(self, objs) -> np.ndarray:
+        """The rows of objects in the table."""
+        return np.array([self.row[o.id] for o in objs], np.int64)
+
+    def put_many(self, r: np.ndarray, objs, hulls: np.ndarray, tokens: np.ndarray) -> None:
+        """put() for objects already in the table at rows ``r`` (rows()), written at once: ``hulls`` (n, 2, 3)
+        and ``tokens`` (n, D) are theirs."""
         pad = 2 * np.array([o.voxel_size for o in objs])[:, None]
         self._lo[r], self._hi[r] = hulls[:, 0] - pad, hulls[:, 1] + pad
         self._tokens[r] = tokens
