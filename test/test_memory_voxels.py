@@ -9,8 +9,8 @@ from textregion_ros.geometry.transform import RigidTransform
 from textregion_ros.memory import MemoryConfig, ObjectMemory, Observation
 from textregion_ros.memory import frame_voxels
 from textregion_ros.memory.frame_voxels import _bin_each as bin_each, bin_frame
-from textregion_ros.memory.objects import (NEIGHBOURS, MemoryObject, bin_points, key_indices, neighbour_keys,
-                                           neighbour_runs, pack, percentiles, voxel_keys)
+from textregion_ros.memory.objects import (NEIGHBOURS, MemoryObject, bin_points, key_indices, merged_positions,
+                                           neighbour_keys, neighbour_runs, pack, percentiles, voxel_keys)
 
 
 def oracle_bins(points, size):
@@ -104,6 +104,23 @@ def test_a_sorted_merge_equals_binning_the_union():
     np.testing.assert_array_equal(obj.weights, w)
     lo, hi = obj.hull()
     assert (lo <= obj.points.min(0)).all() and (hi >= obj.points.max(0)).all()
+
+
+@pytest.mark.parametrize("na, nb, span", [(0, 5, 10), (5, 0, 10), (1, 1, 1), (300, 200, 400), (3000, 2000, 10**12),
+                                          (50, 400, 60)])
+def test_merged_positions_equal_a_binary_search(na, nb, span):
+    """One stable sort of the two arrays end to end gives np.searchsorted's positions and the hits, for keys
+    before, between, on and after the sorted ones, and repeated probes."""
+    rng = np.random.default_rng(na + nb)
+    a = np.unique(rng.integers(-span, span, na))
+    b = np.sort(np.r_[rng.choice(a, min(len(a), nb // 2)) if len(a) else [], rng.integers(-2 * span, 2 * span,
+                                                                                       nb - min(len(a), nb // 2))]
+                ).astype(np.int64)
+    pos, hit = merged_positions(a, b)
+    np.testing.assert_array_equal(pos, np.searchsorted(a, b))
+    np.testing.assert_array_equal(hit, np.isin(b, a))
+    if len(a) and len(b):
+        assert hit.any() and (~hit).any() or na == 1
 
 
 @pytest.mark.parametrize("n", [2, 3, 10, 101, 2000])

@@ -47,9 +47,11 @@ class FrameVoxels:
         return self.sums / self.weights[:, None]
 
     def bounds(self) -> Tuple[np.ndarray, np.ndarray]:
-        """(D, 3) lowest and highest voxel mean of each detection (every detection has a voxel)."""
-        m = self.means()
-        return np.minimum.reduceat(m, self.start[:-1], axis=0), np.maximum.reduceat(m, self.start[:-1], axis=0)
+        """(D, 3) lowest and highest voxel mean of each detection (every detection has a voxel). Reduced as
+        (3, U) rows: reduceat along the first axis of (U, 3) is three times slower than the transpose and all."""
+        m = np.ascontiguousarray(self.sums.T) / self.weights
+        at = self.start[:-1]
+        return np.minimum.reduceat(m, at, axis=1).T, np.maximum.reduceat(m, at, axis=1).T
 
     def sampled(self, samples: int) -> Tuple[np.ndarray, np.ndarray]:
         """Up to ``samples`` voxels of each detection, evenly spaced in key order: ((S,) keys, (D + 1,) where

@@ -116,6 +116,20 @@ def add_and_insert(keys: np.ndarray, sums: np.ndarray, weights: np.ndarray, pos:
             _interleave(weights, w[new], old, at))
 
 
+def merged_positions(a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For sorted unique ``a`` and sorted ``b``: (np.searchsorted(a, b), whether each of b is in a). From one
+    stable sort of the two laid end to end, which is a single merge of two runs (numpy's stable sort is a
+    timsort): on this CPU a third of the time of the binary searches at 16,000 into 32,000."""
+    if not len(a):
+        return np.zeros(len(b), np.int64), np.zeros(len(b), bool)
+    order = np.argsort(np.concatenate([a, b]), kind="stable")
+    # b's items in the merged order, in b's own order (stable, b sorted); an equal item of a comes before it.
+    after = np.flatnonzero(order >= len(a)) - np.arange(len(b))  # items of a before each of b
+    hit = a.take(after - 1, mode="clip") == b
+    hit &= after > 0
+    return after - hit, hit
+
+
 def percentiles(p: np.ndarray, lo: float, hi: float) -> Tuple[np.ndarray, np.ndarray]:
     """np.quantile(p, [lo, hi], axis=0) (its linear method), from one partial sort of the four ranks it reads."""
     pos = np.array([lo, hi]) * (len(p) - 1)

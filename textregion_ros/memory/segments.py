@@ -17,7 +17,7 @@ from typing import List
 
 import numpy as np
 
-from .objects import RUN, RUN_STAGES, MemoryObject, add_and_insert
+from .objects import RUN, RUN_STAGES, MemoryObject, add_and_insert, merged_positions
 
 LIMIT = 1 << 62
 
@@ -58,9 +58,7 @@ class Segments:
         """Add voxels to the objects (MemoryObject.merge_voxels for each): ``seg`` (U,) non-decreasing, ``keys``
         sorted and unique within each segment, at the objects' voxel size. Writes each touched object's new
         arrays (its own copies) and returns the touched segments."""
-        q = keys - self.shift[seg]
-        pos = np.searchsorted(self.ordered, q)
-        hit = self.ordered.take(pos, mode="clip") == q
+        pos, hit = merged_positions(self.ordered, keys - self.shift[seg])  # shifted, the keys are sorted too
         all_sums = np.concatenate([o.sums for o in self.objs])  # this frame's copies: added into in place
         all_w = np.concatenate([o.weights for o in self.objs])
         u_keys, u_sums, u_w = add_and_insert(self.keys, all_sums, all_w, pos, hit, keys, sums, weights)

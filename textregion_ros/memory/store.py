@@ -119,11 +119,16 @@ class ObjectMemory:
         # The table holds each object's token (put() copies it): one gather instead of stacking 64 arrays.
         t = self.table.tokens[rows] * np.array([o.observations for o in objs], np.float64)[:, None] + tokens[det_of]
         t = (t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        # The hulls' rows are views of one copy of 48 bytes per object, which is all an object can keep alive;
+        # a token is its own copy, as a view would keep this frame's (n, D) tokens alive as long as the object.
+        lows, highs = hulls[:, 0].copy(), hulls[:, 1].copy()
         for k, (i, obj) in enumerate(zip(det_of.tolist(), objs)):
-            # Its own copies of the rows: a view would keep this frame's arrays alive as long as the object.
-            obj.set_hull(hulls[k, 0].copy(), hulls[k, 1].copy())
+            obj.set_hull(lows[k], highs[k])
             obj.token = t[k].copy()
-            obj.coarsen(cfg.max_points)
+            if len(obj.keys) > cfg.max_points:
+                obj.coarsen(cfg.max_points)
+            else:
+                obj.changed()
             det = dets[i]
             if det.label:
                 obj.label_votes[det.label] = obj.label_votes.get(det.label, 0.0) + float(det.score)
