@@ -3,6 +3,7 @@
     python bench/bench_node.py [--preset realtime] [--fps 30] [--regions 64] [--seconds 60] [--device cuda]
     python bench/bench_node.py --device cuda --matrix      # issue 9's three rows: realtime at 30 and 60 fps, paper at 30
     python bench/bench_node.py --cameras 2                 # one node with two cameras against two nodes
+    python bench/bench_node.py --memory-objects 1000       # the object memory on, 1,000 objects remembered
 
 Three processes, as on a robot: the node (the installed ``textregion_node`` that ``ros2 run`` starts, or
 ``python -m textregion_ros.ros.node``), a camera publishing 640x480 rgb8 + 32FC1 depth + camera_info at
@@ -49,11 +50,21 @@ signal.signal(signal.SIGTERM, lambda *_: stop.append(1))  # after rclpy.init, wh
 pi = n.create_publisher(Image, "image", qos_profile_sensor_data)
 pd = n.create_publisher(Image, "depth", qos_profile_sensor_data)
 pc = n.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+tf = None
+if len(sys.argv) > 3 and sys.argv[3] == "tf":  # the camera's pose in map at each frame's stamp, for the memory
+    from tf2_msgs.msg import TFMessage
+    from geometry_msgs.msg import TransformStamped
+    tf = n.create_publisher(TFMessage, "/tf", 100)
 s = make_scene(); depth = np.nan_to_num(s.depth_m, nan=0.0).astype(np.float32)
 while pi.get_subscription_count() == 0: time.sleep(0.05)
 period = 1.0 / fps; t = time.monotonic(); sent = 0; late = 0
 while not stop:
-    m, d, info = camera_frame(s.rgb, s.K, Header(stamp=n.get_clock().now().to_msg(), frame_id="camera_optical"), depth)
+    header = Header(stamp=n.get_clock().now().to_msg(), frame_id="camera_optical")
+    m, d, info = camera_frame(s.rgb, s.K, header, depth)
+    if tf is not None:
+        ts = TransformStamped(); ts.header.stamp, ts.header.frame_id, ts.child_frame_id = header.stamp, "map", header.frame_id
+        ts.transform.rotation.w = 1.0
+        tf.publish(TFMessage(transforms=[ts]))
     pc.publish(info); pd.publish(d); pi.publish(m); sent += 1
     t += period; wait = t - time.monotonic()
     if wait < 0: late += 1
@@ -75,6 +86,8 @@ def node_command(namespace: str, args) -> list:
               "max_masks": str(args.regions), "force_masks": str(args.regions),
               # A found target every frame, so the 3D target outputs (cloud, box, pose) are always computed.
               "abstain_threshold": "0.0"}
+    if args.memory_file:
+        params.update(memory="true", memory_file=args.memory_file, tf_timeout="1.0")
     cmd = exe + ["--ros-args", "-r", f"__ns:={namespace}", "--params-file",
                  os.path.join(ROOT, "config", "perceive.yaml")]
     for k, v in params.items():
@@ -121,6 +134,9 @@ def run_one(args, namespace: str) -> dict:
                "grounded_pose": PoseStamped}
     if vision_msgs is not None:
         outputs.update(detections=vision_msgs.Detection2DArray, detections_3d=vision_msgs.Detection3DArray)
+    if args.memory_file:
+        outputs.update({"memory/objects": trmsg.MemoryObjectArray, "memory/markers": MarkerArray,
+                        "memory/cloud": PointCloud2, "memory/grounded": PoseStamped})
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     log = tempfile.NamedTemporaryFile("w+", prefix="bench_node_", suffix=".log", delete=False)  # a pipe could fill
     node = subprocess.Popen(node_command(namespace, args), env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -162,7 +178,7 @@ def run_one(args, namespace: str) -> dict:
         log.seek(0)
         return {"error": "node did not start", "log": log.read()[-3000:]}
     query.publish(String(data="red mug"))
-    cam = subprocess.Popen([sys.executable, "-c", CAMERA, str(args.fps), namespace],
+    cam = subprocess.Popen([sys.executable, "-c", CAMERA, str(args.fps), namespace] + (["tf"] if args.memory_file else []),
                            env=env, stdout=subprocess.PIPE, text=True)
     # Warm-up: at least --warmup seconds and --warmup-frames processed frames, so compilation (about a
     # minute with the realtime preset's CUDA graphs) and first-frame caches stay out of the window.
@@ -243,7 +259,38 @@ def run_one(args, namespace: str) -> dict:
         "device_memory_peak_mb_torch": float(end["device_memory_peak_mb"]) if "device_memory_peak_mb" in end else None,
         "device_memory_mb_nvidia_smi_max": max(gpu) if gpu else None,
         "node_cpu_percent": cpu_percent, "node_rss_mb": round(rss_mb) if rss_mb else None, "node_log": log.name,
+        "memory": memory_figures(args, count, f, end) if args.memory_file else None,
     }
+
+
+def memory_figures(args, count, f, end) -> dict:
+    """The memory stage over the window: frames fused and dropped, detections per fused frame, and its time
+    per frame, fusion alone (ObjectMemory.integrate, what bench_memory times) and the whole stage (TF lookup,
+    back-projection, fusion and the memory outputs, all subscribed here)."""
+    fused = count("memory/fused")
+    return {"objects_preloaded": args.memory_objects, "objects_end": end.get("memory_objects"),
+            "fused": fused, "dropped": count("memory/dropped"), "no_transform": count("memory/no_transform"),
+            "detections_per_fused_frame": round(count("memory/detections") / fused, 1) if fused else None,
+            "fuse_mean_ms": f("memory_fuse_mean_s"), "stage_mean_ms": f("memory_stage_mean_s")}
+
+
+def write_memory_file(args, directory: str) -> str:
+    """--memory-objects objects (bench_memory's grid of boxes, away from this camera's view) saved as the
+    node's memory_file, with the header the node expects for this preset, so it starts remembering them."""
+    import open_clip
+
+    import bench_memory
+    from textregion_ros.config import preset
+    from textregion_ros.memory import save_memory
+
+    cfg = preset(args.preset, random_weights=True)
+    bench_memory.DIM = int(open_clip.get_model_config(cfg.encoder_model)["embed_dim"])
+    memory = bench_memory.filled(args.memory_objects, np.random.default_rng(0)) if args.memory_objects else \
+        bench_memory.ObjectMemory()
+    path = os.path.join(directory, "memory.npz")
+    save_memory(path, memory, {"encoder": f"{cfg.encoder_model}|{cfg.encoder_weights}|random",
+                               "token_dim": bench_memory.DIM, "frame": "map"})
+    return path
 
 
 def main() -> int:
@@ -259,8 +306,12 @@ def main() -> int:
     ap.add_argument("--matrix", action="store_true", help="realtime at 30 and 60 fps, paper at 30 (issue 9)")
     ap.add_argument("--cameras", type=int, default=0,
                     help="N >= 2: one node with N cameras against N nodes of one camera, same run (node_cameras.py)")
+    ap.add_argument("--memory-objects", type=int, default=-1,
+                    help="N >= 0: the object memory on, starting with N remembered objects, and the camera's TF")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    args.memory_file = write_memory_file(args, tempfile.mkdtemp(prefix="bench_node_")) \
+        if args.memory_objects >= 0 else None
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(ROOT, "config", "fastdds_localhost.xml"))
     os.environ.setdefault("ROS_DOMAIN_ID", "78")
     import rclpy

@@ -32,6 +32,8 @@ def room_pipeline():
 def memory_params(path, frame="map"):
     return [Parameter("memory", value=True), Parameter("memory_frame", value=frame),
             Parameter("memory_file", value=str(path)), Parameter("memory_save_every", value=0.0),
+            # Every fused frame's whole map, so each check reads the state after its own frame.
+            Parameter("memory_publish_every", value=0.0),
             Parameter("vocabulary", value=[t.name for t in THINGS]), Parameter("background", value=["floor"]),
             Parameter("tf_timeout", value=1.0), Parameter("tracking", value=False)]
 
@@ -123,7 +125,10 @@ def test_the_sweep_remembers_each_object_once_within_a_centimetre(swept):
         truth = next(t for t in THINGS if t.name == o.label)
         assert np.linalg.norm(centroid(o) - truth.centre) <= 0.01, (o.label, centroid(o), truth.centre)
         assert o.times_seen >= 10 and o.camera == CAMERA
-    assert h.node.stats.snapshot().get("errors/memory", 0) == 0
+    snap = h.node.stats.snapshot()
+    assert snap.get("errors/memory", 0) == 0
+    # Fusion is timed inside the stage's whole frame (TF, back-projection, fusion, the memory outputs).
+    assert 0 < snap["memory_fuse_mean_s"] < snap["memory_stage_mean_s"]
 
 
 def test_find_answers_every_class_out_of_view_and_memory_grounded_follows_the_query(swept):
@@ -214,3 +219,27 @@ def test_rviz_shows_the_memory_topics_this_node_publishes(swept):
     published = {name.replace("/mem/", "/textregion/") for name, _ in h.node.get_publisher_names_and_types_by_node(
         "textregion", "/mem")}
     assert len(topics) == 3 and topics <= published, topics - published
+
+
+def test_the_whole_map_waits_for_memory_publish_every_and_grounded_does_not(swept):
+    """memory/objects (like markers and cloud) holds every object, so it is published at most every
+    memory_publish_every seconds; memory/grounded follows every fused frame. A state held back goes out
+    when its period is over, without waiting for another frame, and the runtime knob reaches the stage."""
+    h, rm, _, _ = swept
+    stamp = lambda m: m.header.stamp.sec * 10**9 + m.header.stamp.nanosec  # noqa: E731
+    fused = lambda: h.node.stats.snapshot().get("memory/fused", 0)  # noqa: E731
+    # Every earlier fused frame's map has arrived here (each was published: the period was 0).
+    assert h.wait(lambda: len(rm.objects) == fused(), 10), (len(rm.objects), fused())
+    h.node.set_parameters([Parameter("memory_publish_every", value=1000.0)])
+    try:
+        objects, grounded = len(rm.objects), len(rm.grounded)
+        for pose in circle(44)[:3]:
+            before = rm.view(pose)
+            assert h.wait(lambda b=before: fused() > b, 30)
+        assert h.wait(lambda: len(rm.grounded) >= grounded + 3, 10)
+        assert len(rm.objects) == objects  # held back by the period
+        h.node.set_parameters([Parameter("memory_publish_every", value=0.0)])
+        assert h.wait(lambda: len(rm.objects) > objects, 10)  # the held state, with no new frame
+        assert stamp(rm.objects[-1]) == stamp(rm.grounded[-1])  # the newest state: the last fused frame's
+    finally:
+        h.node.set_parameters([Parameter("memory_publish_every", value=0.0)])

@@ -196,6 +196,7 @@ class MemoryObject:
     misses: int = 0  # frames in a row it should have been seen and was not
     _box: Optional[Tuple[np.ndarray, np.ndarray]] = field(default=None, repr=False)
     _hull: Optional[Tuple[np.ndarray, np.ndarray]] = field(default=None, repr=False)
+    _obox: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default=None, repr=False)
 
     @property
     def points(self) -> np.ndarray:
@@ -210,7 +211,7 @@ class MemoryObject:
         return self.label_votes.get(self.label, 0.0) / max(self.observations, 1)
 
     def changed(self) -> None:
-        self._box = None
+        self._box = self._obox = None
 
     def next_to(self, runs: np.ndarray) -> np.ndarray:
         """(K, 9) ``neighbour_runs`` of voxels at this object's size -> (K,) bool: the voxel or one of its 26
@@ -246,7 +247,13 @@ class MemoryObject:
 
     def oriented_box(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(centre, axes (3, 3) columns, size): z is the memory frame's z (REP-103: up), x and y the principal
-        directions of the points across it."""
+        directions of the points across it. Kept until the points change: the memory outputs read it for
+        every object on each publication."""
+        if self._obox is None:
+            self._obox = self._oriented_box()
+        return self._obox
+
+    def _oriented_box(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = self.points
         xy = p[:, :2] - p[:, :2].mean(0)
         if len(p) >= 3 and np.isfinite(xy).all():
@@ -294,6 +301,7 @@ class MemoryObject:
         """Add voxels (sorted unique keys at this object's size): a sorted merge, no sort of the union. Few
         numpy calls on purpose: at 64 regions a frame, per-call overhead is most of the cost."""
         n = len(self.keys)
+        self.changed()
         if not n:
             self.keys, self.sums, self.weights = keys.copy(), sums.copy(), weights.copy()
             return

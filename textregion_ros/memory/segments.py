@@ -67,4 +67,5 @@ class Segments:
         for s, a, b in zip(touched.tolist(), ustart[touched].tolist(), ustart[touched + 1].tolist()):
             o = self.objs[s]
             o.keys, o.sums, o.weights = u_keys[a:b].copy(), u_sums[a:b].copy(), u_w[a:b].copy()
+            o.changed()
         return touched

@@ -125,10 +125,8 @@ class ObjectMemory:
         for k, (i, obj) in enumerate(zip(det_of.tolist(), objs)):
             obj.set_hull(lows[k], highs[k])
             obj.token = t[k].copy()
-            if len(obj.keys) > cfg.max_points:
+            if len(obj.keys) > cfg.max_points:  # (merging already called changed())
                 obj.coarsen(cfg.max_points)
-            else:
-                obj.changed()
             det = dets[i]
             if det.label:
                 obj.label_votes[det.label] = obj.label_votes.get(det.label, 0.0) + float(det.score)

@@ -28,7 +28,7 @@ from .context import NodeContext
 from .convert import ImageError, depth_to_meters
 from .frames import header_in
 from .handover import LatestSlot
-from .memory_messages import MemoryView
+from .memory_messages import MemoryView, MessageCache
 from .outputs import MEMORY_OUTPUTS, listening
 from .params import memory_config
 from .stage import StageThread
@@ -75,6 +75,10 @@ class MemoryStage:
         self.save_path = os.path.expanduser(ctx.settings.memory_file)
         self.last_header = Header(frame_id=ctx.settings.memory_frame)
         self._last_save = time.monotonic()
+        self.messages = MessageCache()  # per-object messages, rebuilt only for objects that changed
+        self._published: Dict[str, float] = {}  # output -> when it was last published (monotonic)
+        self._held: set = set()  # outputs whose newest state waits for their period
+        self._last_query = ""
         self.worker = StageThread("textregion-memory", self._loop)
         self.start = self.worker.start
 
@@ -107,6 +111,8 @@ class MemoryStage:
             try:
                 if frame is not None:
                     self.fuse(frame)
+                elif self._held:
+                    self._publish(self._last_query, only=self._held)
                 self._maybe_save()
             except Exception as exc:  # the node must survive anything a frame can do
                 if not self.worker.running:
@@ -119,6 +125,7 @@ class MemoryStage:
 
     def fuse(self, frame: MemoryFrame) -> None:
         s = self.ctx.settings
+        start = time.perf_counter()
         try:
             pose = self.lookup.lookup(s.memory_frame, frame.header.frame_id, frame.stamp_ns, s.tf_timeout)
         except TransformUnavailable as exc:
@@ -137,9 +144,11 @@ class MemoryStage:
             self.memory.integrate(obs)
             self.last_header = header_in(frame.header, s.memory_frame)
             self.ctx.stats.set_flag("memory_objects", str(len(self.memory)))
+        fuse_s = time.perf_counter() - t0
         self.ctx.stats.count("memory/fused")
-        self.ctx.stats.on_memory(time.perf_counter() - t0)
+        self.ctx.stats.count("memory/detections", len(dets))
         self._publish(frame.query)
+        self.ctx.stats.on_memory(fuse_s, time.perf_counter() - start)
 
     def _detections(self, frame: MemoryFrame, depth: np.ndarray, pose, stride: int) -> List[Detection]:
         points = frame_points(frame.instance, depth, frame.K, stride)
@@ -164,10 +173,20 @@ class MemoryStage:
             probs, cos = pipeline.query_scores(torch.from_numpy(tokens).to(pipeline.device), queries)
             return self.memory.rank(ids, probs[:, 0].float().cpu().numpy(), cos[:, 0].float().cpu().numpy(), limit)
 
-    def _publish(self, query: str) -> None:
-        rows = [r for r in MEMORY_OUTPUTS if listening(r, self.publishers, self.ctx.settings)]
-        if not rows:
+    def _publish(self, query: str, only=None) -> None:
+        """The memory outputs someone reads, those with a period once it has passed (``only``: just these). A
+        row held back by its period is published when it comes due (_loop), so the last state always goes out."""
+        now = time.monotonic()
+        rows = [r for r in MEMORY_OUTPUTS if (only is None or r.name in only)
+                and listening(r, self.publishers, self.ctx.settings)]
+        due = [r for r in rows if self._due(r, now)]
+        self._held = {r.name for r in rows if r not in due}
+        self._last_query = query
+        if not due:
             return
+        rows = due
+        for r in rows:
+            self._published[r.name] = now
         grounded = None
         if query and any(r.name == "memory/grounded" for r in rows):
             ranked = self.find(query, 1)
@@ -175,11 +194,16 @@ class MemoryStage:
                 grounded = ranked[0][0]
         with self.lock:
             view = MemoryView(list(self.memory.objects.values()), self.last_header, grounded,
-                              self.ctx.settings.max_cloud_points)
+                              self.ctx.settings.max_cloud_points, self.messages)
             msgs = [(r.name, r.build(view)) for r in rows]
         for name, msg in msgs:
             if msg is not None:
                 self.publishers[name].publish(msg)
+
+    def _due(self, row, now: float) -> bool:
+        """A row with a period (``every``) is published when that long has passed since its last publication."""
+        period = float(getattr(self.ctx.settings, row.every)) if row.every else 0.0
+        return now - self._published.get(row.name, -np.inf) >= period
 
     # --- persistence ---
     def load(self) -> None:

@@ -174,6 +174,7 @@ class Output:
     # "frame": built by each camera's publish stage from a FrameView; "memory": the memory stage's;
     # "cameras": across cameras (best.py), only with several cameras
     stage: str = "frame"
+    every: str = ""  # the NodeSettings knob of seconds between its publications (empty: each frame)
 
     def enabled(self, settings) -> bool:
         return not self.switch or bool(getattr(settings, self.switch))
@@ -230,11 +231,13 @@ OUTPUTS: Tuple[Output, ...] = (
            "with several cameras: grounded_best's 3D point (in target_frame when set)", stage="cameras"),
     Output("memory/objects", "textregion_ros/MemoryObjectArray", 1, frozenset(),
            lambda v: memory_messages.objects_msg(trmsg, v), "every remembered object, in memory_frame",
-           switch="memory", stage="memory"),
+           switch="memory", stage="memory", every="memory_publish_every"),
     Output("memory/markers", "visualization_msgs/MarkerArray", 1, frozenset(), memory_messages.markers,
-           "remembered objects' boxes and labels for RViz", switch="memory", stage="memory"),
+           "remembered objects' boxes and labels for RViz", switch="memory", stage="memory",
+           every="memory_publish_every"),
     Output("memory/cloud", "sensor_msgs/PointCloud2", 1, frozenset(), memory_messages.cloud,
-           "remembered objects' points, coloured by object", switch="memory", stage="memory"),
+           "remembered objects' points, coloured by object", switch="memory", stage="memory",
+           every="memory_publish_every"),
     Output("memory/grounded", "geometry_msgs/PoseStamped", 1, frozenset(), memory_messages.grounded,
            "the active query's remembered object in memory_frame, also out of view", switch="memory",
            stage="memory"),
@@ -270,5 +273,6 @@ def topic_table() -> str:
     """The README's output table (test_outputs checks the README holds it)."""
     lines = ["| topic | type | what |", "|---|---|---|"]
     for r in OUTPUTS:
-        lines.append(f"| `{r.name}` | {r.type_name} | {r.description}{KIND_NOTES.get(r.kinds, '')} |")
+        every = f" (at most every `{r.every}` seconds)" if r.every else ""
+        lines.append(f"| `{r.name}` | {r.type_name} | {r.description}{KIND_NOTES.get(r.kinds, '')}{every} |")
     return "\n".join(lines)

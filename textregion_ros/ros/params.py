@@ -100,6 +100,10 @@ class NodeSettings:
     memory_save_every: float = knob(60.0, "seconds between saves of memory_file (0 = only on deactivate, "
                                     "shutdown and the save service)", range=(0.0, 86400.0), runtime=True,
                                     consumer=MEMORY)
+    memory_publish_every: float = knob(1.0, "seconds between publications of memory/objects, memory/markers and "
+                                       "memory/cloud, each holding every remembered object (0 = after every fused "
+                                       "frame); memory/grounded follows every fused frame", range=(0.0, 3600.0),
+                                       runtime=True, consumer=MEMORY)
     memory_voxel_size: float = mirror(MemoryConfig, "voxel_size")
     memory_max_points: int = mirror(MemoryConfig, "max_points")
     memory_max_objects: int = mirror(MemoryConfig, "max_objects")
