@@ -275,6 +275,58 @@ def test_depth_published_after_its_image_still_gives_3d(h):
     assert with_3d >= 0.99 * frames, (with_3d, frames)
 
 
+def test_a_node_slower_than_the_camera_still_matches_depth(h, monkeypatch):
+    """On a CPU a frame takes seconds, and a 30 Hz depth stream pushes the frame's own depth out of the
+    buffer (a second of it) before the frame is published: the frame keeps the depth frames near its stamp
+    when it is taken. Here the frame is held in inference while more depth frames than the buffer holds
+    arrive, all stamped beyond sync_tolerance."""
+    import threading
+    from sensor_msgs.msg import CameraInfo
+    from builtin_interfaces.msg import Time
+    from textregion_ros.ros import inference, intake
+    from textregion_ros.ros.convert import array_to_image
+
+    gate, started = threading.Event(), threading.Event()
+    real = inference.InferenceStage._infer
+
+    def held(self, *args, **kwargs):
+        started.set()
+        gate.wait(60)
+        return real(self, *args, **kwargs)
+
+    scene = make_scene()
+    depth = array_to_image(np.nan_to_num(scene.depth_m, nan=0.0).astype(np.float32), "32FC1")
+    h.wait_idle()
+    monkeypatch.setattr(inference.InferenceStage, "_infer", held)
+    try:
+        stamp = h.now()
+        key = stamp.sec * 10**9 + stamp.nanosec
+        info = CameraInfo(height=480, width=640, k=[float(v) for v in scene.K.flatten()])
+        info.header.stamp, info.header.frame_id = stamp, "camera_color_optical_frame"
+        h.pub_info.publish(info)
+        depth.header.stamp, depth.header.frame_id = stamp, "camera_color_optical_frame"
+        for _ in range(3):
+            h.pub_depth.publish(depth)
+            if h.wait(lambda: h.node.has_depth(key), 3.0):
+                break
+        img = array_to_image(scene.rgb, "rgb8")
+        img.header.stamp, img.header.frame_id = stamp, "camera_color_optical_frame"
+        h.publish_delivered(h.pub_image, img)
+        assert h.wait(started.is_set, 30)
+        for k in range(1, intake.DEPTH_BUFFER + 11):  # 0.1 s apart: none within sync_tolerance of the image
+            later = key + k * 100_000_000
+            depth.header.stamp = Time(sec=later // 10**9, nanosec=later % 10**9)
+            for _ in range(3):
+                h.pub_depth.publish(depth)
+                if h.wait(lambda t=later: h.node.has_depth(t), 3.0):
+                    break
+        assert not h.node.has_depth(key)  # gone from the buffer
+    finally:
+        gate.set()
+    regions = h.output("regions", img.header)
+    assert regions is not None and any(np.isfinite(r.centroid.z) for r in regions.regions)
+
+
 def test_bad_camera_metadata_is_counted(h):
     """camera_info for another size than the image, and an empty frame_id, are refused and counted."""
     from sensor_msgs.msg import CameraInfo

@@ -34,6 +34,7 @@ class Processed:
     stamp_ns: int
     partial: bool = False  # not a full frame: target mode's candidates, or the target SAM2 carried (result.kind)
     depth: object = None  # sensor_msgs/Image matched at publish time (Intake.match_depth), or None
+    depths: tuple = ()  # the depth frames near its stamp when it was taken, for that match
     K: Optional[np.ndarray] = None
     demanded: bool = False  # processed for a service call while no output had a reader
     camera: str = ""  # the camera it came from ("" = the unnamed default)
@@ -177,7 +178,7 @@ class InferenceStage:
             self._carry_target(cam, image, result, queries)
         cam.ctx.stats.on_processed(time.perf_counter() - t0, t2 - t1)
         done = Processed(result, image, frame.msg, queries, stamp_ns(frame.msg.header.stamp), partial,
-                         demanded=frame.demanded, camera=cam.name)
+                         demanded=frame.demanded, camera=cam.name, depths=frame.depths)
         if cam.slot.put(done):
             cam.ctx.stats.count("dropped_publish")  # the publish stage fell behind: newest wins
 

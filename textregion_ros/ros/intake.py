@@ -30,6 +30,7 @@ class Frame:
     seq: int  # this frame's receipt number
     newest: int  # the newest receipt number when the frame was taken (equal: it was the newest)
     demanded: bool = False  # a service call asked for it (set by the inference stage)
+    depths: tuple = ()  # the buffered depth frames near its stamp when it was taken (Intake.take)
 
 
 def valid_K(msg: CameraInfo) -> Optional[np.ndarray]:
@@ -121,7 +122,15 @@ class Intake:
         msg = self.slot.take(timeout)  # 0: only a frame already waiting
         if msg is None:
             return None
-        return Frame(msg, *self.slot.last_taken)
+        return Frame(msg, *self.slot.last_taken, depths=self._near(msg))
+
+    def _near(self, msg) -> tuple:
+        """The buffered depth frames within sync_tolerance of the image's stamp, kept with the frame: it is
+        matched when published, and a node slower than the camera (seconds a frame on a CPU) would find them
+        gone from the buffer by then, a second of a 30 Hz camera."""
+        t, tol = stamp_ns(msg.header.stamp), self.ctx.settings.sync_tolerance * 1e9
+        with self._depth_cv:
+            return tuple(d for d in self._depth if abs(d[0] - t) <= tol)
 
     def latest_stamp(self) -> Optional[int]:
         """The newest accepted image's stamp, or None when no image has arrived."""
@@ -142,27 +151,29 @@ class Intake:
         with self._depth_cv:
             return any(t == t_ns for t, _ in self._depth)
 
-    def _nearest(self, t: int, tol: float) -> Tuple[Optional[Image], bool]:
-        """(the buffered depth within ``tol`` of ``t`` or None, whether one may still come)."""
-        if not self._depth:
+    def _nearest(self, t: int, tol: float, kept: tuple = ()) -> Tuple[Optional[Image], bool]:
+        """(the depth within ``tol`` of ``t`` or None, whether one may still come), from the buffer and ``kept``."""
+        candidates = list(self._depth) + list(kept)
+        if not candidates:
             return None, False  # this camera sends no depth: never wait for it
-        stamp, msg = min(self._depth, key=lambda d: abs(d[0] - t))
+        stamp, msg = min(candidates, key=lambda d: abs(d[0] - t))
         if abs(stamp - t) <= tol:
             return msg, False
-        return None, max(s for s, _ in self._depth) < t + tol  # nothing newer yet: it may be in flight
+        return None, max(s for s, _ in candidates) < t + tol  # nothing newer yet: it may be in flight
 
-    def match_depth(self, msg) -> Tuple[Optional[Image], Optional[np.ndarray]]:
-        """The depth frame nearest the image's stamp and the camera's K, waiting up to sync_tolerance for a
-        depth frame that is late; (None, None), counted, when there is none or camera_info does not fit."""
+    def match_depth(self, msg, kept: tuple = ()) -> Tuple[Optional[Image], Optional[np.ndarray]]:
+        """The depth frame nearest the image's stamp (among the buffer and ``kept``, those the frame kept when
+        taken) and the camera's K, waiting up to sync_tolerance for a depth frame that is late; (None, None),
+        counted, when there is none or camera_info does not fit."""
         tol = self.ctx.settings.sync_tolerance
         t = stamp_ns(msg.header.stamp)
         deadline = time.monotonic() + tol
         with self._depth_cv:
-            depth, may_come = self._nearest(t, tol * 1e9)
+            depth, may_come = self._nearest(t, tol * 1e9, kept)
             while depth is None and may_come and time.monotonic() < deadline:
                 self._depth_cv.wait(max(deadline - time.monotonic(), 0.0))
-                depth, may_come = self._nearest(t, tol * 1e9)
-            buffered = bool(self._depth)
+                depth, may_come = self._nearest(t, tol * 1e9, kept)
+            buffered = bool(self._depth) or bool(kept)
         if depth is None:
             if buffered:
                 self.ctx.warn("depth/unmatched_stamp", "no depth within sync_tolerance of the image; 3D values are NaN")

@@ -105,7 +105,7 @@ class PublishStage:
             extra |= {DEPTH, INSTANCE}  # the memory fuses each region's depth points
         depth_wanted = needs_depth(rows, extra)
         if depth_wanted:
-            item.depth, item.K = self.intake.match_depth(item.msg)
+            item.depth, item.K = self.intake.match_depth(item.msg, item.depths)
         view = FrameView(item.result, None, item.header, s, item.K, self.frames.resolve, self.marker_lifetime(),
                          self.ctx.random_weights, bool(item.queries.active))
         g = view.active_grounding
