@@ -47,8 +47,8 @@ from textregion_ros.memory import Detection, MemoryConfig, ObjectMemory, Observa
 DIM = 512
 
 
-def unit(rng, n):
-    t = rng.standard_normal((n, DIM)).astype(np.float32)
+def unit(rng, n, dim: int = DIM):
+    t = rng.standard_normal((n, dim)).astype(np.float32)
     return t / np.linalg.norm(t, axis=1, keepdims=True)
 
 
@@ -63,11 +63,11 @@ def box_surface(rng, n: int) -> np.ndarray:
     return p
 
 
-def filled(n: int, rng, **config) -> ObjectMemory:
+def filled(n: int, rng, dim: int = DIM, **config) -> ObjectMemory:
     memory = ObjectMemory(MemoryConfig(min_observations=1, max_objects=max(n, 1), merge_every=0))
     side = int(np.ceil(np.sqrt(n)))
     centres = np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2)[:n] * 0.5
-    tokens = unit(rng, n)
+    tokens = unit(rng, n, dim)
     for start in range(0, n, 256):
         dets = [Detection(tokens[i], box_surface(rng, 2000) + np.r_[centres[i], 0.0])
                 for i in range(start, min(start + 256, n))]

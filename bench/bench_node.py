@@ -284,12 +284,12 @@ def write_memory_file(args, directory: str) -> str:
     from textregion_ros.memory import save_memory
 
     cfg = preset(args.preset, random_weights=True)
-    bench_memory.DIM = int(open_clip.get_model_config(cfg.encoder_model)["embed_dim"])
-    memory = bench_memory.filled(args.memory_objects, np.random.default_rng(0)) if args.memory_objects else \
+    dim = int(open_clip.get_model_config(cfg.encoder_model)["embed_dim"])
+    memory = bench_memory.filled(args.memory_objects, np.random.default_rng(0), dim) if args.memory_objects else \
         bench_memory.ObjectMemory()
     path = os.path.join(directory, "memory.npz")
     save_memory(path, memory, {"encoder": f"{cfg.encoder_model}|{cfg.encoder_weights}|random",
-                               "token_dim": bench_memory.DIM, "frame": "map"})
+                               "token_dim": dim, "frame": "map"})
     return path
 
 

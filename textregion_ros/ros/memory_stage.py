@@ -177,14 +177,13 @@ class MemoryStage:
         """The memory outputs someone reads, those with a period once it has passed (``only``: just these). A
         row held back by its period is published when it comes due (_loop), so the last state always goes out."""
         now = time.monotonic()
-        rows = [r for r in MEMORY_OUTPUTS if (only is None or r.name in only)
-                and listening(r, self.publishers, self.ctx.settings)]
-        due = [r for r in rows if self._due(r, now)]
-        self._held = {r.name for r in rows if r not in due}
+        reading = [r for r in MEMORY_OUTPUTS if (only is None or r.name in only)
+                   and listening(r, self.publishers, self.ctx.settings)]
+        rows = [r for r in reading if self._due(r, now)]
+        self._held = {r.name for r in reading} - {r.name for r in rows}
         self._last_query = query
-        if not due:
+        if not rows:
             return
-        rows = due
         for r in rows:
             self._published[r.name] = now
         grounded = None
