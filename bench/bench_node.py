@@ -42,7 +42,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, CameraInfo
 from std_msgs.msg import Header
 from textregion_ros.ros.convert import camera_frame
-from textregion_ros.scene import make_scene
+from textregion_ros.eval.scene import make_scene
 import signal
 fps = float(sys.argv[1]); stop = []
 rclpy.init(); n = rclpy.create_node("bench_camera", namespace=sys.argv[2])

@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from textregion_ros.config import preset  # noqa: E402
 from textregion_ros.masks.sam2_everything import Sam2Everything  # noqa: E402
 from textregion_ros.pipeline import Pipeline  # noqa: E402
-from textregion_ros.scene import make_scene  # noqa: E402
+from textregion_ros.eval.scene import make_scene  # noqa: E402
 
 
 class ModuleTimer:
@@ -120,17 +120,17 @@ def naive_classify(pipe: Pipeline, rgb: np.ndarray, masks: List[np.ndarray]) -> 
 
 def segmentation_modes(pipe: Pipeline, rgb: np.ndarray, queries: List[str], args, cuda: bool, timers,
                        everything_mean_s: float) -> Dict[str, dict]:
-    """Each --segmentation mode through segmentation.run_frame (as the node runs it), at the same settings as
+    """Each --segmentation mode through the frame scheduler (frames/schedule.py, as the node runs it), at the same settings as
     the everything-mode frames above. abstain_threshold 0 keeps the queries found: random weights rarely find
     anything, and hybrid would then fall back to a full frame every time (the schedule measured is the one a
     tracked target gets). Ratios are of mean frame times: a hybrid run mixes full and target frames."""
-    from textregion_ros.segmentation import FrameSchedule, run_frame
-    out, start = {}, {k: getattr(pipe.config, k) for k in ("segmentation", "hybrid_every", "abstain_threshold")}
+    from textregion_ros.frames.schedule import FrameSchedule, run_frame
+    out, start = {}, {k: getattr(pipe.config, k) for k in ("segmentation", "full_every", "abstain_threshold")}
     q = pipe.embed_queries(queries)
     try:
         for mode in args.segmentation:
-            pipe.update(segmentation=mode, hybrid_every=args.hybrid_every, abstain_threshold=0.0)
-            schedule, n = FrameSchedule(), max(args.frames, 2 * args.hybrid_every if mode == "hybrid" else 0)
+            pipe.update(segmentation=mode, full_every=args.full_every, abstain_threshold=0.0)
+            schedule, n = FrameSchedule(), max(args.frames, 2 * args.full_every if mode == "hybrid" else 0)
             for _ in range(args.warmup):
                 run_frame(pipe, rgb, q, FrameSchedule())
             lat, kinds, dec = [], [], []
@@ -147,7 +147,7 @@ def segmentation_modes(pipe: Pipeline, rgb: np.ndarray, queries: List[str], args
             mean = statistics.fmean(lat)
             out[mode] = {"latency": summarize(lat), "mean_s": mean, "full_frames": kinds.count("full"),
                          "target_frames": kinds.count("target"), "sam2_mask_decoder_mean_s": statistics.fmean(dec),
-                         "hybrid_every": args.hybrid_every if mode == "hybrid" else None,
+                         "full_every": args.full_every if mode == "hybrid" else None,
                          "everything_over_this": everything_mean_s / mean}
             print(f"segmentation {mode}: mean {mean * 1e3:.1f} ms ({kinds.count('full')} full, "
                   f"{kinds.count('target')} target of {n}), SAM2 decoder {statistics.fmean(dec) * 1e3:.1f} ms "
@@ -177,7 +177,7 @@ def main(argv=None) -> int:
                     help="CUDA graphs for SAM2 and the encoder (default: the preset's; realtime has it on)")
     ap.add_argument("--segmentation", nargs="*", default=[], choices=("target", "hybrid"),
                     help="also time these segmentation modes against everything-mode, same settings, same run")
-    ap.add_argument("--hybrid-every", type=int, default=10)
+    ap.add_argument("--full-every", "--hybrid-every", dest="full_every", type=int, default=10)
     ap.add_argument("--json", default=None, help="report path (default bench/reports/<device>-<preset>.json)")
     args = ap.parse_args(argv)
 

@@ -30,7 +30,7 @@ from sensor_msgs.msg import Image, CameraInfo, CompressedImage
 from std_msgs.msg import String
 from std_msgs.msg import Header
 from textregion_ros.ros.convert import array_to_image, camera_frame
-from textregion_ros.scene import make_scene
+from textregion_ros.eval.scene import make_scene
 seconds, fps, bad_every = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 rclpy.init(); n = rclpy.create_node("soak_camera", namespace="/soak")
 pi = n.create_publisher(Image, "image", qos_profile_sensor_data)

@@ -31,9 +31,9 @@ from textregion_ros.config import preset  # noqa: E402
 from textregion_ros.masks.base import MaskSet  # noqa: E402
 from textregion_ros.pipeline import Pipeline  # noqa: E402
 from textregion_ros.results import FrameResult, groundings_from  # noqa: E402
-from textregion_ros.scene import make_scene  # noqa: E402
-from textregion_ros.targeting import TargetLocks  # noqa: E402
-from textregion_ros.tracking import Tracker  # noqa: E402
+from textregion_ros.eval.scene import make_scene  # noqa: E402
+from textregion_ros.tracks.locks import TargetLocks  # noqa: E402
+from textregion_ros.tracks.tracker import Tracker  # noqa: E402
 
 
 def sync(dev):
@@ -76,11 +76,13 @@ def as_result(pipe, logits, tokens, hw=(480, 640)):
 
 def sam2_target_rate(name, device, dev, scene, frames: int = 6, every: int = 3) -> dict:
     """Grounded-target updates per second: full frames only, against target_tracking sam2."""
-    from textregion_ros.scene import make_scene
+    from textregion_ros.eval.scene import make_scene
 
     pipe = Pipeline(preset(name, random_weights=True, pred_iou_thresh=0.0, stability_score_thresh=0.0,
                            abstain_threshold=0.0, target_tracking="sam2", device=device, max_masks=24))
     tracker, locks = Tracker(), TargetLocks()
+    from textregion_ros.frames.carry import SamCarry
+    carry = SamCarry(pipe.propagator, pipe.device)
     full, carried = [], []
     for f in range(frames + 1):
         rgb = make_scene(shift=2 * f).rgb
@@ -88,11 +90,11 @@ def sam2_target_rate(name, device, dev, scene, frames: int = 6, every: int = 3) 
         t0 = time.perf_counter()
         r = pipe.track(pipe.process(rgb, queries=["red mug"]), tracker, locks)
         if r.groundings and r.groundings[0].locked:
-            pipe.start_target(rgb, r, 0)
+            carry.start(rgb, r, 0)
         sync(dev)
         full.append(time.perf_counter() - t0)
     # The propagator's step is timed directly: random SAM2 weights often lose the object, which
-    # would end propagate_target() early; the work per carried frame is the same either way.
+    # would end SamCarry.step() early; the work per carried frame is the same either way.
     from textregion_ros.pipeline import image_to_tensor
     prop = pipe.propagator
     if not prop.started:

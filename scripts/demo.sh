@@ -6,4 +6,4 @@ bash "$ROOT/scripts/setup.sh"
 # shellcheck disable=SC1091
 source "$ROOT/scripts/env.sh"
 cd "$ROOT"
-exec python -m textregion_ros.demo "$@"
+exec python -m textregion_ros.ros.demo "$@"

@@ -54,7 +54,7 @@ def sam2_tiny():
 
 @pytest.fixture(scope="session")
 def scene():
-    from textregion_ros.scene import make_scene
+    from textregion_ros.eval.scene import make_scene
     return make_scene()
 
 

@@ -105,11 +105,11 @@ class Harness:
     def wait_idle(self, timeout: float = 60.0):
         """With cpu-lite a frame takes seconds; one sent meanwhile would exceed max_age and be dropped.
         Nothing waiting, nothing in inference, nothing being published (the node's idle())."""
-        assert self.wait(self.node.idle, timeout)
+        assert self.wait(self.node.parts.idle, timeout)
 
     def wait_text(self, timeout: float = 120.0):
         """Vocabulary and standing queries are embedded on the node's text thread; wait until it is done."""
-        assert self.wait(self.node.text_idle, timeout)
+        assert self.wait(self.node.parts.text_idle, timeout)
 
     def now(self):
         return self.tester.get_clock().now().to_msg()
@@ -134,7 +134,7 @@ class Harness:
             key = d.header.stamp.sec * 10**9 + d.header.stamp.nanosec
             for _ in range(3):
                 self.pub_depth.publish(d)
-                if self.wait(lambda: self.node.has_depth(key), 3.0):
+                if self.wait(lambda: self.node.parts.has_depth(key), 3.0):
                     break
         img = array_to_image(rgb, encoding)
         img.header.stamp, img.header.frame_id = stamp, frame_id

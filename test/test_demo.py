@@ -7,7 +7,7 @@ import sys
 
 def test_demo_runs_three_frames_and_labels_random_weights(tmp_path):
     out = tmp_path / "demo"
-    p = subprocess.run([sys.executable, "-m", "textregion_ros.demo", "--frames", "3", "--out", str(out)],
+    p = subprocess.run([sys.executable, "-m", "textregion_ros.ros.demo", "--frames", "3", "--out", str(out)],
                        capture_output=True, text=True, timeout=900, env=dict(os.environ))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     assert sorted(os.listdir(out)) == ["overlay_0000.png", "overlay_0001.png", "overlay_0002.png", "summary.json"]

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from textregion_ros.geometry import region_points
-from textregion_ros.scene import backproject, make_scene
+from textregion_ros.eval.scene import backproject, make_scene
 
 
 def test_point_lies_on_the_object_despite_holes_and_background_leakage():

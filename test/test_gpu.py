@@ -8,7 +8,7 @@ from textregion_ros.encoders import create_encoder
 from textregion_ros.masks.sam2_build import build_sam2_model
 from textregion_ros.masks.sam2_everything import Sam2Everything
 from textregion_ros.pipeline import Pipeline
-from textregion_ros.scene import make_scene
+from textregion_ros.eval.scene import make_scene
 
 pytestmark = pytest.mark.gpu
 

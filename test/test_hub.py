@@ -8,7 +8,7 @@ import pytest
 
 import huggingface_hub.constants as hf
 from textregion_ros.config import preset
-from textregion_ros.hub import hub_reachable, uses_hub
+from textregion_ros.files.hub import hub_reachable, uses_hub
 
 
 def _serve(handler):

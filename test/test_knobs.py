@@ -12,8 +12,8 @@ from textregion_ros import knobs
 from textregion_ros.config import PRESETS, PipelineConfig, preset
 from textregion_ros.masks import Superpixels
 from textregion_ros.pipeline import Pipeline
-from textregion_ros.ros.params import DESCRIPTIONS, RUNTIME_KNOBS, NodeSettings, descriptor, node_settings, read_only
-from textregion_ros.tracking import TrackerConfig
+from textregion_ros.ros.settings import DESCRIPTIONS, RUNTIME_KNOBS, NodeSettings, descriptor, node_settings, read_only
+from textregion_ros.tracks.tracker import TrackerConfig
 
 ALL = (PipelineConfig, NodeSettings)
 
@@ -95,24 +95,24 @@ PROBES = {
                           and not b.groundings[0].found),
     "vocabulary": ({}, ("kettle", "spoon"), lambda a, b: b.labels[:2] == ("kettle", "spoon") != a.labels[:2]),
     "background": ({}, ("sky",), lambda a, b: b.labels[-1] == "sky" and b.num_background == 1),
-    # Segmentation knobs act on a sequence of frames (segmentation.run_frame): two frames, compared as a whole.
+    # Segmentation knobs act on a sequence of frames (frames/schedule.py): two frames, compared as a whole.
     "segmentation": ({}, "target", lambda a, b: [r.kind for r in a] == ["full"] * 2 and
                      [r.kind for r in b] == ["target"] * 2),
-    "hybrid_every": ({"segmentation": "hybrid", "abstain_threshold": 0.0, "hybrid_every": 10}, 1,
+    "full_every": ({"segmentation": "hybrid", "abstain_threshold": 0.0, "full_every": 10}, 1,
                      lambda a, b: [r.kind for r in a] == ["full", "target"] and [r.kind for r in b] == ["full"] * 2),
     "target_points": ({"segmentation": "target", "target_points": 3}, 1,
                       lambda a, b: a[0].masks.counts["prompts"] > 1 == b[0].masks.counts["prompts"]),
     "target_negatives": ({"segmentation": "target", "target_negatives": 2}, 0,
                          lambda a, b: not torch.allclose(a[0].masks.masks, b[0].masks.masks)),
 }
-SEQUENCE_KNOBS = {"segmentation", "hybrid_every", "target_points", "target_negatives"}
+SEQUENCE_KNOBS = {"segmentation", "full_every", "target_points", "target_negatives"}
 
 
 def frames(pipe, rgb, name):
     """What a probe compares: one frame, or for a segmentation knob two frames from a fresh schedule."""
     if name not in SEQUENCE_KNOBS:
         return pipe.process(rgb, queries=["red mug"])
-    from textregion_ros.segmentation import FrameSchedule, run_frame
+    from textregion_ros.frames.schedule import FrameSchedule, run_frame
     schedule, q = FrameSchedule(), pipe.embed_queries(["red mug"])
     return [run_frame(pipe, rgb, q, schedule) for _ in range(2)]
 
@@ -160,11 +160,20 @@ def test_a_knob_of_a_built_model_is_refused_at_runtime(pipes):
             sam.update(**{name: getattr(sam.config, name)})
 
 
-def test_readme_parameter_table_is_the_knob_table():
-    from textregion_ros.ros.params import parameter_table
+def test_docs_parameter_table_is_the_knob_table():
+    from textregion_ros.ros.settings import parameter_table
+    with open(os.path.join(ROOT, "docs", "parameters.md")) as f:
+        doc = f.read()
+    assert parameter_table() in doc, "docs/parameters.md's table: paste ros.settings.parameter_table()"
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
-    assert parameter_table() in readme, "README's parameter table: paste ros.params.parameter_table()"
+    # The README summarises: each knob it names is a row, and it links the full table.
+    section = readme.split("\n## Parameters\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([a-z_0-9]+)`", section))
+    rows = {f.name for cls in ALL for f, _ in knobs.rows(cls)} | {"preset"}
+    assert len(named) > 10 and named <= rows | {"realtime", "paper", "base_link", "query", "hybrid_every", "propagate_every"}, \
+        sorted(named - rows)
+    assert "docs/parameters.md" in readme
 
 
 def test_every_row_of_the_tracker_lock_and_memory_tables_is_a_node_setting():
@@ -173,9 +182,9 @@ def test_every_row_of_the_tracker_lock_and_memory_tables_is_a_node_setting():
     import dataclasses
 
     from textregion_ros.memory.config import MemoryConfig
-    from textregion_ros.ros.params import NodeSettings
-    from textregion_ros.targeting import LockConfig
-    from textregion_ros.tracking import TrackerConfig
+    from textregion_ros.ros.settings import NodeSettings
+    from textregion_ros.tracks.locks import LockConfig
+    from textregion_ros.tracks.tracker import TrackerConfig
     names = {f.name for f in dataclasses.fields(NodeSettings)}
     for cls, prefix in ((TrackerConfig, "track_"), (LockConfig, "lock_"), (MemoryConfig, "memory_")):
         missing = [f.name for f in dataclasses.fields(cls) if prefix + f.name not in names]

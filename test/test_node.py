@@ -16,7 +16,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from ros_harness import ROOT, Harness, stamp_key, running_harness
 from textregion_ros.ros.convert import array_to_image, rgb8_to_compressed
-from textregion_ros.scene import make_scene
+from textregion_ros.eval.scene import make_scene
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def h():
 def test_every_output_with_types_headers_and_shapes(h, scene):
     h.node.set_parameters([Parameter("queries", value=["blue ball"])])
     h.query("red mug")
-    assert h.wait(lambda: h.node.active_query == "red mug", 10)
+    assert h.wait(lambda: h.node.parts.active_query == "red mug", 10)
     hdr = h.send(scene.rgb, np.nan_to_num(scene.depth_m, nan=0.0), scene.K)
     regions = h.output("regions", hdr)
     assert regions is not None, "no regions for the frame"
@@ -100,15 +100,15 @@ def test_grounded_cloud_box_and_pose_over_dds_in_camera_and_target_frame(h):
     from tf2_msgs.msg import TFMessage
     from rgbd_shapes import box_scene
     from textregion_ros.geometry.transform import RigidTransform
-    from textregion_ros.ros.frames import OutputFrame
+    from textregion_ros.ros.output_frame import OutputFrame
 
     # The box fills most of the frame, so that whichever region random weights ground is mostly box and
     # has a cloud to clean (as in test_3d_point_lies_on_the_object).
     s = box_scene(centre=(0.0, 0.05, 0.8), size=(0.7, 0.35, 0.5))
     h.node.set_parameters([Parameter("abstain_threshold", value=0.0), Parameter("tracking", value=False)])
     h.query("red mug")
-    assert h.wait(lambda: h.node.active_query == "red mug", 10)
-    cam_frames = h.node.frames
+    assert h.wait(lambda: h.node.parts.active_query == "red mug", 10)
+    cam_frames = h.node.parts.frames
     ts = TransformStamped()
     ts.header.frame_id, ts.child_frame_id = "base_link", "camera_color_optical_frame"
     # The optical frame in base_link: x forward = optical z, y left = -optical x, z up = -optical y.
@@ -123,7 +123,7 @@ def test_grounded_cloud_box_and_pose_over_dds_in_camera_and_target_frame(h):
         for frame in ("camera", "base_link"):
             stamp = h.now()
             if frame == "base_link":
-                h.node.frames = OutputFrame(h.node, "base_link", 2.0, h.node.stats)
+                h.node.parts.frames = OutputFrame(h.node, "base_link", 2.0, h.node.stats)
                 assert h.wait(lambda: pub_tf.get_subscription_count() > 0, 10)
                 for dt in (-1, 1):  # samples a second either side: the stamp is interpolated between them
                     ts.header.stamp = type(stamp)(sec=stamp.sec + dt, nanosec=stamp.nanosec)
@@ -135,7 +135,7 @@ def test_grounded_cloud_box_and_pose_over_dds_in_camera_and_target_frame(h):
                 assert stamp_key(m.header) == stamp_key(hdr), t
         assert h.node.stats.snapshot().get("tf/unavailable", 0) == unavailable
     finally:
-        h.node.frames = cam_frames
+        h.node.parts.frames = cam_frames
         h.tester.destroy_publisher(pub_tf)
         h.node.set_parameters([Parameter("abstain_threshold", value=0.5), Parameter("tracking", value=True)])
     cam, base = out["camera"], out["base_link"]
@@ -163,7 +163,7 @@ def test_track_ids_hold_for_a_static_scene_and_the_target_locks(h, scene):
                                  Parameter("tracking", value=False)])
     assert all(r.successful for r in res), [r.reason for r in res]
     h.query("red mug")
-    assert h.wait(lambda: h.node.active_query == "red mug", 10)
+    assert h.wait(lambda: h.node.parts.active_query == "red mug", 10)
     try:
         h.output("regions", h.send(scene.rgb))  # untracked frame: the tracker starts empty after it
         h.node.set_parameters([Parameter("tracking", value=True)])
@@ -190,12 +190,12 @@ def test_service_answers_while_busy(h, scene):
     client = h.tester.create_client(Ground, "ground")
     assert client.wait_for_service(10)
     h.send(scene.rgb)
-    assert h.wait(lambda: h.node.inferring(), 30)
+    assert h.wait(lambda: h.node.parts.inferring(), 30)
     t0 = time.monotonic()
     future = client.call_async(Ground.Request(query="blue ball"))
     assert h.wait(future.done, 20)
     elapsed = time.monotonic() - t0
-    busy_after = h.node.inferring()
+    busy_after = h.node.parts.inferring()
     resp = future.result()
     assert resp.success and resp.result.query == "blue ball"
     assert 0 <= resp.result.score <= 1 and resp.result.region.id >= 0
@@ -206,14 +206,14 @@ def test_service_answers_while_busy(h, scene):
 
 def test_clearing_and_replacing_the_query(h, scene):
     h.query("red mug")
-    assert h.wait(lambda: h.node.active_query == "red mug", 10)
+    assert h.wait(lambda: h.node.parts.active_query == "red mug", 10)
     assert h.latched_active_query() == "red mug"
     h.query("blue ball")
-    assert h.wait(lambda: h.node.active_query == "blue ball", 10)
+    assert h.wait(lambda: h.node.parts.active_query == "blue ball", 10)
     hdr = h.send(scene.rgb)
     assert h.output("grounded", hdr).query == "blue ball"
     h.query("   ")
-    assert h.wait(lambda: h.node.active_query == "", 10)
+    assert h.wait(lambda: h.node.parts.active_query == "", 10)
     assert h.latched_active_query() == ""
     hdr = h.send(scene.rgb)
     assert h.output("regions", hdr) is not None
@@ -246,11 +246,11 @@ def test_bad_inputs_are_counted_and_the_node_keeps_going(h, scene):
         assert h.wait(lambda r=reason: stats.snapshot().get(f"bad_input/{r}", 0) > before.get(f"bad_input/{r}", 0),
                       30), reason
     # Queries: too long, control characters only.
-    active = h.node.active_query
+    active = h.node.parts.active_query
     h.query("y" * 1500)
     h.query("\x01\x02\x7f")
     assert h.wait(lambda: stats.snapshot().get("bad_input/query", 0) >= before.get("bad_input/query", 0) + 2, 10)
-    assert h.node.active_query == active
+    assert h.node.parts.active_query == active
     # Depth problems are not bad frames: 2D outputs still come, with NaN 3D values and a count.
     all_nan = np.full(scene.depth_m.shape, np.nan, np.float32)
     hdr = h.send(scene.rgb, all_nan, scene.K)
@@ -337,7 +337,7 @@ import os, sys, time, rclpy, numpy as np
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from textregion_ros.ros.convert import array_to_image
-from textregion_ros.scene import make_scene
+from textregion_ros.eval.scene import make_scene
 rclpy.init(); n = rclpy.create_node("camera60", namespace="/tr")
 pub = n.create_publisher(Image, "image", qos_profile_sensor_data)
 rgb = make_scene().rgb

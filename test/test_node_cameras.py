@@ -22,7 +22,7 @@ from ros_harness import TEST_OVERRIDES, YAML, Harness, stamp_key
 from textregion_ros.ros.convert import array_to_image
 from textregion_ros.ros.node import TextRegionNode
 from textregion_ros.ros.outputs import FRAME_OUTPUTS
-from textregion_ros.scene import make_scene
+from textregion_ros.eval.scene import make_scene
 
 CAMERAS = ("left", "right")
 NS = "/cams"
@@ -74,11 +74,11 @@ class TwoCameras:
         key = stamp.sec * 10**9 + stamp.nanosec
         for _ in range(3):
             self.pubs[cam]["depth"].publish(d)
-            if wait(lambda: self.node.has_depth(key, cam), 3.0):
+            if wait(lambda: self.node.parts.has_depth(key, cam), 3.0):
                 break
         img = array_to_image(scene.rgb, "rgb8")
         img.header.stamp, img.header.frame_id = stamp, frame_id
-        stats = self.node.camera(cam).ctx.stats
+        stats = self.node.parts.camera(cam).ctx.stats
         for _ in range(3):
             before = stats.snapshot().get("received", 0)
             self.pubs[cam]["image"].publish(img)
@@ -104,7 +104,7 @@ def two():
     t = TwoCameras()
     try:
         t.pub_query.publish(String(data="red mug"))
-        assert wait(lambda: t.node.active_query == "red mug", 30)
+        assert wait(lambda: t.node.parts.active_query == "red mug", 30)
         yield t
     finally:
         t.close()
@@ -114,7 +114,7 @@ def two():
 def test_each_camera_publishes_its_own_frame_id_regions_and_3d(two):
     left, right = make_scene(seed=0), make_scene(seed=1, shift=60)
     hl = two.send("left", left)
-    wait(two.node.idle, 90)
+    wait(two.node.parts.idle, 90)
     hr = two.send("right", right, depth_scale=2.0)  # the right camera sees everything twice as far
     rl, rr = two.output("left/regions", hl), two.output("right/regions", hr)
     assert rl is not None and rr is not None
@@ -132,9 +132,9 @@ def test_each_camera_publishes_its_own_frame_id_regions_and_3d(two):
 
 
 def test_grounded_best_is_the_better_of_the_two_cameras(two):
-    wait(two.node.idle, 90)
+    wait(two.node.parts.idle, 90)
     hl = two.send("left", make_scene(seed=2))
-    wait(two.node.idle, 90)
+    wait(two.node.parts.idle, 90)
     hr = two.send("right", make_scene(seed=3, shift=30), depth_scale=2.0)
     gl, gr = two.output("left/grounded", hl), two.output("right/grounded", hr)
     assert gl is not None and gr is not None
@@ -153,7 +153,7 @@ def test_grounded_best_is_the_better_of_the_two_cameras(two):
 
 
 def test_a_silent_camera_does_not_slow_the_other_and_bad_input_counts_on_its_own_camera(two):
-    wait(two.node.idle, 90)
+    wait(two.node.parts.idle, 90)
     right = two.node.camera("right").ctx.stats
     left = two.node.camera("left").ctx.stats
     bad = Image(height=4, width=4, encoding="rgb8", step=12, data=bytes(10))  # step x height != len(data)
@@ -169,11 +169,11 @@ def test_a_silent_camera_does_not_slow_the_other_and_bad_input_counts_on_its_own
         h = two.send("left", make_scene(seed=10 + i))
         assert two.output("left/regions", h, 90) is not None
         times.append(time.monotonic() - t0)
-        wait(two.node.idle, 90)
+        wait(two.node.parts.idle, 90)
     frame_s = mean_pipeline_s(left)
     assert max(times) < 3 * frame_s + 5.0, (times, frame_s)
     # Each camera's /diagnostics entry carries its own counts: the bad input shows on the right one only.
-    entries = {c: {kv.key for kv in two.node.camera(c).ctx.stats.message(None, c, "cpu").status[0].values}
+    entries = {c: {kv.key for kv in two.node.parts.camera(c).ctx.stats.message(None, c, "cpu").status[0].values}
                for c in CAMERAS}
     assert any(k.startswith("bad_input/") for k in entries["right"])
     assert not any(k.startswith("bad_input/") for k in entries["left"])

@@ -36,9 +36,9 @@ NUMERIC = ["pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "min_m
            "max_masks", "global_patch_threshold", "region_logit_scale", "abstain_threshold", "sync_tolerance",
            "max_age", "max_rate", "overlay_alpha", "depth_stride", "track_iou_weight", "track_min_iou",
            "track_min_similarity", "track_confirm_hits", "track_max_misses", "track_token_smoothing", "track_grid",
-           "track_max_motion_px", "lock_margin", "lock_frames", "propagate_every", "tf_timeout", "max_cloud_points"]
+           "track_max_motion_px", "lock_margin", "lock_frames", "full_every", "tf_timeout", "max_cloud_points"]
 INTEGER = {"min_mask_area", "max_masks", "depth_stride", "track_confirm_hits", "track_max_misses", "track_grid",
-           "lock_frames", "propagate_every", "max_cloud_points"}
+           "lock_frames", "full_every", "max_cloud_points"}
 SEPARATORS = st.sampled_from([";", " ", "\t", ";;", " ; "])
 TEXT = st.one_of(
     st.text(max_size=40),
@@ -222,14 +222,14 @@ def run_case(ctx, case):
         h.pub_depth.publish(payload)
         assert moved(h, before, "bad_input/depth_bad_stamp")
     elif kind == "query":
-        active = h.node.active_query
+        active = h.node.parts.active_query
         h.query(payload)
         received = payload.split("\x00")[0]  # rcl strings end at the first NUL
         # Either accepted (the active query is the stripped text) or refused and counted, state kept.
-        assert h.wait(lambda: h.node.active_query == received.strip() or
+        assert h.wait(lambda: h.node.parts.active_query == received.strip() or
                       counts(h).get("bad_input/query", 0) > before.get("bad_input/query", 0), 10), repr(payload)
         if counts(h).get("bad_input/query", 0) > before.get("bad_input/query", 0):
-            assert h.node.active_query == active
+            assert h.node.parts.active_query == active
     elif kind == "parameter":
         name, value = payload
         old = h.node.get_parameter(name).value
@@ -256,7 +256,7 @@ def run_case(ctx, case):
         futs = [client.call_async(Ground.Request(query=q)) for q in payload]
         assert h.wait(lambda: all(f.done() for f in futs), 60), "every caller gets an answer"
     # After every case: alive, answering, and a good frame still works.
-    assert h.node.stages_alive() and hc.node.stages_alive()
+    assert h.node.parts.alive() and hc.node.parts.alive()
     fut = client.call_async(Ground.Request(query="mug"))
     assert h.wait(fut.done, 30) and fut.result().message
     hdr = h.send(GOOD)

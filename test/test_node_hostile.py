@@ -48,7 +48,7 @@ def call(h, client, query, timeout=30.0):
 
 def healthy(h, client, scene):
     """Alive, answering, and a good frame still yields regions."""
-    assert h.node.stages_alive()
+    assert h.node.parts.alive()
     assert call(h, client, "mug").message != ""
     hdr = h.send(scene.rgb)
     assert h.output("regions", hdr) is not None, "a good frame must still be processed"
@@ -102,19 +102,19 @@ def test_03_separator_only_labels_are_rejected_atomically(h, client, scene):
 
 def test_04_bad_active_and_standing_queries_keep_the_previous_state(h, client, scene):
     h.query("red mug")
-    assert h.wait(lambda: h.node.active_query == "red mug", 10)
+    assert h.wait(lambda: h.node.parts.active_query == "red mug", 10)
     before = counter(h, "bad_input/query")
     for q in (";", " ; ;; ", "\x07bell"):
         h.query(q)
     assert h.wait(lambda: counter(h, "bad_input/query") == before + 3, 10)
-    assert h.node.active_query == "red mug" and h.latched_active_query() == "red mug"
+    assert h.node.parts.active_query == "red mug" and h.latched_active_query() == "red mug"
     res = h.node.set_parameters([Parameter("queries", value=[";"])])[0]
     assert not res.successful
     hdr = h.send(scene.rgb)
     g = h.output("grounded", hdr)
     assert g is not None and g.query == "red mug", "frames keep grounding the previous query"
     h.query("")
-    assert h.wait(lambda: h.node.active_query == "", 10)
+    assert h.wait(lambda: h.node.parts.active_query == "", 10)
 
 
 @pytest.mark.parametrize("name,value", [
@@ -125,7 +125,7 @@ def test_04_bad_active_and_standing_queries_keep_the_previous_state(h, client, s
     # tracks, target lock, SAM2 carrying and the target's 3D
     ("track_iou_weight", math.nan), ("track_min_similarity", 2.0), ("track_max_misses", -1),
     ("track_confirm_hits", 0), ("track_token_smoothing", 1.0), ("track_max_motion_px", math.inf),
-    ("lock_margin", math.nan), ("lock_frames", 0), ("propagate_every", 0), ("tf_timeout", math.nan),
+    ("lock_margin", math.nan), ("lock_frames", 0), ("full_every", 0), ("tf_timeout", math.nan),
     ("max_cloud_points", 10**9),
 ])
 def test_05_numeric_parameters_need_a_finite_value_in_range(h, name, value):
@@ -163,10 +163,10 @@ def test_07_a_large_vocabulary_is_embedded_off_the_frame_thread(h, client, scene
     vocab = list(h.node.get_parameter("vocabulary").value)
     big = [f"object number {i}" for i in range(60)]  # ~30 s of text encoding here: several frames' time
     assert h.node.set_parameters([Parameter("vocabulary", value=big)])[0].successful
-    assert h.wait(lambda: (not h.node.text_idle()), 10)
+    assert h.wait(lambda: (not h.node.parts.text_idle()), 10)
     hdr = h.send(scene.rgb, wait_idle=False)
     r = h.output("regions", hdr, 60)
-    assert r is not None and (not h.node.text_idle()), "a frame was processed while the vocabulary was embedding"
+    assert r is not None and (not h.node.parts.text_idle()), "a frame was processed while the vocabulary was embedding"
     h.wait_text(600)
     hdr = h.send(scene.rgb)
     assert list(h.output("regions", hdr).labels)[:60] == big
@@ -291,9 +291,9 @@ def test_13_future_stamps_are_refused_and_nul_truncation_is_documented(h, client
         assert h.output("regions", m.header, 0.5) is None
     # rcl strings end at the first NUL, so the node receives only what precedes it (README, Bad input).
     h.query("red\x00mug")
-    assert h.wait(lambda: h.node.active_query == "red", 10)
+    assert h.wait(lambda: h.node.parts.active_query == "red", 10)
     h.query("")
-    assert h.wait(lambda: h.node.active_query == "", 10)
+    assert h.wait(lambda: h.node.parts.active_query == "", 10)
 
 
 def test_parameter_types_are_checked_too(h):

@@ -101,7 +101,7 @@ def swept(tmp_path_factory):
     h = Harness(namespace="/mem", pipeline=pipeline, extra=memory_params(path))
     rm = Room(h)
     h.query("red mug")
-    assert h.wait(lambda: h.node.active_query == "red mug", 10)
+    assert h.wait(lambda: h.node.parts.active_query == "red mug", 10)
     for pose in circle(44):
         before = rm.view(pose)
         assert h.wait(lambda b=before: h.node.stats.snapshot().get("memory/fused", 0) > b, 30), \
@@ -161,7 +161,7 @@ def test_hostile_queries_transforms_and_frames_are_counted_and_the_memory_stays(
     rm.view(pose, bad_tf=True)  # NaN translation: refused, and the frame has no transform either
     assert h.wait(lambda: snap().get("bad_input/transform", 0) > bad, 10)
     assert h.wait(lambda: snap().get("memory/no_transform", 0) > missing + 1, 10)
-    assert len(find(h, "red mug", 100).objects) == n and h.node.stages_alive()
+    assert len(find(h, "red mug", 100).objects) == n and h.node.parts.alive()
 
 
 def test_save_restart_load_gives_the_same_objects(swept):
@@ -203,7 +203,7 @@ def test_a_memory_frame_that_does_not_exist_is_counted_and_the_node_stays_up(swe
         r = render(THINGS, circle(44)[0])
         h2.send(r.rgb, np.nan_to_num(r.depth_m, nan=0.0), r.K, frame_id=CAMERA)
         assert h2.wait(lambda: h2.node.stats.snapshot().get("memory/no_transform", 0) >= 1, 30)
-        assert h2.node.stages_alive() and not find(h2, "red mug").objects
+        assert h2.node.parts.alive() and not find(h2, "red mug").objects
     finally:
         h2.close()
 

@@ -103,7 +103,7 @@ def test_ctrl_c_while_a_frame_is_in_flight_is_quiet(ros):
 
     import textregion_ros.msg as trmsg
     from textregion_ros.ros.convert import array_to_image
-    from textregion_ros.scene import make_scene
+    from textregion_ros.eval.scene import make_scene
 
     rgb = make_scene().rgb
     node = ros.create_node("shutdown_tester", namespace="/shut")

@@ -11,7 +11,7 @@ from rclpy.parameter import Parameter
 from ros_harness import ROOT, Harness, running_harness, stamp_key
 from textregion_ros.config import preset
 from textregion_ros.ros.diagnostics import Stats
-from textregion_ros.scene import make_scene
+from textregion_ros.eval.scene import make_scene
 from textregion_ros.srv import Ground
 
 
@@ -123,9 +123,9 @@ def test_one_query_snapshot_per_frame(h):
     h.node.set_parameters([Parameter("queries", value=["blue ball"])])
     h.wait_text()
     h.query("red mug")
-    assert h.wait(lambda: h.node.active_query == "red mug", 10)
+    assert h.wait(lambda: h.node.parts.active_query == "red mug", 10)
     hdr = h.send(make_scene().rgb)
-    assert h.wait(lambda: h.node.inferring(), 30)
+    assert h.wait(lambda: h.node.parts.inferring(), 30)
     h.query("green book")
     g, ga = h.output("grounded", hdr), h.output("grounded_all", hdr)
     assert g.query == "red mug"
@@ -183,7 +183,7 @@ def test_sam2_target_tracking_publishes_the_target_between_full_frames(h):  # h:
                                               Parameter("force_masks", value=4)])
     try:
         h2.query("red mug")
-        assert h2.wait(lambda: h2.node.active_query == "red mug", 10)
+        assert h2.wait(lambda: h2.node.parts.active_query == "red mug", 10)
         scene = make_scene()
         grounded = []
         for i in range(7):
@@ -205,16 +205,16 @@ def test_sam2_target_tracking_publishes_the_target_between_full_frames(h):  # h:
 
 def test_hybrid_segmentation_grounds_every_frame_and_segments_everything_on_full_frames(h):  # h: rclpy is up
     """segmentation hybrid over DDS: grounded outputs on every processed frame, regions only on full
-    frames (one every hybrid_every), and each message names the kind of frame that made it."""
+    frames (one every full_every), and each message names the kind of frame that made it."""
     import torch
     torch.manual_seed(0)
     h2 = Harness(namespace="/ux_hybrid", extra=[Parameter("segmentation", value="hybrid"),
-                                                Parameter("hybrid_every", value=3),
+                                                Parameter("full_every", value=3),
                                                 Parameter("abstain_threshold", value=0.0),  # found: no fallback
                                                 Parameter("force_masks", value=4)])
     try:
         h2.query("red mug")
-        assert h2.wait(lambda: h2.node.active_query == "red mug", 10)
+        assert h2.wait(lambda: h2.node.parts.active_query == "red mug", 10)
         headers = [h2.send(make_scene(shift=3 * i).rgb) for i in range(6)]
         h2.wait_idle()
         grounded = [h2.output("grounded", hdr, 60) for hdr in headers]
@@ -267,7 +267,7 @@ def test_depth_published_after_its_image_still_gives_3d(h):
         key = stamp.sec * 10**9 + stamp.nanosec
         for _ in range(3):  # best effort: publish again until the node holds it
             h.pub_depth.publish(d)
-            if h.wait(lambda: h.node.has_depth(key), 3.0):
+            if h.wait(lambda: h.node.parts.has_depth(key), 3.0):
                 break
         regions = h.output("regions", img.header)
         assert regions is not None
@@ -307,7 +307,7 @@ def test_a_node_slower_than_the_camera_still_matches_depth(h, monkeypatch):
         depth.header.stamp, depth.header.frame_id = stamp, "camera_color_optical_frame"
         for _ in range(3):
             h.pub_depth.publish(depth)
-            if h.wait(lambda: h.node.has_depth(key), 3.0):
+            if h.wait(lambda: h.node.parts.has_depth(key), 3.0):
                 break
         img = array_to_image(scene.rgb, "rgb8")
         img.header.stamp, img.header.frame_id = stamp, "camera_color_optical_frame"
@@ -318,9 +318,9 @@ def test_a_node_slower_than_the_camera_still_matches_depth(h, monkeypatch):
             depth.header.stamp = Time(sec=later // 10**9, nanosec=later % 10**9)
             for _ in range(3):
                 h.pub_depth.publish(depth)
-                if h.wait(lambda t=later: h.node.has_depth(t), 3.0):
+                if h.wait(lambda t=later: h.node.parts.has_depth(t), 3.0):
                     break
-        assert not h.node.has_depth(key)  # gone from the buffer
+        assert not h.node.parts.has_depth(key)  # gone from the buffer
     finally:
         gate.set()
     regions = h.output("regions", img.header)
@@ -392,7 +392,7 @@ def test_clock_hint_when_sim_time_has_no_clock():
     from textregion_ros.ros.context import NodeContext
     from textregion_ros.ros.convert import array_to_image
     from textregion_ros.ros.intake import Intake
-    from textregion_ros.ros.params import NodeSettings
+    from textregion_ros.ros.settings import NodeSettings
 
     lines = []
 
@@ -410,7 +410,7 @@ def test_clock_hint_when_sim_time_has_no_clock():
 
 def test_parameters_show_what_auto_means_here():
     import torch
-    from textregion_ros.ros.params import effective_defaults
+    from textregion_ros.ros.settings import effective_defaults
 
     if torch.cuda.is_available():
         pytest.skip("checks the CPU's resolution; on CUDA auto means cuda and bf16")

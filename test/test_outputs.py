@@ -15,7 +15,7 @@ from textregion_ros.masks.base import MaskSet
 from textregion_ros.results import FrameResult, groundings_from
 from textregion_ros.ros import outputs
 from textregion_ros.ros.outputs import OUTPUTS, FrameView, compose_request
-from textregion_ros.ros.params import NodeSettings
+from textregion_ros.ros.settings import NodeSettings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

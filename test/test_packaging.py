@@ -9,7 +9,7 @@ import yaml
 
 from ros_harness import ROOT
 from textregion_ros.config import PipelineConfig
-from textregion_ros.ros.params import NodeSettings
+from textregion_ros.ros.settings import NodeSettings
 
 
 def test_package_xml_is_format_3_with_rosdep_keys():

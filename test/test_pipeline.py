@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+from textregion_ros.frames.carry import SamCarry
+
 from textregion_ros.compose import boxes_and_areas, instance_map
 
 from textregion_ros.config import PRESETS, PipelineConfig, preset
@@ -141,9 +143,9 @@ def test_grounding_can_abstain_without_background_labels(clip_encoder, scene):
 
 def test_track_gives_stable_ids_and_a_lock_on_real_tokens(pipe):
     """Pipeline.track on the encoder's own tokens (random weights) for a moving scene."""
-    from textregion_ros.scene import moving_objects
-    from textregion_ros.targeting import TargetLocks
-    from textregion_ros.tracking import Tracker
+    from textregion_ros.eval.scene import moving_objects
+    from textregion_ros.tracks.locks import TargetLocks
+    from textregion_ros.tracks.tracker import Tracker
 
     tracker, locks = Tracker(), TargetLocks()
     frames = moving_objects(5, width=320, height=240, objects=3, max_speed=6.0, seed=1)
@@ -166,9 +168,9 @@ def test_track_gives_stable_ids_and_a_lock_on_real_tokens(pipe):
 def test_locked_target_is_carried_between_full_frames_by_sam2(clip_encoder):
     """target_tracking sam2: the locked target's mask comes from SAM2's memory between full frames,
     as a one-region result that keeps the target's track id, label and lock."""
-    from textregion_ros.scene import moving_objects
-    from textregion_ros.targeting import TargetLocks
-    from textregion_ros.tracking import Tracker
+    from textregion_ros.eval.scene import moving_objects
+    from textregion_ros.tracks.locks import TargetLocks
+    from textregion_ros.tracks.tracker import Tracker
 
     cfg = preset("cpu-lite", random_weights=True, target_tracking="sam2", abstain_threshold=0.0,
                  vocabulary=("mug", "ball"), background=("wall",))
@@ -181,10 +183,12 @@ def test_locked_target_is_carried_between_full_frames_by_sam2(clip_encoder):
         r = p.track(p.process(f.rgb, queries=["mug"], masks=torch.from_numpy(f.masks)), tracker, locks)
     g = r.groundings[0]
     assert g.locked
-    p.start_target(frames[1].rgb, r, 0)
-    carried = p.propagate_target(frames[2].rgb)
+    carry = SamCarry(p.propagator, p.device)
+    carry.start(frames[1].rgb, r, 0)
+    assert carry.carrying("mug") and not carry.carrying("cup")
+    carried = carry.step(frames[2].rgb)
     if carried is None:  # random SAM2 may lose the object at once; then a full frame is due
-        assert p.propagate_target(frames[3].rgb) is None
+        assert not carry.carrying("mug") and carry.step(frames[3].rgb) is None
         return
     assert len(carried) == 1 and carried.masks.is_logits and carried.frame_hw == (240, 320)
     cg = carried.groundings[0]

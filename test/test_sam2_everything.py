@@ -7,7 +7,7 @@ from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 from official_sam2 import official_generate, official_postprocess
 from sam2.utils.amg import calculate_stability_score
 from textregion_ros.masks.sam2_everything import RawMasks, Sam2Everything
-from textregion_ros.scene import make_scene
+from textregion_ros.eval.scene import make_scene
 
 
 def iou_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ from sam2.sam2_image_predictor import SAM2ImagePredictor
 
 from textregion_ros.masks.sam2_everything import Sam2Everything
 from textregion_ros.masks.sam2_prompted import PAD, Sam2Prompted
-from textregion_ros.scene import make_scene
+from textregion_ros.eval.scene import make_scene
 
 PROMPTS = [  # (points (x, y) in frame pixels, labels, box or None)
     (np.array([[120.0, 80.0], [40.0, 150.0]]), np.array([1, 0]), None),

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from textregion_ros.masks.sam2_propagate import Sam2Propagator, video_model_like
-from textregion_ros.scene import moving_objects
+from textregion_ros.eval.scene import moving_objects
 
 FRAMES = 6
 # Random SAM2 weights make later frames depend only weakly on the memory (starting from another

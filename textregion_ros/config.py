@@ -1,12 +1,13 @@
 """Every knob of the pipeline in one dataclass (rows of the knob table, knobs.py), plus the presets.
 
 Defaults are the TextRegion paper's; a row's ``presets`` overrides it per preset. The ROS node
-declares the same rows as parameters (ros/params.py), so YAML, Python and ROS share one
+declares the same rows as parameters (ros/settings.py), so YAML, Python and ROS share one
 vocabulary of names, ranges and descriptions.
 """
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
@@ -15,6 +16,7 @@ import torch
 from . import knobs
 from .knobs import DECISIONS, ENCODER, EXECUTION, MASK_MODEL, MASKS, SEGMENTATION, TEXT, TOKENS, check, knob
 from .labels import MAX_LABELS, check_labels
+from .masks.registry import SOURCES
 
 DEFAULT_VOCABULARY: Tuple[str, ...] = (
     "person", "chair", "sofa; couch", "table", "desk", "bed", "cabinet",
@@ -47,8 +49,7 @@ class PipelineConfig:
                                 "(missing weights are an error otherwise)", consumer=ENCODER)
 
     # --- mask source ---
-    mask_source: str = knob("sam2", "sam2 | superpixels | given", consumer=MASK_MODEL,
-                            choices=("sam2", "superpixels", "given"))
+    mask_source: str = knob("sam2", " | ".join(SOURCES), consumer=MASK_MODEL, choices=tuple(SOURCES))
     sam2_model: str = knob("large", "SAM2.1 size: tiny | small | base_plus | large", consumer=MASK_MODEL,
                            presets={"realtime": "tiny", "cpu-lite": "tiny"},
                            choices=("tiny", "small", "base_plus", "large"))
@@ -129,14 +130,16 @@ class PipelineConfig:
                                 "query's locked target is carried by SAM2's memory attention and only grounded "
                                 "outputs are published)", consumer=MASK_MODEL, choices=("none", "sam2"))
 
-    # --- segmentation: everything, or only where the query points (target_mode.py) ---
+    # --- segmentation: everything, or only where the query points (frames/patch_maps.py) ---
     segmentation: str = knob("everything", "everything (SAM2 decodes the whole point grid every frame) | target "
                              "(a frame with a query decodes only prompts placed by the query's patch map; only "
-                             "grounded outputs update) | hybrid (everything every hybrid_every frames and when "
+                             "grounded outputs update) | hybrid (everything every full_every frames and when "
                              "a query is not found, target in between)", runtime=True, consumer=SEGMENTATION,
                              choices=("everything", "target", "hybrid"))
-    hybrid_every: int = knob(10, "with segmentation hybrid: one full frame every this many frames",
-                             range=(1, 10000), runtime=True, consumer=SEGMENTATION)
+    # One knob for both ways of filling the frames between full ones (they exclude each other: validate()).
+    full_every: int = knob(10, "one full frame every this many frames, the others target frames (segmentation "
+                           "hybrid) or the locked target carried by SAM2 (target_tracking sam2); 1 = always full",
+                           range=(1, 10000), runtime=True, consumer=SEGMENTATION)
     target_points: int = knob(3, "target mode: positive points per query, the patch map's highest peaks",
                               range=(1, 16), runtime=True, consumer=SEGMENTATION)
     target_negatives: int = knob(2, "target mode: negative points per query, from the map's lowest cells",
@@ -151,6 +154,7 @@ class PipelineConfig:
         return dataclasses.replace(self, global_weight=family_for(self.encoder_model).default_global_weight)
 
     def replace(self, **overrides: Any) -> "PipelineConfig":
+        overrides = renamed(overrides)
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
@@ -233,6 +237,28 @@ def auto_tiles(height: int, width: int, crop: int, long_side: int = 2016, short_
     scale = min(long_side / max(height, width), short_side / min(height, width))
     h, w = int(height * scale + 0.5), int(width * scale + 0.5)
     return (h, w), (max(h // crop, 1), max(w // crop, 1))
+
+
+# Old knob names kept for one release: each still works, with a warning naming its successor.
+DEPRECATED = {"hybrid_every": "full_every", "propagate_every": "full_every"}
+
+
+def renamed(values: Dict[str, Any], warn=None) -> Dict[str, Any]:
+    """``values`` with deprecated names moved to their successors (a successor also given wins); ``warn``
+    takes each message (Python's DeprecationWarning by default)."""
+    old = [k for k in values if k in DEPRECATED]
+    if not old:
+        return values
+    out = {k: v for k, v in values.items() if k not in DEPRECATED}
+    for k in old:
+        new = DEPRECATED[k]
+        text = f"{k} is deprecated and will be removed: use {new}" + ("" if new not in out else f" ({new} given too wins)")
+        if warn is None:
+            warnings.warn(text, DeprecationWarning, stacklevel=3)
+        else:
+            warn(text)
+        out.setdefault(new, values[k])
+    return out
 
 
 def preset(name: str, **overrides: Any) -> PipelineConfig:

@@ -6,7 +6,7 @@
 The field gives the name, type and default; the metadata gives the range, the description, the
 per-preset values, the allowed choices, whether ROS may change it at runtime, and the component
 that consumes it. Validation, the presets, the ROS parameter descriptors, the YAML check and the
-README's parameter tables are all derived from these rows (config.py, ros/params.py).
+README's parameter tables are all derived from these rows (config.py, ros/settings.py).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ MASKS = "mask filter"  # the mask source's per-frame settings, forwarded to it (
 TOKENS = "region tokens"  # read from the config on every frame
 TEXT = "text"  # the vocabulary: embedded again when it changes
 DECISIONS = "decisions"  # labels, grounding and abstention, read on every frame
-SEGMENTATION = "segmentation"  # which frames segment everything and which only the query (target_mode.py)
+SEGMENTATION = "segmentation"  # which frames segment everything and which only the query (frames/patch_maps.py)
 EXECUTION = "execution"  # device, precision, compilation (restart)
 TRACKS = "tracks"  # the tracker and target locks (the node's publish stage)
 INTAKE = "intake"  # the node's camera inputs

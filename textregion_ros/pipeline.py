@@ -13,52 +13,30 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence
 
-import numpy as np
 import torch
 
 from . import knobs
 from .classify import classify, ground, ground_from_scores, query_scores
-from .config import MAX_PIXELS, MIN_SIDE, PipelineConfig, preset
+from .config import PipelineConfig, preset
 from .encoders import ImageTextEncoder, create_encoder
 from .encoders.text import LabelEmbeddings, TextEmbedder, disk_cache_dir
-from .hub import fetch_weights
+from .files.hub import fetch_weights
 from .labels import check_labels
 from .masks import MaskSource, create_mask_source, given_masks
-from .masks.base import MaskSet
 from .masks.sam2_everything import Sam2Everything
 from .masks.sam2_prompted import Sam2Prompted
 from .masks.sam2_propagate import Sam2Propagator, video_model_like
+from .frames.image import image_to_tensor  # noqa: F401 (re-exported: the library's image rule)
+from .frames.target import TargetParts, target_frame
 from .results import FrameResult, Vocabulary, groundings_from
-from .target_frame import process_target
-from .targeting import TargetLocks
 from .tokens import encode_value_map, region_tokens
-from .tracking import Tracker
+from .tracks.locks import TargetLocks
+from .tracks.tracker import Tracker
 
 # What a query competes with when no background labels are set, so grounding can still abstain.
 FALLBACK_BACKGROUND = ("background",)
-
-
-def image_to_tensor(image, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB array or tensor, or (3, H, W) float tensor in [0, 1] -> (3, H, W) float on device."""
-    if isinstance(image, np.ndarray):
-        if not (image.flags.writeable and image.flags.c_contiguous):
-            image = np.ascontiguousarray(image).copy()
-        image = torch.from_numpy(image)
-    if not torch.is_tensor(image):
-        raise ValueError(f"image must be a numpy array or tensor, got {type(image).__name__}")
-    if image.ndim == 3 and image.shape[-1] == 3 and image.dtype == torch.uint8:
-        image = image.to(device, non_blocking=True).permute(2, 0, 1).float().div_(255.0)
-    elif image.ndim == 3 and image.shape[0] == 3 and image.is_floating_point():
-        image = image.to(device).float()
-    else:
-        raise ValueError(f"image must be (H, W, 3) uint8 RGB or (3, H, W) float in [0, 1]; "
-                         f"got shape {tuple(image.shape)} dtype {image.dtype}")
-    h, w = image.shape[1:]
-    if h < MIN_SIDE or w < MIN_SIDE or h * w > MAX_PIXELS:
-        raise ValueError(f"image size {w}x{h} is outside {MIN_SIDE}x{MIN_SIDE} .. {MAX_PIXELS} pixels")
-    return image
 
 
 def prompter_for(source):
@@ -84,7 +62,6 @@ class Pipeline:
         # Target mode's prompt decoder: the mask source itself when it takes prompts, SAM2's otherwise.
         self.prompter = prompter_for(self.mask_source)
         self.propagator: Optional[Sam2Propagator] = None
-        self._target: Optional[Tuple[FrameResult, int]] = None
         if config.target_tracking == "sam2":  # shares SAM2's weights; built before compile wraps them
             self.propagator = Sam2Propagator(video_model_like(self.mask_source.model, config.sam2_model, self.device,
                                                               config.sam2_input_size))
@@ -225,7 +202,7 @@ class Pipeline:
         """The frame's regions with track ids; labels and groundings from the tracks' smoothed tokens.
 
         Frames must come in order. With ``locks``, each query's grounding follows its locked target
-        (targeting.py). Host traffic: the tracker's (R, T) cost matrix, and the (R, Q) query scores.
+        (tracks/locks.py). Host traffic: the tracker's (R, T) cost matrix, and the (R, Q) query scores.
         """
         cfg = self.config
         upd = tracker.update(result)
@@ -248,52 +225,16 @@ class Pipeline:
         return replace(result, tokens=tokens, classes=classes, groundings=groundings, track_ids=upd.track_ids,
                        query_embeddings=q_emb, timings=dict(result.timings))
 
-    @torch.inference_mode()
+    def target_parts(self, vocab: Optional[Vocabulary] = None) -> TargetParts:
+        """What a target frame (frames/target.py) uses of these models, with one vocabulary snapshot."""
+        vocab = vocab or self.vocab
+        return TargetParts(self.encoder, self.prompter, self.config, vocab,
+                           vocab.background_emb or self.fallback_background, self.global_weight)
+
     def process_target(self, image, query_embeddings: LabelEmbeddings,
                        boxes: Optional[Dict[str, torch.Tensor]] = None) -> FrameResult:
-        """A target-mode frame (target_frame.py): SAM2 decodes only prompts placed by the queries' patch maps,
+        """A target-mode frame (frames/target.py): SAM2 decodes only prompts placed by the queries' patch maps,
         and the result holds each query's best candidate. ``boxes``: query -> the previous frame's (4,) box."""
-        if self.prompter is None:
-            raise ValueError(f"target mode needs a mask source that takes prompts; {self.mask_source.name} does not")
         if not len(query_embeddings):
             raise ValueError("a target-mode frame needs at least one query (without one, process the full frame)")
-        return process_target(self, image_to_tensor(image, self.device), query_embeddings, boxes)
-
-    # --- the locked target between full frames (target_tracking: sam2) ---
-    @torch.inference_mode()
-    def start_target(self, image, result: FrameResult, grounding_index: int) -> None:
-        """Start carrying ``result``'s grounding ``grounding_index`` (a locked target) with SAM2's memory."""
-        g = result.groundings[grounding_index]
-        mask = result.masks.select(torch.tensor([g.region], device=self.device)).at_frame(result.frame_hw)[0] >= 0.5
-        img = image_to_tensor(image, self.device)
-        self.propagator.start(self.propagator.preprocess(img), mask)
-        self._target = (result, grounding_index)
-
-    @torch.inference_mode()
-    def propagate_target(self, image) -> Optional[FrameResult]:
-        """This frame's mask of the target started by start_target(), as a one-region FrameResult
-        whose only grounding is the target's (labels and scores from the last full frame).
-        None when nothing is being carried or SAM2 has lost the object (time for a full frame)."""
-        if self.propagator is None or self._target is None:
-            return None
-        t0 = time.perf_counter()
-        logits = self.propagator.step(self.propagator.preprocess(image_to_tensor(image, self.device)))
-        if logits is None or not bool((logits > 0).any()):
-            self.stop_target()
-            return None
-        full, k = self._target
-        g = full.groundings[k]
-        i = torch.tensor([g.region], device=self.device)
-        masks = MaskSet(logits[0].float(), full.masks.scores[i], full.frame_hw, {"propagated": 1}, is_logits=True)
-        c = full.classes
-        out = replace(full, masks=masks, tokens=full.tokens[i],
-                      classes=type(c)(c.label[i], c.prob[i], c.cosine[i], c.cosines[i]), queries=(g.query,),
-                      query_embeddings=None, groundings=[replace(g, region=0)],
-                      track_ids=full.track_ids[[g.region]] if full.track_ids is not None else None,
-                      timings={"propagate": time.perf_counter() - t0}, kind="propagated")
-        return out
-
-    def stop_target(self) -> None:
-        self._target = None
-        if self.propagator is not None:
-            self.propagator.reset()
+        return target_frame(self.target_parts(), image_to_tensor(image, self.device), query_embeddings, boxes)

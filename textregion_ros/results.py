@@ -33,8 +33,8 @@ class Grounding:
     prob: float  # softmax of the region's logits over {query, background}
     cosine: float
     margin: float  # prob minus the runner-up region's prob
-    found: bool  # prob >= abstain threshold, or the query's locked target (targeting.py)
-    track_id: int = 0  # the region's track (tracking.py); 0 = untracked or not yet confirmed
+    found: bool  # prob >= abstain threshold, or the query's locked target (tracks/locks.py)
+    track_id: int = 0  # the region's track (tracks/tracker.py); 0 = untracked or not yet confirmed
     locked: bool = False  # the region is the query's locked target
 
 
@@ -58,7 +58,7 @@ class FrameResult:
     views: Optional[Tuple[ValueFeatures, ViewPlan]] = None  # Pipeline.process(keep_views=True): the encoder's
     track_ids: Optional[np.ndarray] = None  # (R,) uint32 track per region (Pipeline.track); 0 = unconfirmed
     # What made the frame (FRAME_KINDS): "full", every region (everything-mode); "target", only each query's
-    # best candidate (target_frame.py); "propagated", the locked target carried by SAM2's memory.
+    # best candidate (frames/target.py); "propagated", the locked target carried by SAM2's memory.
     kind: str = "full"
 
     def __len__(self) -> int:

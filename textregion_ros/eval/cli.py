@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_pipeline(args, encoder=None):
-    from ..hub import prefer_cache_when_offline
+    from ..files.hub import prefer_cache_when_offline
     from ..pipeline import Pipeline
 
     overrides = parse_overrides(args.overrides)

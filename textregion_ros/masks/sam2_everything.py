@@ -49,11 +49,25 @@ class ImageFeatures:
     high_res: List[torch.Tensor]
 
 
+# The generator's knobs that change per frame (the rest need a new grid or model): same names in the config.
+RUNTIME_KNOBS = ("point_batch", "pred_iou_thresh", "stability_score_thresh", "stability_score_offset",
+                 "box_nms_thresh", "min_mask_area", "multimask", "fuse_masks", "fuse_thresh", "max_masks", "force_masks")
+GENERATOR_KNOBS = ("points_per_side",) + RUNTIME_KNOBS
+
+
 class Sam2Everything:
     name = "sam2"
-    knobs = {k: k for k in ("point_batch", "pred_iou_thresh", "stability_score_thresh", "stability_score_offset",
-                            "box_nms_thresh", "min_mask_area", "multimask", "fuse_masks", "fuse_thresh", "max_masks",
-                            "force_masks")}
+    knobs = {k: k for k in RUNTIME_KNOBS}
+
+    @classmethod
+    def from_config(cls, config, device) -> "Sam2Everything":
+        """Build SAM2 (sam2_build.py) and the generator with the config's documented generator knobs."""
+        from .sam2_build import build_sam2_model
+
+        model = build_sam2_model(config.sam2_model, config.sam2_weights, config.random_weights, device)
+        knobs = {name: getattr(config, name) for name in GENERATOR_KNOBS}
+        autocast = config.torch_dtype() if config.torch_device().type == "cuda" else None
+        return cls(model, input_size=config.sam2_input_size, autocast_dtype=autocast, **knobs)
 
     def __init__(self, model: torch.nn.Module, points_per_side: int = 16, point_batch: int = 0,
                  pred_iou_thresh: float = 0.6, stability_score_thresh: float = 0.6,

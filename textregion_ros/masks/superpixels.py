@@ -12,6 +12,10 @@ class Superpixels:
     name = "superpixels"
     knobs = {"superpixel_segments": "n_segments"}
 
+    @classmethod
+    def from_config(cls, config, device) -> "Superpixels":
+        return cls(n_segments=config.superpixel_segments)
+
     def __init__(self, n_segments: int = 64, compactness: float = 10.0, work_size: int = 256):
         self.n_segments = n_segments
         self.compactness = compactness

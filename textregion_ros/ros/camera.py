@@ -1,5 +1,5 @@
 """One camera's part of the node: its inputs, its frame slot, depth matching, tracks and locks, its
-publish stage and publishers, its schedule of full and target frames, and its own counters.
+publish stage and publishers, its frame scheduler (frames/: full, target or propagated), and its own counters.
 
 The models, the text cache, the vocabulary and the queries are the node's and shared by every camera.
 The default is one unnamed camera on the node's own topic names (``image``, ``regions``, ...); a
@@ -18,11 +18,12 @@ from .handover import LatestSlot
 from .intake import Intake
 from .publish import PublishStage
 from .tracks import Tracks
-from ..segmentation import FrameSchedule
+from ..frames.carry import SamCarry
+from ..frames.schedule import FrameScheduler
 
 
 class Camera:
-    def __init__(self, name: str, node_ctx: NodeContext, frames, arrived: threading.Event):
+    def __init__(self, name: str, node_ctx: NodeContext, output_frame, arrived: threading.Event):
         self.name = name
         self.prefix = f"{name}/" if name else ""
         # A named camera counts on its own (diagnostics and bad_input/* per camera); the unnamed default shares
@@ -32,10 +33,11 @@ class Camera:
         self.tracks = Tracks(self.ctx)
         self.slot = LatestSlot()  # inference -> this camera's publish stage
         self.publishers: Dict[str, object] = {}
-        self.publisher = PublishStage(self.ctx, self.tracks, self.publishers, frames, self.slot, self.intake,
-                                      name)
-        self.schedule = FrameSchedule()  # segmentation target / hybrid: which of this camera's frames are full
-        self.since_full = 0  # frames carried by SAM2 since the last full frame (target_tracking sam2)
+        self.publisher = PublishStage(self.ctx, self.tracks, self.publishers, output_frame, self.slot, self.intake,
+                                      name, self.schedule)
+        pipe = node_ctx.pipeline
+        carry = SamCarry(pipe.propagator, pipe.device) if getattr(pipe, "propagator", None) is not None else None
+        self.schedule = FrameScheduler(carry)  # each frame's kind: full, target or propagated (frames/)
         self.demand = threading.Event()  # a service call: this camera's next frame is processed for it
         self.last_start = 0.0  # when its last frame went into inference (its own max_rate)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .diagnostics import Stats
-from .params import NodeSettings
+from .settings import NodeSettings
 
 
 @dataclass

@@ -171,3 +171,14 @@ def status_message(entries, pipeline, state: str, stamp, node_name: str) -> Diag
         else:
             out.status.extend(arr.status)
     return out
+
+
+def node_status(node_stats: Stats, cameras, pipeline, state: str, stamp, node_name: str) -> DiagnosticArray:
+    """The node's entry and, with named cameras, one per camera. The node's own entry (models, text, services)
+    is silent only when every camera is."""
+    named = [c for c in cameras if c.name]
+    if named:
+        node_stats.last_received = max(c.ctx.stats.last_received for c in named)
+        node_stats.set_flag("input_topic", "any camera")
+    entries = [(node_stats, "")] + [(c.ctx.stats, c.name) for c in named]
+    return status_message(entries, pipeline, state, stamp, node_name)

@@ -1,4 +1,5 @@
-"""LatestSlot: the one hand-over primitive between the node's stages.
+"""What the node's stages hand each other: LatestSlot, the one hand-over primitive, and Processed, the
+inference stage's frame as the publish stage takes it.
 
 A slot holds at most one item. ``put`` replaces an item nobody took yet (newest wins: a camera
 frame or a result that waited is stale once a newer one exists) and says so, so the producer can
@@ -9,7 +10,10 @@ is then "nothing waiting and nothing in hand", which is what tests and services 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Generic, Optional, TypeVar
+
+import numpy as np
 
 T = TypeVar("T")
 
@@ -83,3 +87,22 @@ class LatestSlot(Generic[T]):
     def reopen(self) -> None:
         with self._cv:
             self._closed, self._item, self._in_hand = False, None, False
+
+
+@dataclass
+class Processed:
+    result: "FrameResult"  # results.py
+    image: Optional["torch.Tensor"]  # (H, W, 3) uint8 on the device
+    msg: object  # the image message (its header; its size for camera_info checks)
+    queries: "QuerySet"  # text_stage.py
+    stamp_ns: int
+    partial: bool = False  # not a full frame: target mode's candidates, or the target SAM2 carried (result.kind)
+    depth: object = None  # sensor_msgs/Image matched at publish time (Intake.match_depth), or None
+    depths: tuple = ()  # the depth frames near its stamp when it was taken, for that match
+    K: Optional[np.ndarray] = None
+    demanded: bool = False  # processed for a service call while no output had a reader
+    camera: str = ""  # the camera it came from ("" = the unnamed default)
+
+    @property
+    def header(self):
+        return self.msg.header

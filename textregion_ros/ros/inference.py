@@ -1,4 +1,4 @@
-"""The inference stage: takes the newest frame, runs the pipeline (or carries the target), hands over.
+"""The inference stage: takes the newest frame, runs it as the camera's scheduler says, hands over.
 
 It never waits for publishing: the result goes into the publish slot, where a newer result
 replaces one the publish stage has not taken yet (counted as dropped_publish).
@@ -7,41 +7,17 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from ..results import FrameResult
-from ..segmentation import run_frame
 from .context import NodeContext
 from .convert import ImageError, frame_to_rgb8, stamp_ns
+from .handover import Processed
 from .intake import Frame
-from .stage import StageThread
-from .text_stage import QuerySet, TextStage
-
-if TYPE_CHECKING:  # camera.py imports publish.py, which imports Processed from here
-    from .camera import Camera
-
-
-@dataclass
-class Processed:
-    result: FrameResult
-    image: Optional[torch.Tensor]  # (H, W, 3) uint8 on the device
-    msg: object  # the image message (its header; its size for camera_info checks)
-    queries: QuerySet
-    stamp_ns: int
-    partial: bool = False  # not a full frame: target mode's candidates, or the target SAM2 carried (result.kind)
-    depth: object = None  # sensor_msgs/Image matched at publish time (Intake.match_depth), or None
-    depths: tuple = ()  # the depth frames near its stamp when it was taken, for that match
-    K: Optional[np.ndarray] = None
-    demanded: bool = False  # processed for a service call while no output had a reader
-    camera: str = ""  # the camera it came from ("" = the unnamed default)
-
-    @property
-    def header(self):
-        return self.msg.header
+from .stage import Stage
+from .text_stage import TextStage
 
 
 class RuntimeUpdates:
@@ -61,30 +37,23 @@ class RuntimeUpdates:
             return out
 
 
-class InferenceStage:
+class InferenceStage(Stage):
     """One stage for every camera: the models run one frame at a time, taken fairly (round robin over the
     cameras with a frame waiting, each at most its max_rate), so a silent or hostile camera never holds
     back another."""
 
-    def __init__(self, ctx: NodeContext, cameras: List[Camera], text: TextStage, arrived: threading.Event):
-        self.ctx, self.cameras, self.text, self.arrived = ctx, cameras, text, arrived
+    def __init__(self, ctx: NodeContext, cameras: List["Camera"], text: TextStage, arrived: threading.Event):
+        super().__init__(ctx, "textregion-inference")
+        self.cameras, self.text, self.arrived = cameras, text, arrived
         self.updates = RuntimeUpdates()
         self._next = 0  # the camera asked first next time
-        self.worker = StageThread("textregion-inference", self._loop)
-        self.start = self.worker.start
 
-    def stop(self) -> None:
-        def close_all():
-            for cam in self.cameras:
-                cam.intake.slot.close()
-            self.arrived.set()
-        self.worker.stop(close_all)
+    def _wake(self) -> None:
+        for cam in self.cameras:
+            cam.intake.slot.close()
+        self.arrived.set()
 
-    @property
-    def alive(self) -> bool:
-        return self.worker.alive
-
-    def _take(self) -> Optional[Tuple[Camera, Frame]]:
+    def _take(self) -> Optional[Tuple["Camera", Frame]]:
         """The next camera's frame: one camera waits on its slot (as it always has); several are asked in turn
         without waiting, and the stage sleeps on the shared arrival event when none has a frame it may take."""
         max_rate = self.ctx.settings.max_rate
@@ -132,7 +101,7 @@ class InferenceStage:
             finally:
                 cam.intake.slot.done()
 
-    def _admit(self, cam: Camera, frame: Frame) -> Optional[np.ndarray]:
+    def _admit(self, cam: "Camera", frame: Frame) -> Optional[np.ndarray]:
         """The frame as rgb8, or None when it is too old, nobody listens or it cannot be decoded."""
         ctx, s = cam.ctx, cam.ctx.settings
         t_ns = stamp_ns(frame.msg.header.stamp)  # validated on arrival
@@ -159,7 +128,7 @@ class InferenceStage:
                 self.ctx.pipeline.update(**updates)
             self.ctx.logger.info(f"applied parameter updates: {sorted(updates)}")
 
-    def run(self, cam: Camera, frame: Frame) -> None:
+    def run(self, cam: "Camera", frame: Frame) -> None:
         t0 = time.perf_counter()
         rgb = self._admit(cam, frame)
         if rgb is None:
@@ -168,40 +137,14 @@ class InferenceStage:
         pipeline, queries = self.ctx.pipeline, self.text.queries
         image = torch.from_numpy(rgb).to(pipeline.device, non_blocking=True)
         t1 = time.perf_counter()
-        result, partial = self._infer(cam, image, queries, frame.demanded)
+        # The camera's scheduler (frames/schedule.py) decides the frame's kind; a service answers on a full one.
+        result = cam.schedule.step(pipeline, image, queries.embeddings, queries.active or None, frame.demanded)
         if result.tokens.is_cuda:
             torch.cuda.synchronize(result.tokens.device)  # so the pipeline/overhead split is honest
         t2 = time.perf_counter()
         cam.ctx.stats.count(f"frames/{result.kind}")
-        if not partial and pipeline.propagator is not None:  # sam2 mode needs the lock now, to carry the target
-            result = cam.tracks.update(result)
-            self._carry_target(cam, image, result, queries)
         cam.ctx.stats.on_processed(time.perf_counter() - t0, t2 - t1)
-        done = Processed(result, image, frame.msg, queries, stamp_ns(frame.msg.header.stamp), partial,
-                         demanded=frame.demanded, camera=cam.name, depths=frame.depths)
+        done = Processed(result, image, frame.msg, queries, stamp_ns(frame.msg.header.stamp),
+                         result.kind != "full", demanded=frame.demanded, camera=cam.name, depths=frame.depths)
         if cam.slot.put(done):
             cam.ctx.stats.count("dropped_publish")  # the publish stage fell behind: newest wins
-
-    def _infer(self, cam: Camera, image: torch.Tensor, queries: QuerySet, demanded: bool):
-        pipeline = self.ctx.pipeline
-        cfg = pipeline.config
-        if cfg.segmentation != "everything":  # target or hybrid (segmentation.py); a service answers on a full frame
-            result = run_frame(pipeline, image, queries.embeddings, cam.schedule, queries.active or None, demanded)
-            return result, result.kind != "full"
-        carry = pipeline.propagator is not None and not demanded  # a service answers on a full frame
-        if carry and cam.since_full + 1 < self.ctx.settings.propagate_every:
-            carried = pipeline.propagate_target(image)  # None when nothing is carried or it was lost
-            if carried is not None and carried.queries == (queries.active,):
-                cam.since_full += 1
-                return carried, True
-        return pipeline.process(image, query_embeddings=queries.embeddings), False
-
-    def _carry_target(self, cam: Camera, image: torch.Tensor, result: FrameResult, queries: QuerySet) -> None:
-        """After a full frame: with target_tracking sam2, SAM2 carries the active query's locked target (one
-        camera only: the carried target is the pipeline's)."""
-        cam.since_full = 0
-        groundings = result.groundings
-        if queries.active and groundings and groundings[-1].locked and self.ctx.settings.propagate_every > 1:
-            self.ctx.pipeline.start_target(image, result, len(groundings) - 1)
-        else:
-            self.ctx.pipeline.stop_target()

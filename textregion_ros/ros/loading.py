@@ -7,7 +7,7 @@ import gc
 import torch
 
 from ..encoders.weights import WeightsUnavailableError
-from ..hub import prefer_cache_when_offline, uses_hub
+from ..files.hub import prefer_cache_when_offline, uses_hub
 from ..pipeline import Pipeline
 
 

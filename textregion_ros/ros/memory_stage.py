@@ -26,12 +26,12 @@ from std_msgs.msg import Header
 from ..memory import Detection, MemoryFileError, ObjectMemory, Observation, load_memory, save_memory
 from .context import NodeContext
 from .convert import ImageError, depth_to_meters
-from .frames import header_in
+from .output_frame import header_in
 from .handover import LatestSlot
 from .memory_messages import MemoryView, MessageCache
 from .outputs import MEMORY_OUTPUTS, listening
-from .params import memory_config
-from .stage import StageThread
+from .settings import memory_config
+from .stage import SlotStage
 from .tf_buffer import TransformUnavailable
 
 
@@ -65,13 +65,19 @@ def frame_points(instance: np.ndarray, depth_m: np.ndarray, K: np.ndarray, strid
     return {int(g[0]): p for g, p in zip(np.split(r, cuts), np.split(pts, cuts)) if len(g)}
 
 
-class MemoryStage:
+def file_header(config, pipeline, settings) -> Dict[str, Any]:
+    """What a memory file must have been written with to be loaded: the encoder, its token size, the frame."""
+    return {"encoder": f"{config.encoder_model}|{config.encoder_weights}" + ("|random" if config.random_weights else ""),
+            "token_dim": int(pipeline.fallback_background.embeddings.shape[-1]), "frame": settings.memory_frame}
+
+
+class MemoryStage(SlotStage):
     def __init__(self, ctx: NodeContext, publishers: Dict[str, Any], lookup, header_info: Dict[str, Any]):
-        self.ctx, self.publishers, self.lookup = ctx, publishers, lookup
+        super().__init__(ctx, "textregion-memory", LatestSlot(), "memory", 0.2)
+        self.publishers, self.lookup = publishers, lookup
         self.expected = header_info  # encoder, token_dim, frame: what a memory file must have been written with
         self.memory = ObjectMemory(memory_config(ctx.settings))
         self.lock = threading.Lock()  # the stage fuses while services query
-        self.slot: LatestSlot[MemoryFrame] = LatestSlot()
         self.save_path = os.path.expanduser(ctx.settings.memory_file)
         self.last_header = Header(frame_id=ctx.settings.memory_frame)
         self._last_save = time.monotonic()
@@ -79,15 +85,15 @@ class MemoryStage:
         self._published: Dict[str, float] = {}  # output -> when it was last published (monotonic)
         self._held: set = set()  # outputs whose newest state waits for their period
         self._last_query = ""
-        self.worker = StageThread("textregion-memory", self._loop)
-        self.start = self.worker.start
 
-    def stop(self) -> None:
-        self.worker.stop(self.slot.close)
-
-    @property
-    def alive(self) -> bool:
-        return self.worker.alive
+    def stop(self, save: bool = False) -> None:
+        """Stop the stage; with ``save``, keep the memory in its file (deactivate, shutdown, Ctrl-C)."""
+        super().stop()
+        if save:
+            try:
+                self.save()
+            except OSError as exc:
+                self.ctx.logger.error(f"memory: could not save: {exc}")
 
     # --- from the publish stage ---
     def offer(self, item, out) -> None:
@@ -105,23 +111,12 @@ class MemoryStage:
             self.ctx.stats.count("memory/dropped")  # fusing fell behind: the newest frame wins
 
     # --- the stage ---
-    def _loop(self) -> None:
-        while self.worker.running:
-            frame = self.slot.take(0.2)
-            try:
-                if frame is not None:
-                    self.fuse(frame)
-                elif self._held:
-                    self._publish(self._last_query, only=self._held)
-                self._maybe_save()
-            except Exception as exc:  # the node must survive anything a frame can do
-                if not self.worker.running:
-                    return
-                self.ctx.stats.count("errors/memory")
-                self.ctx.logger.error(f"memory failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
-            finally:
-                if frame is not None:
-                    self.slot.done()
+    def handle(self, frame: Optional[MemoryFrame]) -> None:
+        if frame is not None:
+            self.fuse(frame)
+        elif self._held:
+            self._publish(self._last_query, only=self._held)
+        self._maybe_save()
 
     def fuse(self, frame: MemoryFrame) -> None:
         s = self.ctx.settings
@@ -243,4 +238,4 @@ class MemoryStage:
         return n
 
 
-__all__ = ["MemoryFrame", "MemoryStage", "frame_points"]
+__all__ = ["MemoryFrame", "MemoryStage", "file_header", "frame_points"]

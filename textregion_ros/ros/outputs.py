@@ -26,7 +26,7 @@ from ..results import FRAME_KINDS, FrameResult, Grounding
 from . import memory_messages, messages, target3d, viz
 from .convert import array_to_image
 from .detections import detection2d_array, detection3d_array, vision_msgs
-from .frames import header_in
+from .output_frame import header_in
 
 RANDOM_BANNER = "RANDOM WEIGHTS: every label, score and grounding here is meaningless"
 

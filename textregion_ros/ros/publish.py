@@ -1,4 +1,5 @@
-"""The publish stage: tracks, composes once on the device, and builds what someone reads.
+"""The publish stage: tracks (the only place frames are tracked), composes once on the device, and builds
+what someone reads.
 
 It runs beside the inference stage: frame t is composed and published while frame t+1 is
 inferred. Which outputs to build comes from the outputs table and the publishers' subscriber
@@ -18,10 +19,9 @@ import torch
 from ..compose import FrameOutputs, compose
 from .context import NodeContext
 from .convert import ImageError, depth_to_meters
-from .handover import LatestSlot
-from .inference import Processed
+from .handover import LatestSlot, Processed
 from .loading import release_free_memory
-from .stage import StageThread
+from .stage import SlotStage
 from .outputs import (DEPTH, FRAME_OUTPUTS, INSTANCE, TARGET, FrameView, Output, compose_request, listening,
                       needs_depth)
 from .tracks import Tracks
@@ -33,27 +33,20 @@ BEST_FEEDS = ("grounded", "grounded_point")  # the outputs grounded_best (best.p
 TRIM_PIXELS = 4_000_000
 
 
-class PublishStage:
+class PublishStage(SlotStage):
     def __init__(self, ctx: NodeContext, tracks: Tracks, publishers: Dict[str, object], frames, slot: LatestSlot,
-                 intake, camera: str = ""):
-        self.ctx, self.tracks, self.publishers, self.frames, self.slot = ctx, tracks, publishers, frames, slot
+                 intake, camera: str = "", schedule=None):
+        super().__init__(ctx, f"textregion-publish{'-' + camera if camera else ''}", slot, "publish", 0.1)
+        self.tracks, self.publishers, self.frames = tracks, publishers, frames
         self.intake = intake  # depth is matched here, when it is needed: a driver may send it after the image
         self.memory = None  # the MemoryStage when memory is on: it takes each full frame's regions and depth
         self.last: Optional[Tuple[Processed, FrameOutputs]] = None  # the newest full frame, for the services
         self._last_cv = threading.Condition()
         self._periods: deque = deque(maxlen=21)
         self.camera = camera
+        self.schedule = schedule  # the camera's FrameScheduler: told of each tracked full frame (the SAM2 carry)
         self.on_frame = None  # called with each published frame's (item, view): the node's across-camera outputs
         self.also_wanted = lambda: False  # does an across-camera output have a reader (grounded_best)
-        self.worker = StageThread(f"textregion-publish{'-' + camera if camera else ''}", self._loop)
-        self.start = self.worker.start
-
-    def stop(self) -> None:
-        self.worker.stop(self.slot.close)
-
-    @property
-    def alive(self) -> bool:
-        return self.worker.alive
 
     def listening(self, row: Output) -> bool:
         return listening(row, self.publishers, self.ctx.settings)
@@ -68,20 +61,9 @@ class PublishStage:
         """Does any output have a reader, or is the memory on (otherwise the inference stage idles)."""
         return self.memory is not None or self.also_wanted() or any(self.listening(r) for r in FRAME_OUTPUTS)
 
-    def _loop(self) -> None:
-        while self.worker.running:
-            item = self.slot.take(0.1)
-            if item is None:
-                continue
-            try:
-                self.publish(item)
-            except Exception as exc:
-                if not self.worker.running:
-                    return
-                self.ctx.stats.count("errors/publish")
-                self.ctx.logger.error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
-            finally:
-                self.slot.done()
+    def handle(self, item: Optional[Processed]) -> None:
+        if item is not None:
+            self.publish(item)
 
     # --- one frame ---
     def _depth_tensor(self, item: Processed) -> Optional[torch.Tensor]:
@@ -117,8 +99,10 @@ class PublishStage:
 
     def publish(self, item: Processed) -> None:
         t0, cpu0 = time.perf_counter(), time.thread_time()
-        if not item.partial and self.ctx.pipeline.propagator is None:
+        if not item.partial:  # the one place frames are tracked, whatever the frame kinds
             item.result = self.tracks.update(item.result)
+            if self.schedule is not None:
+                self.schedule.tracked(item.image, item.result, item.queries.active)
         t1 = time.perf_counter()
         rows = [r for r in FRAME_OUTPUTS if self.listening(r) and item.result.kind in r.kinds]
         # grounded_best is made of this frame's grounded and grounded_point: compose what they need.
@@ -156,8 +140,7 @@ class PublishStage:
             release_free_memory()
         self._periods.append(time.monotonic())
         latency = max((self.ctx.now_ns() - item.stamp_ns) * 1e-9, 0.0)
-        tracked = self.ctx.pipeline.propagator is None and not item.partial
-        parts["track"] = result.timings.get("track", 0.0) if tracked else 0.0
+        parts["track"] = result.timings.get("track", 0.0) if not item.partial else 0.0
         self.ctx.stats.on_published(latency, time.perf_counter() - t0, published, parts,
                                     cpu_s=time.thread_time() - cpu0)
 

@@ -1,4 +1,5 @@
-"""StageThread: the worker thread of one of the node's stages (inference, publish, text)."""
+"""The node's stages' common parts: StageThread (the worker thread), Stage (start, stop, alive) and
+SlotStage (a stage fed through one LatestSlot, with its error rule)."""
 from __future__ import annotations
 
 import threading
@@ -29,3 +30,58 @@ class StageThread:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+
+class Stage:
+    """What every stage shares: its thread, started and stopped with the lifecycle. A subclass gives the
+    thread's name and ``_loop``, and ``_wake`` to release the loop from its wait."""
+
+    def __init__(self, ctx, thread_name: str):
+        self.ctx = ctx
+        self.worker = StageThread(thread_name, self._loop)
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop(self._wake)
+
+    @property
+    def alive(self) -> bool:
+        return self.worker.alive
+
+    def _wake(self) -> None:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        raise NotImplementedError
+
+
+class SlotStage(Stage):
+    """A stage fed through one LatestSlot: ``handle`` gets each item, or None after ``tick_s`` without one (a
+    periodic turn). A failure is ours, never the input's: counted as ``errors/<what>`` and logged, and the
+    stage goes on with the next item."""
+
+    def __init__(self, ctx, thread_name: str, slot, what: str, tick_s: float):
+        super().__init__(ctx, thread_name)
+        self.slot, self.what, self.tick_s = slot, what, tick_s
+
+    def handle(self, item) -> None:
+        raise NotImplementedError
+
+    def _wake(self) -> None:
+        self.slot.close()
+
+    def _loop(self) -> None:
+        while self.worker.running:
+            item = self.slot.take(self.tick_s)
+            try:
+                self.handle(item)
+            except Exception as exc:  # the node must survive anything a frame can do
+                if not self.worker.running:
+                    return  # shutting down: nothing to report
+                self.ctx.stats.count(f"errors/{self.what}")
+                self.ctx.logger.error(f"{self.what} failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+            finally:
+                if item is not None:
+                    self.slot.done()

@@ -1,7 +1,7 @@
 """The grounded target's 3D as ROS messages: PointCloud2, GroundedBox, PoseStamped and box markers.
 
 Everything here fills fields from compose.HostTarget (optical frame) after one rigid transform
-into the output frame (ros/frames.py): the cloud and the oriented box move with it, and the
+into the output frame (ros/output_frame.py): the cloud and the oriented box move with it, and the
 axis-aligned box is recomputed from the moved points, so it is aligned with the output frame.
 """
 from __future__ import annotations

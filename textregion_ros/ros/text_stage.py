@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from ..encoders.text import LabelEmbeddings
 from ..labels import LabelError, normalize_query
 from .context import NodeContext
-from .stage import StageThread
+from .stage import Stage
 
 VOCABULARY, STANDING, ACTIVE = "vocabulary", "queries", "active"
 
@@ -31,33 +31,25 @@ class QuerySet:
         return self.standing + ((self.active,) if self.active else ())
 
 
-class TextStage:
+class TextStage(Stage):
     def __init__(self, ctx: NodeContext, on_active: Callable[[str], None]):
-        self.ctx = ctx
+        super().__init__(ctx, "textregion-text")
         self.on_active = on_active  # called with the active query once it is in use
         self._cv = threading.Condition()
         self._jobs: Dict[str, Any] = {}
         self._busy = False
-        self.worker = StageThread("textregion-text", self._loop)
         self.queries: Optional[QuerySet] = None
         self._logged = ""
 
     def start(self, standing: Tuple[str, ...]) -> None:
         """Configure: embed the standing queries now (so the first frame has them), then run the thread."""
         self.queries = QuerySet(tuple(standing), "", self.ctx.pipeline.embed_queries(tuple(standing)))
-        self.worker.start()
+        super().start()
 
     def _wake(self) -> None:
         with self._cv:
             self._jobs.clear()
             self._cv.notify_all()
-
-    def stop(self) -> None:
-        self.worker.stop(self._wake)
-
-    @property
-    def alive(self) -> bool:
-        return self.worker.alive
 
     def on_query(self, msg) -> None:
         """The query topic (executor thread): validate, then embed here, off the executor."""

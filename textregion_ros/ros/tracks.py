@@ -1,17 +1,17 @@
 """One camera's state over time: region tracks and each query's locked target.
 
-Frames reach it in order from one stage only: the publish stage (off the critical path), or the
-inference stage in target_tracking sam2 mode, which needs the lock before the next frame.
+Full frames reach it in order from one stage only, the publish stage (off the critical path), in every
+mode: with target_tracking sam2 the lock it gives is handed back to the camera's frame scheduler.
 """
 from __future__ import annotations
 
 import time
 
 from ..results import FrameResult
-from ..targeting import TargetLocks
-from ..tracking import Tracker
+from ..tracks.locks import TargetLocks
+from ..tracks.tracker import Tracker
 from .context import NodeContext
-from .params import tracker_config
+from .settings import tracker_config
 
 
 class Tracks:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from textregion_ros.masks.prompt_points import prompt_points, spread_extremes
+from textregion_ros.frames.prompt_points import prompt_points, spread_extremes
 
 
 def planted(seed, grid=(24, 32), frame=(480, 640)):

@@ -20,8 +20,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .knobs import TRACKS, knob
-from .results import Grounding
+from ..knobs import TRACKS, knob
+from ..results import Grounding
 
 @dataclass
 class LockConfig:

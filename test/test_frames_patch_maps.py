@@ -8,7 +8,7 @@ from eval_data import CLASSES, PlantedEncoder, draw
 from textregion_ros.config import preset
 from textregion_ros.masks.superpixels import Superpixels
 from textregion_ros.pipeline import Pipeline
-from textregion_ros.target_mode import ground_candidates, patch_similarity
+from textregion_ros.frames.patch_maps import ground_candidates, patch_similarity
 from textregion_ros.tokens import encode_value_map
 
 
@@ -53,10 +53,11 @@ def test_the_right_candidate_wins_with_a_margin_and_an_absent_query_scores_far_l
     candidates = torch.stack(true + blobs).float()
     for cls in range(len(CLASSES)):
         maskset, tokens, (region, prob, _, margin, found) = ground_candidates(
-            pipe, fmap, candidates, pipe.embed_queries([CLASSES[cls]]))
+            pipe.target_parts(), fmap, candidates, pipe.embed_queries([CLASSES[cls]]))
         chosen = maskset.masks[int(region[0])]
         assert torch.equal(chosen.bool(), true[cls]), CLASSES[cls]
         assert bool(found[0]) and float(margin[0]) > 0 and float(prob[0]) > 0.99
     # Planted text vectors are random, so an unknown word's score is arbitrary; what holds is the gap.
-    _, _, (_, prob, _, _, _) = ground_candidates(pipe, fmap, candidates, pipe.embed_queries(["unicorn"]))
+    _, _, (_, prob, _, _, _) = ground_candidates(pipe.target_parts(), fmap, candidates,
+                                                   pipe.embed_queries(["unicorn"]))
     assert float(prob[0]) < 0.99

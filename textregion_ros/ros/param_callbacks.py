@@ -11,11 +11,12 @@ import dataclasses
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import rclpy
+import rclpy.parameter
 from rcl_interfaces.msg import ParameterType, SetParametersResult
 
-from ..config import PipelineConfig, preset
-from .params import (DEPENDS_ON, RUNTIME_KNOBS, NodeSettings, descriptor, effective_defaults, in_use,
-                     node_settings, pipeline_config)
+from ..config import PipelineConfig, preset, renamed
+from .settings import (DEPENDS_ON, RUNTIME_KNOBS, NodeSettings, check_together, descriptor, effective_defaults,
+                       in_use, node_settings, pipeline_config)
 
 # Every list-of-strings knob: the rows whose default is a tuple (vocabulary, background, cameras, queries).
 ARRAY_PARAMS = tuple(f.name for cls in (PipelineConfig, NodeSettings) for f in dataclasses.fields(cls)
@@ -49,6 +50,7 @@ class Parameters:
         try:
             self.config = pipeline_config(self.values)
             self.settings = node_settings(self.values)
+            check_together(self.config, self.settings)
         except (ValueError, TypeError) as exc:
             self.error = self.error or str(exc)
         node.add_on_set_parameters_callback(self.on_set)
@@ -56,6 +58,7 @@ class Parameters:
 
     def _declare(self) -> Dict[str, Any]:
         node = self.node
+        self._rename_deprecated(getattr(node, "_parameter_overrides", None))
         preset_name = node.declare_parameter("preset", "realtime", descriptor("preset", "realtime")).value
         try:
             defaults = effective_defaults(preset_name)
@@ -87,6 +90,16 @@ class Parameters:
             self.error = self.error or str(exc)
             return {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in defaults.items()}
 
+    def _rename_deprecated(self, overrides) -> None:
+        """A deprecated name given in YAML or on the command line (config.DEPRECATED) sets its successor,
+        with a warning; a successor given too wins. rclpy declares from these overrides."""
+        if not overrides:
+            return
+        given = {k: v.value for k, v in overrides.items()}
+        for name, value in renamed(given, self.node.get_logger().warning).items():
+            if name not in overrides:
+                overrides[name] = rclpy.parameter.Parameter(name, value=value)
+
     @staticmethod
     def _preset_with(preset_name: str, **values):
         try:
@@ -98,7 +111,9 @@ class Parameters:
         """The config and settings that ``params`` would give (raises ValueError with the reason)."""
         changed = {p.name: _as_python(p.name, p.value, self.floats) for p in params}
         values = {**self.values, **changed}
-        return pipeline_config(values), node_settings(values), changed
+        config, settings = pipeline_config(values), node_settings(values)
+        check_together(config, settings)
+        return config, settings, changed
 
     def on_set(self, params) -> SetParametersResult:
         """Validate only: the whole set, against the values in force."""

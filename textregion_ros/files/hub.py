@@ -51,7 +51,7 @@ def uses_hub(config) -> bool:
 
 def fetch_weights(config) -> None:
     """Every weight file ``config`` needs, local before any model is built: one error names all that are missing."""
-    from .encoders.weights import WeightsUnavailableError, fetch_open_clip
+    from ..encoders.weights import WeightsUnavailableError, fetch_open_clip
 
     missing = []
     try:
@@ -59,7 +59,7 @@ def fetch_weights(config) -> None:
     except WeightsUnavailableError as exc:
         missing.append(f"image-text encoder: {exc}")
     if config.mask_source == "sam2":
-        from .masks.sam2_build import fetch_sam2
+        from ..masks.sam2_build import fetch_sam2
 
         try:
             fetch_sam2(config.sam2_model, config.sam2_weights, config.random_weights)

@@ -1,6 +1,6 @@
 """A target-mode frame: the queries choose where SAM2 looks, and only their regions are made.
 
-1. One encoder pass, as in everything-mode; each query's patch map comes from it (target_mode.py).
+1. One encoder pass, as in everything-mode; each query's patch map comes from it (patch_maps.py).
 2. Prompts per query: all its positive points with its negatives; each positive alone with the
    negatives (a peak on a second instance gets a mask of its own); and, when the query had a target
    on the previous frame, that box with all the points.
@@ -23,13 +23,13 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .classify import classify, ground_from_scores
-from .encoders.text import LabelEmbeddings
-from .masks.base import MaskSet
-from .masks.prompt_points import prompt_points
-from .results import FrameResult, groundings_from
-from .target_mode import patch_maps
-from .tokens import encode_value_map, region_tokens
+from ..classify import classify, ground_from_scores, query_scores
+from ..encoders.text import LabelEmbeddings
+from ..masks.base import MaskSet
+from ..results import FrameResult, groundings_from
+from ..tokens import encode_value_map, region_tokens
+from .patch_maps import patch_maps
+from .prompt_points import prompt_points
 
 
 @dataclass
@@ -108,41 +108,55 @@ def ground_own(probs: torch.Tensor, cos: torch.Tensor, owner: torch.Tensor, abst
             torch.where(has, margin, zero), found & has)
 
 
+@dataclass(frozen=True)
+class TargetParts:
+    """What a target frame uses of the built models: handed in, so nothing calls back into the Pipeline."""
+    encoder: object  # ImageTextEncoder
+    prompter: object  # a Prompter (masks/base.py): SAM2's prompt encoder and mask decoder
+    config: object  # PipelineConfig
+    vocab: object  # Vocabulary: the frame's one snapshot
+    background: LabelEmbeddings  # what a query competes with (the vocabulary's background, or the fallback)
+    global_weight: float
+
+
 @torch.inference_mode()
-def process_target(pipeline, img: torch.Tensor, q_emb: LabelEmbeddings,
-                   boxes: Optional[Dict[str, torch.Tensor]] = None) -> FrameResult:
+def target_frame(parts: TargetParts, img: torch.Tensor, q_emb: LabelEmbeddings,
+                 boxes: Optional[Dict[str, torch.Tensor]] = None) -> FrameResult:
     """(3, H, W) image on the device and the frame's queries -> a FrameResult of kind "target" whose regions
     are each query's best candidate (``groundings[q].region == q`` when found, -1 without a candidate)."""
-    cfg, vocab, t0 = pipeline.config, pipeline.vocab, time.perf_counter()
+    if parts.prompter is None:
+        raise ValueError("target mode needs a mask source that takes prompts (mask_source sam2)")
+    cfg, vocab, enc, t0 = parts.config, parts.vocab, parts.encoder, time.perf_counter()
     frame_hw = (int(img.shape[1]), int(img.shape[2]))
-    fmap = encode_value_map(pipeline.encoder, img, cfg.tiles, cfg.use_global_view, pipeline.global_weight)
-    feats = pipeline.prompter.encode(img)
-    maps = patch_maps(pipeline.encoder, fmap, q_emb, clip_head=cfg.clip_head)
+    fmap = encode_value_map(enc, img, cfg.tiles, cfg.use_global_view, parts.global_weight)
+    feats = parts.prompter.encode(img)
+    maps = patch_maps(enc, fmap, q_emb, clip_head=cfg.clip_head)
     prompts = [p for q, label in enumerate(q_emb.labels) for p in query_prompts(
         q, maps[q], frame_hw, cfg.target_points, cfg.target_negatives, (boxes or {}).get(label))]
     dim = vocab.label_emb.embeddings.shape[1]
     if prompts:
-        logits, scores, owner = decode_prompts(pipeline.prompter, feats, prompts, frame_hw)
+        logits, scores, owner = decode_prompts(parts.prompter, feats, prompts, frame_hw)
         keep = distinct(logits, scores, owner)
         logits, scores, owner = logits[keep], scores[keep], owner[keep]
         cand = MaskSet(logits.clamp(-32.0, 32.0), scores, frame_hw, {"prompts": len(prompts)}, is_logits=True)
-        rt = region_tokens(pipeline.encoder, fmap, cand.patch_weights(fmap.grid_hw), cfg.remove_global_patches,
+        rt = region_tokens(enc, fmap, cand.patch_weights(fmap.grid_hw), cfg.remove_global_patches,
                            cfg.global_patch_threshold, cfg.clip_head)
         cand, owner = cand.select(rt.kept), owner[rt.kept]
         tokens = rt.tokens if len(rt.kept) else img.new_zeros((0, dim))
     else:
         cand = MaskSet(img.new_zeros((0, 1, 1)), img.new_zeros(0), frame_hw, {"prompts": 0}, is_logits=True)
         tokens, owner = img.new_zeros((0, dim)), torch.zeros(0, dtype=torch.long, device=img.device)
-    return _one_region_per_query(pipeline, vocab, cand, tokens, owner, q_emb, frame_hw, t0)
+    return _one_region_per_query(parts, cand, tokens, owner, q_emb, frame_hw, t0)
 
 
-def _one_region_per_query(pipeline, vocab, cand: MaskSet, tokens: torch.Tensor, owner: torch.Tensor,
+def _one_region_per_query(parts: TargetParts, cand: MaskSet, tokens: torch.Tensor, owner: torch.Tensor,
                           q_emb: LabelEmbeddings, frame_hw, t0: float) -> FrameResult:
-    """Ground each query among its candidates and keep only the winners, in query order. ``vocab``: the
-    frame's one snapshot (a vocabulary swapped in mid-frame must not mix with the one it started with)."""
-    cfg, nq = pipeline.config, len(q_emb)
+    """Ground each query among its candidates and keep only the winners, in query order (against the frame's
+    one vocabulary snapshot: a vocabulary swapped in mid-frame must not mix with the one it started with)."""
+    cfg, vocab, nq = parts.config, parts.vocab, len(q_emb)
+    sigmoid = parts.encoder.sigmoid_logit()
     if len(tokens):
-        probs, cos = pipeline.query_scores(tokens, q_emb, vocab)
+        probs, cos = query_scores(tokens, q_emb, parts.background, cfg.region_logit_scale, sigmoid)
         region, prob, best_cos, margin, found = ground_own(probs, cos, owner, cfg.abstain_threshold)
     else:
         region = torch.full((nq,), -1, dtype=torch.long, device=tokens.device)
@@ -155,7 +169,7 @@ def _one_region_per_query(pipeline, vocab, cand: MaskSet, tokens: torch.Tensor, 
     masks = cand.select(picked)
     masks.counts.update({"candidates": len(cand), "kept": len(picked)})
     kept_tokens = tokens[picked]
-    classes = classify(kept_tokens, vocab.label_emb, cfg.region_logit_scale, pipeline.encoder.sigmoid_logit())
+    classes = classify(kept_tokens, vocab.label_emb, cfg.region_logit_scale, sigmoid)
     groundings = groundings_from(q_emb.labels, (new_index, prob, best_cos, margin, found))
     return FrameResult(frame_hw=frame_hw, masks=masks, tokens=kept_tokens, classes=classes, labels=vocab.labels,
                        num_background=vocab.num_background, queries=tuple(q_emb.labels), groundings=groundings,

@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from .knobs import TRACKS, check, knob
-from .masks.base import dilate
-from .results import FrameResult
+from ..knobs import TRACKS, check, knob
+from ..masks.base import dilate
+from ..results import FrameResult
 
 # Cost of a pair that may not match; large but finite, as linear_sum_assignment needs.
 INFEASIBLE = 1e6
@@ -171,47 +171,12 @@ class Tracker:
         tokens = F.normalize(result.tokens.float(), dim=-1)
         centre = centroids(masks)
         r, t = masks.shape[0], len(self)
-        rows = cols = np.zeros(0, np.int64)
-        if r and t:
-            reach = math.ceil(cfg.max_motion_px * grid_hw[1] / result.frame_hw[1])
-            coast = torch.as_tensor(self.misses + 1, device=dev, dtype=torch.float32)[:, None]
-            predicted = shift_masks(self.masks, self.velocity * coast)
-            # The better of the predicted and the last mask: a bounce or a sudden stop breaks the
-            # constant-velocity guess, and the last mask still overlaps then.
-            # A mostly occluded object shows a sliver: what counts then is that the sliver lies
-            # inside the track's predicted footprint (coverage), at half weight so that a whole
-            # region's IoU with its own track wins over a sliver's claim.
-            iou = torch.maximum(mask_iou(masks, predicted), mask_iou(masks, self.masks))
-            iou = torch.maximum(iou, 0.5 * coverage(masks, dilate(torch.maximum(predicted, self.masks), reach)))
-            sim = cfg.iou_weight * iou + (1.0 - cfg.iou_weight) * (tokens @ self.tokens.T).clamp_min(0.0)
-            ok = (iou >= cfg.min_iou) & (sim >= cfg.min_similarity)
-            cost = torch.where(ok, 1.0 - sim, torch.full_like(sim, INFEASIBLE)).cpu().numpy()  # one host copy
-            rows, cols = linear_sum_assignment(cost)
-            keep = cost[rows, cols] < INFEASIBLE
-            rows, cols = rows[keep], cols[keep]
+        rows, cols, predicted = self._associate(masks, tokens, grid_hw, result.frame_hw[1])
         smoothed = tokens.clone()
         region_tid = np.zeros(r, np.uint32)
         region_tid[rows] = self.ids[cols]
         if len(rows):
-            ri = torch.as_tensor(rows, device=dev)
-            ti = torch.as_tensor(cols, device=dev)
-            a = cfg.token_smoothing
-            new_tok = F.normalize(a * self.tokens[ti] + (1.0 - a) * tokens[ri], dim=-1)
-            smoothed[ri] = new_tok
-            steps = torch.as_tensor(self.misses[cols] + 1, device=dev, dtype=torch.float32)[:, None]
-            # A region much smaller than its track's mask is mostly occluded (or cut by the border):
-            # its visible part's centroid says little about motion, so the track coasts on its
-            # predicted mask and velocity; otherwise the observation replaces both.
-            old_area = self.masks[ti].sum((1, 2))
-            whole = masks[ri].sum((1, 2)) >= OCCLUDED_AREA_RATIO * old_area
-            v_now = (centre[ri] - self.centre[ti]) / steps
-            coast_v = self.velocity[ti]
-            self.velocity[ti] = torch.where(whole[:, None], 0.5 * v_now + 0.5 * coast_v, coast_v)
-            self.centre[ti] = torch.where(whole[:, None], centre[ri], self.centre[ti] + coast_v * steps)
-            self.masks[ti] = torch.where(whole[:, None, None], masks[ri], predicted[ti])
-            self.tokens[ti] = new_tok
-            self.hits[cols] += 1
-            self.misses[cols] = 0
+            smoothed[torch.as_tensor(rows, device=dev)] = self._follow(rows, cols, masks, tokens, centre, predicted)
         unmatched_tracks = np.setdiff1d(np.arange(t), cols)
         self.misses[unmatched_tracks] += 1
         # Births: every region left over starts a tentative track.
@@ -230,6 +195,51 @@ class Tracker:
             region_tid[born] = new_ids
         out_ids = np.where(np.isin(region_tid, self.confirmed_ids()), region_tid, 0).astype(np.uint32)
         return TrackUpdate(out_ids, smoothed)
+
+    def _associate(self, masks: torch.Tensor, tokens: torch.Tensor, grid_hw: Tuple[int, int], frame_w: int):
+        """Regions to tracks by one assignment -> (region rows, track cols, the tracks' predicted masks)."""
+        cfg, empty = self.config, np.zeros(0, np.int64)
+        if not (masks.shape[0] and len(self)):
+            return empty, empty, None
+        dev = masks.device
+        reach = math.ceil(cfg.max_motion_px * grid_hw[1] / frame_w)
+        coast = torch.as_tensor(self.misses + 1, device=dev, dtype=torch.float32)[:, None]
+        predicted = shift_masks(self.masks, self.velocity * coast)
+        # The better of the predicted and the last mask: a bounce or a sudden stop breaks the
+        # constant-velocity guess, and the last mask still overlaps then.
+        # A mostly occluded object shows a sliver: what counts then is that the sliver lies
+        # inside the track's predicted footprint (coverage), at half weight so that a whole
+        # region's IoU with its own track wins over a sliver's claim.
+        iou = torch.maximum(mask_iou(masks, predicted), mask_iou(masks, self.masks))
+        iou = torch.maximum(iou, 0.5 * coverage(masks, dilate(torch.maximum(predicted, self.masks), reach)))
+        sim = cfg.iou_weight * iou + (1.0 - cfg.iou_weight) * (tokens @ self.tokens.T).clamp_min(0.0)
+        ok = (iou >= cfg.min_iou) & (sim >= cfg.min_similarity)
+        cost = torch.where(ok, 1.0 - sim, torch.full_like(sim, INFEASIBLE)).cpu().numpy()  # one host copy
+        rows, cols = linear_sum_assignment(cost)
+        keep = cost[rows, cols] < INFEASIBLE
+        return rows[keep], cols[keep], predicted
+
+    def _follow(self, rows, cols, masks, tokens, centre, predicted) -> torch.Tensor:
+        """Matched tracks take their regions' observations -> the matched regions' smoothed tokens."""
+        dev = masks.device
+        ri, ti = torch.as_tensor(rows, device=dev), torch.as_tensor(cols, device=dev)
+        a = self.config.token_smoothing
+        new_tok = F.normalize(a * self.tokens[ti] + (1.0 - a) * tokens[ri], dim=-1)
+        steps = torch.as_tensor(self.misses[cols] + 1, device=dev, dtype=torch.float32)[:, None]
+        # A region much smaller than its track's mask is mostly occluded (or cut by the border):
+        # its visible part's centroid says little about motion, so the track coasts on its
+        # predicted mask and velocity; otherwise the observation replaces both.
+        old_area = self.masks[ti].sum((1, 2))
+        whole = masks[ri].sum((1, 2)) >= OCCLUDED_AREA_RATIO * old_area
+        v_now = (centre[ri] - self.centre[ti]) / steps
+        coast_v = self.velocity[ti]
+        self.velocity[ti] = torch.where(whole[:, None], 0.5 * v_now + 0.5 * coast_v, coast_v)
+        self.centre[ti] = torch.where(whole[:, None], centre[ri], self.centre[ti] + coast_v * steps)
+        self.masks[ti] = torch.where(whole[:, None, None], masks[ri], predicted[ti])
+        self.tokens[ti] = new_tok
+        self.hits[cols] += 1
+        self.misses[cols] = 0
+        return new_tok
 
     def _append(self, masks, tokens, centre, ids) -> None:
         n = len(ids)

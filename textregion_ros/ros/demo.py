@@ -1,6 +1,6 @@
 """Demo: run the real textregion node on a camera replay and save what it publishes.
 
-    python -m textregion_ros.demo [--source generated|VIDEO|IMAGE_DIR|BAG_DIR] [--query "red mug"]
+    python -m textregion_ros.ros.demo [--source generated|VIDEO|IMAGE_DIR|BAG_DIR] [--query "red mug"]
                                   [--frames 10] [--out demo_out] [--preset cpu-lite]
 
 The node runs as its own process (as `ros2 launch` would start it); this
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -40,7 +40,7 @@ def default_params_file() -> str:
 
 def frames_from(source: str, count: int) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray], np.ndarray]]:
     """-> (rgb uint8, depth metres or None, K) per frame."""
-    from .scene import make_scene
+    from ..eval.scene import make_scene
 
     if source == "generated":
         for i in range(count):
@@ -76,7 +76,7 @@ def frames_from_bag(path: str, count: int):
         from sensor_msgs.msg import Image
     except ImportError:
         raise SystemExit("reading a rosbag2 needs rosbag2_py (a ROS 2 install); it is not on PyPI")
-    from .ros.convert import image_to_rgb8
+    from .convert import image_to_rgb8
     reader = rosbag2_py.SequentialReader()
     reader.open(rosbag2_py.StorageOptions(uri=path), rosbag2_py.ConverterOptions("", ""))
     types = {t.name: t.type for t in reader.get_all_topics_and_types()}
@@ -112,7 +112,7 @@ def weights_cached(preset: str) -> Tuple[bool, str]:
     return p.returncode == 0, lines[-1] if lines else ""
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", default="generated")
     ap.add_argument("--query", default="red mug")
@@ -122,89 +122,129 @@ def main(argv=None) -> int:
     ap.add_argument("--params-file", default=default_params_file())
     ap.add_argument("--random-weights", action="store_true", help="use random weights (outputs meaningless)")
     ap.add_argument("--timeout", type=float, default=120.0, help="s to wait for each frame's output")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    import rclpy
+
+def use_random_weights(preset: str, asked: bool) -> bool:
+    """Random weights when asked, or (with a banner) when the weights are neither cached nor reachable."""
+    if asked:
+        return True
+    cached, why = weights_cached(preset)
+    if cached or hub_reachable():
+        return False
+    print(f"\n{BANNER}\nPRETRAINED WEIGHTS ARE NOT AVAILABLE: not in the local cache and the model hub is "
+          f"unreachable.\n  ({why})\nThe demo continues with random_weights:=true. EVERY LABEL, SCORE, "
+          f"GROUNDING AND 3D POINT BELOW IS MEANINGLESS;\nit shows that the node runs, not what it "
+          f"sees. See docs/parameters.md 'Model weights' to get them.\n{BANNER}\n", flush=True)
+    return True
+
+
+def node_command(params_file: str, preset: str, random_weights: bool) -> List[str]:
+    cmd = [sys.executable, "-m", "textregion_ros.ros.node", "--ros-args", "--params-file", params_file,
+           "-r", "__ns:=/textregion", "-p", f"preset:={preset}", "-p", f"random_weights:={str(random_weights).lower()}",
+           "-p", "max_age:=0.0"]
+    if random_weights:  # random SAM2 heads predict low IoU; let masks through so the outputs have regions
+        cmd += ["-p", "pred_iou_thresh:=0.0", "-p", "stability_score_thresh:=0.0"]
+    return cmd
+
+
+class Player:
+    """The demo's camera: publishes frames and the query to the node, and collects its outputs by stamp."""
+    TOPICS = ("overlay", "grounded", "regions")
+
+    def __init__(self):
+        import rclpy
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CameraInfo, Image
+        from std_msgs.msg import String
+
+        import textregion_ros.msg as trmsg
+
+        rclpy.init()
+        self.node = n = rclpy.create_node("textregion_demo_player", namespace="textregion")
+        self.got = {}
+        for topic, cls in zip(self.TOPICS, (Image, trmsg.GroundedRegion, trmsg.RegionArray)):
+            n.create_subscription(cls, topic, lambda m, t=topic: self.got.setdefault((t, stamp_key(m)), m), 10)
+        self.img = n.create_publisher(Image, "image", qos_profile_sensor_data)
+        self.depth = n.create_publisher(Image, "depth", qos_profile_sensor_data)
+        self.info = n.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.query = n.create_publisher(String, "query", 10)
+
+    def send(self, rgb, depth, K):
+        """Publish one frame -> (its stamp key, the image message)."""
+        from std_msgs.msg import Header
+
+        from .convert import camera_frame
+
+        stamp = self.node.get_clock().now().to_msg()
+        img, d, info = camera_frame(rgb, K, Header(stamp=stamp, frame_id="camera_color_optical_frame"),
+                                    None if depth is None else np.nan_to_num(depth, nan=0.0).astype(np.float32))
+        self.info.publish(info)
+        if d is not None:
+            self.depth.publish(d)
+        self.img.publish(img)
+        return (stamp.sec, stamp.nanosec), img
+
+    def close(self) -> None:
+        import rclpy
+
+        self.node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def frame_entry(i: int, got, key, out: Path, latency_s: float) -> dict:
+    """Save the frame's overlay and summarise its grounding."""
+    ov, g, regions = got[("overlay", key)], got[("grounded", key)], got.get(("regions", key))
+    overlay = np.frombuffer(bytes(ov.data), np.uint8).reshape(ov.height, ov.width, 3)
+    cv2.imwrite(str(out / f"overlay_{i:04d}.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+    return {"frame": i, "latency_s": round(latency_s, 3), "found": g.found,
+            "score": round(g.score, 4), "cosine": round(g.cosine, 4), "margin": round(g.margin, 4),
+            "region_label": g.region.label, "bbox": [g.region.bbox.x_offset, g.region.bbox.y_offset,
+                                                     g.region.bbox.width, g.region.bbox.height],
+            "point_m": [g.region.centroid.x, g.region.centroid.y, g.region.centroid.z],
+            "regions": len(regions.regions) if regions else None}
+
+
+def play(args, player: Player, node_proc, out: Path, summary: dict, random_weights: bool) -> int:
+    from std_msgs.msg import String
+
+    if not wait_for(lambda: player.img.get_subscription_count() > 0 and player.query.get_subscription_count() > 0,
+                    player.node, node_proc, 600.0):
+        print("the node did not come up (see its log above)", file=sys.stderr)
+        return node_proc.poll() or 1
+    player.query.publish(String(data=args.query))
+    for i, (rgb, depth, K) in enumerate(frames_from(args.source, args.frames)):
+        t0 = time.monotonic()
+        key, img = player.send(rgb, depth, K)
+        # Topics arrive in no set order across DDS writers: wait for every one the summary reads.
+        if not wait_for(lambda: all((t, key) in player.got for t in Player.TOPICS), player.node, node_proc,
+                        args.timeout, republish=lambda: player.img.publish(img)):
+            print(f"frame {i}: no output within {args.timeout}s", file=sys.stderr)
+            return 1
+        entry = frame_entry(i, player.got, key, out, time.monotonic() - t0)
+        summary["frames"].append(entry)
+        print(f"frame {i}: {entry['regions']} regions, '{args.query}' found={entry['found']} "
+              f"score={entry['score']:.3f} ({entry['latency_s']:.2f}s)"
+              f"{'  [random weights: meaningless]' if random_weights else ''}", flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
     import torch
-    from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
-    from std_msgs.msg import Header, String
 
-    import textregion_ros.msg as trmsg
-
-    from .ros.convert import camera_frame
-
+    args = parse_args(argv)
     preset = args.preset or ("realtime" if torch.cuda.is_available() else "cpu-lite")
-    random_weights = args.random_weights
-    if not random_weights:
-        cached, why = weights_cached(preset)
-        if not cached and not hub_reachable():
-            random_weights = True
-            print(f"\n{BANNER}\nPRETRAINED WEIGHTS ARE NOT AVAILABLE: not in the local cache and the model hub is "
-                  f"unreachable.\n  ({why})\nThe demo continues with random_weights:=true. EVERY LABEL, SCORE, "
-                  f"GROUNDING AND 3D POINT BELOW IS MEANINGLESS;\nit shows that the node runs, not what it "
-                  f"sees. See README 'Model weights' to get them.\n{BANNER}\n", flush=True)
+    random_weights = use_random_weights(preset, args.random_weights)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-
-    node_cmd = [sys.executable, "-m", "textregion_ros.ros.node", "--ros-args", "--params-file", args.params_file,
-                "-r", "__ns:=/textregion", "-p", f"preset:={preset}", "-p", f"random_weights:={str(random_weights).lower()}",
-                "-p", "max_age:=0.0"]
-    if random_weights:  # random SAM2 heads predict low IoU; let masks through so the outputs have regions
-        node_cmd += ["-p", "pred_iou_thresh:=0.0", "-p", "stability_score_thresh:=0.0"]
+    node_cmd = node_command(args.params_file, preset, random_weights)
     print("starting node:", " ".join(node_cmd), flush=True)
     node_proc = subprocess.Popen(node_cmd)
-    rclpy.init()
-    player = rclpy.create_node("textregion_demo_player", namespace="textregion")
-    got = {}
-    player.create_subscription(Image, "overlay", lambda m: got.setdefault(("overlay", stamp_key(m)), m), 10)
-    player.create_subscription(trmsg.GroundedRegion, "grounded", lambda m: got.setdefault(("grounded", stamp_key(m)), m), 10)
-    player.create_subscription(trmsg.RegionArray, "regions", lambda m: got.setdefault(("regions", stamp_key(m)), m), 10)
-    pub_img = player.create_publisher(Image, "image", qos_profile_sensor_data)
-    pub_depth = player.create_publisher(Image, "depth", qos_profile_sensor_data)
-    pub_info = player.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
-    pub_query = player.create_publisher(String, "query", 10)
+    player = Player()
     summary = {"query": args.query, "preset": preset, "source": args.source, "random_weights": random_weights,
                "note": "RANDOM WEIGHTS: outputs are meaningless" if random_weights else "", "frames": []}
-    rc = 0
     try:
-        if not wait_for(lambda: pub_img.get_subscription_count() > 0 and pub_query.get_subscription_count() > 0,
-                        player, node_proc, 600.0):
-            print("the node did not come up (see its log above)", file=sys.stderr)
-            return node_proc.poll() or 1
-        pub_query.publish(String(data=args.query))
-        for i, (rgb, depth, K) in enumerate(frames_from(args.source, args.frames)):
-            stamp = player.get_clock().now().to_msg()
-            header_frame = "camera_color_optical_frame"
-            img, d, info = camera_frame(rgb, K, Header(stamp=stamp, frame_id=header_frame),
-                                        None if depth is None else np.nan_to_num(depth, nan=0.0).astype(np.float32))
-            pub_info.publish(info)
-            if d is not None:
-                pub_depth.publish(d)
-            key = (stamp.sec, stamp.nanosec)
-            t0 = time.monotonic()
-            pub_img.publish(img)
-            # Topics arrive in no set order across DDS writers: wait for every one the summary reads.
-            if not wait_for(lambda: all((t, key) in got for t in ("overlay", "grounded", "regions")), player, node_proc,
-                            args.timeout, republish=lambda: pub_img.publish(img)):
-                print(f"frame {i}: no output within {args.timeout}s", file=sys.stderr)
-                rc = 1
-                break
-            ov = got[("overlay", key)]
-            g = got[("grounded", key)]
-            regions = got.get(("regions", key))
-            overlay = np.frombuffer(bytes(ov.data), np.uint8).reshape(ov.height, ov.width, 3)
-            cv2.imwrite(str(out / f"overlay_{i:04d}.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-            entry = {"frame": i, "latency_s": round(time.monotonic() - t0, 3), "found": g.found,
-                     "score": round(g.score, 4), "cosine": round(g.cosine, 4), "margin": round(g.margin, 4),
-                     "region_label": g.region.label, "bbox": [g.region.bbox.x_offset, g.region.bbox.y_offset,
-                                                              g.region.bbox.width, g.region.bbox.height],
-                     "point_m": [g.region.centroid.x, g.region.centroid.y, g.region.centroid.z],
-                     "regions": len(regions.regions) if regions else None}
-            summary["frames"].append(entry)
-            print(f"frame {i}: {entry['regions']} regions, '{args.query}' found={g.found} score={g.score:.3f} "
-                  f"({entry['latency_s']:.2f}s){'  [random weights: meaningless]' if random_weights else ''}",
-                  flush=True)
+        rc = play(args, player, node_proc, out, summary, random_weights)
     finally:
         (out / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=True))
         node_proc.terminate()
@@ -212,8 +252,7 @@ def main(argv=None) -> int:
             node_proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             node_proc.kill()
-        player.destroy_node()
-        rclpy.try_shutdown()
+        player.close()
     print(f"wrote {len(summary['frames'])} overlay frames and summary.json to {out}/")
     if random_weights:
         print(f"{BANNER}\nREMINDER: random weights were used; the outputs are meaningless.\n{BANNER}")

@@ -1,8 +1,8 @@
-"""Target lock (targeting.py), driven frame by frame with hand-set scores and track ids."""
+"""Target lock (tracks/locks.py), driven frame by frame with hand-set scores and track ids."""
 import numpy as np
 
 from textregion_ros.results import Grounding
-from textregion_ros.targeting import TargetLock, TargetLocks
+from textregion_ros.tracks.locks import TargetLock, TargetLocks
 
 
 def frame(lock, probs, tids, query="red mug", alive=None, abstain=0.5):

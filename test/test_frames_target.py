@@ -13,8 +13,8 @@ from textregion_ros.masks.sam2_prompted import PromptMasks
 from textregion_ros.masks.superpixels import Superpixels
 from textregion_ros.pipeline import Pipeline
 from textregion_ros.results import Grounding
-from textregion_ros.segmentation import FrameSchedule
-from textregion_ros.target_frame import ground_own
+from textregion_ros.frames.schedule import FrameSchedule
+from textregion_ros.frames.target import ground_own
 
 
 class ObjectUnderPoint:

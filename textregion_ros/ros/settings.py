@@ -21,8 +21,8 @@ from ..labels import LabelError, check_labels
 from ..masks.sam2_build import SAM2_MODELS, sam2_size
 from ..masks.sam2_everything import CPU_POINT_BATCH
 from ..memory.config import MemoryConfig
-from ..targeting import LockConfig
-from ..tracking import TrackerConfig
+from ..tracks.locks import LockConfig
+from ..tracks.tracker import TrackerConfig
 
 MAX_STANDING_QUERIES = 32
 
@@ -81,8 +81,6 @@ class NodeSettings:
     track_max_motion_px: float = mirror(TrackerConfig, "max_motion_px")
     lock_margin: float = mirror(LockConfig, "margin")
     lock_frames: int = mirror(LockConfig, "frames")
-    propagate_every: int = knob(3, "with target_tracking sam2: one full frame every this many frames (1 = always "
-                                "full)", range=(1, 1000), runtime=True, consumer=STAGES)
     target_frame: str = knob("", "frame of grounded_point/pose/box/cloud (e.g. base_link, map) via tf2 at the "
                              "image stamp; empty = the image's optical frame", consumer=OUTPUTS)
     tf_timeout: float = knob(0.05, "seconds to wait for target_frame's transform; on failure 3D stays in the "
@@ -207,6 +205,12 @@ def node_settings(values: Dict[str, Any]) -> NodeSettings:
     s = NodeSettings(**kw)
     validate_settings(s)
     return s
+
+
+def check_together(config: PipelineConfig, s: NodeSettings) -> None:
+    """Rules across the pipeline's knobs and the node's (each table checks its own rows)."""
+    if len(s.cameras) > 1 and config.target_tracking == "sam2":
+        raise ValueError("target_tracking sam2 carries one target for one camera: use it with one camera")
 
 
 def tracker_config(s: NodeSettings) -> TrackerConfig:

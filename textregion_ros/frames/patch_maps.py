@@ -13,10 +13,10 @@ from typing import Tuple
 
 import torch
 
-from .classify import label_cosines
-from .encoders.text import LabelEmbeddings
-from .masks.given import given_masks
-from .tokens import FeatureMap, region_tokens
+from ..classify import ground, label_cosines
+from ..encoders.text import LabelEmbeddings
+from ..masks.given import given_masks
+from ..tokens import FeatureMap, region_tokens
 
 
 def block_weights(grid_hw: Tuple[int, int], block: int, device) -> Tuple[torch.Tensor, Tuple[int, int]]:
@@ -45,13 +45,15 @@ def patch_similarity(encoder, fmap: FeatureMap, query: LabelEmbeddings, block: i
     return patch_maps(encoder, fmap, query, block, clip_head)[0]
 
 
-def ground_candidates(pipeline, fmap: FeatureMap, masks: torch.Tensor, query: LabelEmbeddings):
+def ground_candidates(parts, fmap: FeatureMap, masks: torch.Tensor, query: LabelEmbeddings):
     """(C, H, W) candidate masks -> (MaskSet of the candidates that got tokens, their tokens, grounding
-    tensors (region, prob, cosine, margin, found) for the query), by everything-mode's rules."""
-    cfg = pipeline.config
-    maskset = given_masks(masks.to(pipeline.device))
-    rt = region_tokens(pipeline.encoder, fmap, maskset.patch_weights(fmap.grid_hw), cfg.remove_global_patches,
+    tensors (region, prob, cosine, margin, found) for the query), by everything-mode's rules. ``parts``: the
+    target frame's TargetParts (target.py)."""
+    cfg, device = parts.config, fmap.values.device
+    maskset = given_masks(masks.to(device))
+    rt = region_tokens(parts.encoder, fmap, maskset.patch_weights(fmap.grid_hw), cfg.remove_global_patches,
                        cfg.global_patch_threshold, cfg.clip_head)
     maskset = maskset.select(rt.kept)
-    tokens = rt.tokens if len(rt.kept) else torch.zeros((0, query.embeddings.shape[1]), device=pipeline.device)
-    return maskset, tokens, pipeline.ground(tokens, query)
+    tokens = rt.tokens if len(rt.kept) else torch.zeros((0, query.embeddings.shape[1]), device=device)
+    return maskset, tokens, ground(tokens, query, parts.background, cfg.region_logit_scale, cfg.abstain_threshold,
+                                   parts.encoder.sigmoid_logit())

@@ -1,4 +1,4 @@
-"""Region tracks on generated sequences with known identities (tracking.py).
+"""Region tracks on generated sequences with known identities (tracks/tracker.py).
 
 Random SAM2 weights cannot segment, so regions are the scene's true visible masks, shuffled every
 frame as a mask source would order them. Tokens are a fixed random direction per object plus
@@ -13,8 +13,8 @@ import torch
 from textregion_ros.classify import Classification
 from textregion_ros.masks.base import MaskSet
 from textregion_ros.results import FrameResult
-from textregion_ros.scene import moving_objects
-from textregion_ros.tracking import Tracker, TrackerConfig, mask_iou, shift_masks
+from textregion_ros.eval.scene import moving_objects
+from textregion_ros.tracks.tracker import Tracker, TrackerConfig, mask_iou, shift_masks
 
 E = 32
 
