@@ -13,7 +13,7 @@ from textregion_ros.masks.sam2_prompted import PromptMasks
 from textregion_ros.masks.superpixels import Superpixels
 from textregion_ros.pipeline import Pipeline
 from textregion_ros.results import Grounding
-from textregion_ros.frames.schedule import FrameSchedule
+from textregion_ros.frames.schedule import FrameScheduler
 from textregion_ros.frames.target import ground_own
 
 
@@ -117,18 +117,60 @@ def result_of(kind, found):
     return SimpleNamespace(kind=kind, groundings=groundings, masks=MaskSet(m, torch.ones(1), (8, 8)), frame_hw=(8, 8))
 
 
+def cfg(segmentation, full_every=10):
+    from types import SimpleNamespace
+    return SimpleNamespace(segmentation=segmentation, full_every=full_every)
+
+
+class CarryState:
+    """The carry's state as the scheduler reads it (carrying one query or not); its SAM2 steps are tested with
+    real sam2 modules in test_pipeline.py."""
+
+    def __init__(self, query=""):
+        self.query = query
+
+    def carrying(self, query):
+        return bool(self.query) and query == self.query
+
+
 def test_the_schedule_of_each_mode():
-    s = FrameSchedule()
-    assert s.next_is_full("everything", 10, True) and s.next_is_full("target", 10, False)
-    assert not s.next_is_full("target", 10, True)  # target mode never needs a full frame while there is a query
+    s = FrameScheduler()
+    assert s.kind(cfg("everything"), True) == "full" and s.kind(cfg("target"), False) == "full"
+    assert s.kind(cfg("target"), True) == "target"  # target mode never needs a full frame while there is a query
+    assert s.kind(cfg("target"), True, force_full=True) == "full"  # a service answers on a full frame
     kinds = []
     for _ in range(12):
-        full = s.next_is_full("hybrid", 4, True)
-        kinds.append("full" if full else "target")
+        kinds.append(s.kind(cfg("hybrid", 4), True))
         s.done(result_of(kinds[-1], True), "mug")
     assert kinds == ["full", "target", "target", "target"] * 3
     assert torch.equal(s.boxes["mug"], torch.tensor([3.0, 2.0, 7.0, 5.0]))  # the found region's box, xyxy
     s.done(result_of("target", False), "mug")  # lost: the next frame is full, and no box is kept
-    assert s.next_is_full("hybrid", 4, True) and s.boxes == {}
+    assert s.kind(cfg("hybrid", 4), True) == "full" and s.boxes == {}
     s.done(result_of("full", True), "other")  # the watched query is not on the frame: lost
-    assert s.next_is_full("hybrid", 4, True)
+    assert s.kind(cfg("hybrid", 4), True) == "full"
+
+
+def test_one_knob_spaces_full_frames_for_the_sam2_carry_too():
+    s = FrameScheduler(CarryState("mug"))
+    s.done(result_of("full", True), "mug")  # a carry starts from a full frame
+    kinds = []
+    for _ in range(9):
+        kinds.append(s.kind(cfg("everything", 3), True, "mug"))
+        s.done(result_of(kinds[-1], True), "mug")
+    assert kinds == ["propagated", "propagated", "full"] * 3
+    assert s.kind(cfg("everything", 3), True, "cup") == "full"  # another active query: nothing of it is carried
+    assert s.kind(cfg("everything", 1), True, "mug") == "full"  # full_every 1: always full
+    assert FrameScheduler(CarryState("")).kind(cfg("everything", 3), True, "mug") == "full"
+
+
+def test_the_old_names_of_full_every_still_work_with_a_warning():
+    from textregion_ros.config import preset, renamed
+    with pytest.warns(DeprecationWarning, match="hybrid_every is deprecated.*full_every"):
+        assert preset("cpu-lite", hybrid_every=4).full_every == 4
+    with pytest.warns(DeprecationWarning, match="propagate_every"):
+        assert preset("cpu-lite").replace(propagate_every=2).full_every == 2
+    said = []
+    assert renamed({"hybrid_every": 4, "full_every": 7}, said.append) == {"full_every": 7}  # the new name wins
+    assert len(said) == 1 and "wins" in said[0]
+    with pytest.raises(ValueError, match="unknown config keys"):
+        preset("cpu-lite", hybrid_evry=4)

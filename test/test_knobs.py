@@ -112,8 +112,8 @@ def frames(pipe, rgb, name):
     """What a probe compares: one frame, or for a segmentation knob two frames from a fresh schedule."""
     if name not in SEQUENCE_KNOBS:
         return pipe.process(rgb, queries=["red mug"])
-    from textregion_ros.frames.schedule import FrameSchedule, run_frame
-    schedule, q = FrameSchedule(), pipe.embed_queries(["red mug"])
+    from textregion_ros.frames.schedule import FrameScheduler, run_frame
+    schedule, q = FrameScheduler(), pipe.embed_queries(["red mug"])
     return [run_frame(pipe, rgb, q, schedule) for _ in range(2)]
 
 

@@ -177,11 +177,13 @@ def test_sam2_target_tracking_publishes_the_target_between_full_frames(h):  # h:
     # Random SAM2 weights differ per build; some never keep a propagated mask (every frame would be a
     # full one). A fixed seed gives weights whose propagation keeps the object.
     torch.manual_seed(0)
+    # propagate_every: the deprecated name of full_every, still taken from the parameters (with a warning).
     h2 = Harness(namespace="/ux_sam2", extra=[Parameter("target_tracking", value="sam2"),
                                               Parameter("propagate_every", value=3),
                                               Parameter("abstain_threshold", value=0.0),
                                               Parameter("force_masks", value=4)])
     try:
+        assert h2.node.get_parameter("full_every").value == 3
         h2.query("red mug")
         assert h2.wait(lambda: h2.node.parts.active_query == "red mug", 10)
         scene = make_scene()

@@ -92,6 +92,3 @@ def run_frame(pipeline, image, query_embeddings, schedule: FrameScheduler, watch
               force_full: bool = False) -> FrameResult:
     """One frame through ``schedule`` (the benchmark's and the tests' route; the node calls step())."""
     return schedule.step(pipeline, image, query_embeddings, watch, force_full)
-
-
-FrameSchedule = FrameScheduler  # the earlier name

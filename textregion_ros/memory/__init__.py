@@ -2,8 +2,9 @@
 
     memory = ObjectMemory(MemoryConfig())
     memory.integrate(Observation(stamp_ns, "head", pose, K, depth_m, detections))   # each frame
-    ranked = memory.rank(probs, cosines)       # after scoring memory.tokens() against a query
-    save_memory(path, memory, header); memory = load_memory(path, expected_header)
+    ids, tokens = memory.tokens()               # (row ids, (N, D) tokens): score them against a query
+    ranked = memory.rank(ids, probs, cosines, limit=10)   # [(MemoryObject, prob, cosine)], best first
+    save_memory(path, memory, header); n = load_memory(path, expected_header, memory)   # fills ``memory``
 
 Frames: a detection's points and the camera pose are in the memory frame (``map`` or ``odom``);
 the caller looks the pose up at the frame's stamp and never fuses a frame without one.
