@@ -55,7 +55,10 @@ def measure(root: str, regions: int, frames: int, tracking: bool = True) -> dict
     from ros_harness import Harness
     from textregion_ros.config import preset
     from textregion_ros.pipeline import Pipeline
-    from textregion_ros.eval.scene import make_scene
+    try:
+        from textregion_ros.eval.scene import make_scene
+    except ImportError:  # an --old-tree from before the scene moved into eval/
+        from textregion_ros.scene import make_scene
 
     torch.manual_seed(0)
     pipe = Pipeline(preset("cpu-lite", random_weights=True, force_masks=regions, max_masks=regions,

@@ -33,11 +33,11 @@ class Camera:
         self.tracks = Tracks(self.ctx)
         self.slot = LatestSlot()  # inference -> this camera's publish stage
         self.publishers: Dict[str, object] = {}
-        self.publisher = PublishStage(self.ctx, self.tracks, self.publishers, output_frame, self.slot, self.intake,
-                                      name, self.schedule)
         pipe = node_ctx.pipeline
         carry = SamCarry(pipe.propagator, pipe.device) if getattr(pipe, "propagator", None) is not None else None
         self.schedule = FrameScheduler(carry)  # each frame's kind: full, target or propagated (frames/)
+        self.publisher = PublishStage(self.ctx, self.tracks, self.publishers, output_frame, self.slot, self.intake,
+                                      name, self.schedule)
         self.demand = threading.Event()  # a service call: this camera's next frame is processed for it
         self.last_start = 0.0  # when its last frame went into inference (its own max_rate)
 
