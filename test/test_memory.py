@@ -328,3 +328,52 @@ def test_a_file_whose_voxels_are_out_of_order_is_refused(swept, tmp_path):
     with pytest.raises(MemoryFileError, match="sorted"):
         load_memory(path, HEADER, ObjectMemory(MemoryConfig()))
     assert open(path, "rb").read() == before
+
+
+def _start(path):
+    """One start of a node with memory_file ``path``: (the memory it begins with, where it saves, refused)."""
+    memory = ObjectMemory(MemoryConfig())
+    save_path, _, refused = persist.open_memory(path, HEADER, memory)
+    return memory, save_path, refused
+
+
+def test_what_was_gathered_after_a_refused_file_comes_back_at_every_restart(swept, tmp_path):
+    gathered, _, _ = swept
+    path = str(tmp_path / "memory.npz")
+    _garbage(path)
+    corrupt = _digest(path)
+    # Start 1: the file is refused and kept; the memory starts empty and saves go beside it.
+    memory, save_path, refused = _start(path)
+    assert len(memory) == 0 and [p for p, _ in refused] == [path] and save_path == path + ".recovered.npz"
+    save_memory(save_path, gathered, HEADER)  # the run gathers objects and saves them
+    for _ in range(2):  # Starts 2 and 3: the refused file again, and the gathered objects come back
+        memory, again, refused = _start(path)
+        assert again == save_path and [p for p, _ in refused] == [path]
+        assert sorted(memory.objects) == sorted(gathered.objects) and len(memory) > 0
+        save_memory(again, memory, HEADER)  # each run saves what it holds, where it loaded it from
+    assert _digest(path) == corrupt  # the refused file was never touched
+
+
+def test_a_refused_recovered_file_is_kept_too_and_saves_go_to_a_new_name(swept, tmp_path):
+    gathered, _, _ = swept
+    path = str(tmp_path / "memory.npz")
+    _garbage(path)
+    _garbage(path + ".recovered.npz")
+    kept = {p: _digest(p) for p in (path, path + ".recovered.npz")}
+    memory, save_path, refused = _start(path)
+    assert len(memory) == 0 and len(refused) == 2 and save_path == path + ".recovered.1.npz"
+    save_memory(save_path, gathered, HEADER)
+    memory, again, _ = _start(path)
+    assert again == save_path and len(memory) == len(gathered)
+    assert all(_digest(p) == d for p, d in kept.items())
+
+
+def test_a_recovered_file_loads_after_the_refused_one_was_moved_away_and_saves_go_home(swept, tmp_path):
+    gathered, _, _ = swept
+    path = str(tmp_path / "memory.npz")
+    save_memory(path + ".recovered.npz", gathered, HEADER)
+    before = _digest(path + ".recovered.npz")
+    memory, save_path, refused = _start(path)  # no memory.npz: the user moved the broken one away
+    assert not refused and save_path == path and len(memory) == len(gathered)
+    assert _digest(path + ".recovered.npz") == before
+    assert _start(str(tmp_path / "new.npz"))[1:] == (str(tmp_path / "new.npz"), [])  # nothing there: a new memory

@@ -168,8 +168,6 @@ class PipelineConfig:
             raise ValueError("sam2_input_size must be a multiple of 64 and at least 256")
         check_labels(self.vocabulary, "vocabulary")
         check_labels(self.background, "background")
-        if not self.vocabulary and not self.background:
-            raise ValueError("the vocabulary needs at least one label")
         if len(self.vocabulary) + len(self.background) > MAX_LABELS:
             raise ValueError(f"at most {MAX_LABELS} labels (vocabulary + background), got "
                              f"{len(self.vocabulary) + len(self.background)}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 # Consumers: who reads a knob, and so how a change reaches it.
 ENCODER = "encoder"  # the image-text model: built once (restart)
@@ -63,19 +63,36 @@ def preset_values(cls, name: str) -> Dict[str, Any]:
     return {f.name: k.presets[name] for f, k in rows(cls) if name in k.presets}
 
 
-def check_ranges(obj: Any, table: Dict[str, Tuple[float, float]], what: str = "") -> None:
-    """Each named attribute of ``obj`` must be a finite number (not a bool) within its range."""
+def range_problems(obj: Any, table: Dict[str, Tuple[float, float]], what: str = "") -> List[str]:
+    """Each named attribute of ``obj`` must be a finite number (not a bool) within its range: one line per one
+    that is not."""
+    out = []
     for name, (lo, hi) in table.items():
         v = getattr(obj, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-            raise ValueError(f"{what}{name} must be a finite number in [{lo}, {hi}], got {v!r}")
+            out.append(f"{what}{name} must be a finite number in [{lo}, {hi}], got {v!r}")
+    return out
 
 
-def check(obj: Any, what: str = "") -> None:
-    """Ranges and choices of every row of ``obj``'s class (None means "the default" and passes)."""
+def check_ranges(obj: Any, table: Dict[str, Tuple[float, float]], what: str = "") -> None:
+    found = range_problems(obj, table, what)
+    if found:
+        raise ValueError("; ".join(found))
+
+
+def problems(obj: Any, what: str = "") -> List[str]:
+    """Every row of ``obj``'s class outside its range or choices, one line each (None means "the default")."""
     table = {n: r for n, r in ranges(type(obj)).items() if getattr(obj, n) is not None}
-    check_ranges(obj, table, what)
+    found = range_problems(obj, table, what)
     for f, k in rows(type(obj)):
         v = getattr(obj, f.name)
         if k.choices and v not in k.choices:
-            raise ValueError(f"{what}{f.name} must be {' | '.join(k.choices)}, not {v!r}")
+            found.append(f"{what}{f.name} must be {' | '.join(k.choices)}, not {v!r}")
+    return found
+
+
+def check(obj: Any, what: str = "") -> None:
+    """Ranges and choices of every row; all the bad ones in one message, so a user fixes them in one go."""
+    found = problems(obj, what)
+    if found:
+        raise ValueError("; ".join(found))

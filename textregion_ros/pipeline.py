@@ -95,8 +95,8 @@ class Pipeline:
     def prepare_vocabulary(self, labels: Sequence[str], background: Sequence[str] = ()) -> Vocabulary:
         """Validate and embed a vocabulary without touching the one in use (any thread may call it)."""
         labels, background = tuple(labels), tuple(background)
-        if not labels and not background:
-            raise ValueError("the vocabulary needs at least one label")
+        if not labels and not background:  # nothing to label regions with: each is "background", queries still ground
+            background = FALLBACK_BACKGROUND
         check_labels(labels, "vocabulary")
         check_labels(background, "background")
         return Vocabulary(labels + background, len(background), self.text.embed_labels(labels + background),

@@ -137,3 +137,42 @@ def _objects(path: str, meta: Dict[str, Any], a: Dict[str, np.ndarray], dim: int
                                 obs, int(a["stamps"][i, 0]), int(a["stamps"][i, 1]), first_f, last_f,
                                 str(cameras[i]), misses))
     return out
+
+
+MAX_RECOVERED = 100  # recovered files tried after a refused memory file (.recovered.npz, .recovered.1.npz, ...)
+
+
+def recovered_paths(path: str):
+    """Where a memory goes when its file was refused, in the order they are tried and then used."""
+    yield path + ".recovered.npz"
+    for k in range(1, MAX_RECOVERED):
+        yield f"{path}.recovered.{k}.npz"
+
+
+def open_memory(path: str, expected: Dict[str, Any], memory: ObjectMemory):
+    """Fill ``memory`` from ``path`` or, when that is refused or gone, from its recovered files -> (the path saves
+    go to, the path loaded or None, [(refused path, reason)]).
+
+    When ``path`` is refused, its recovered files are tried in order and the first that loads is where saves
+    go, so what was gathered after a refusal comes back at every later start; when none loads, saves go to the
+    first recovered name that does not exist. When ``path`` does not exist (the refused file was moved away),
+    a recovered file still loads, and saves go to ``path``. A save never targets an existing file that was not
+    loaded whole: a refused file stays as it is."""
+    refused = []
+    main_exists = os.path.exists(path)
+    if main_exists:
+        try:
+            load_memory(path, expected, memory)
+            return path, path, refused
+        except (MemoryFileError, OSError) as exc:
+            refused.append((path, str(exc)))
+    for candidate in recovered_paths(path):
+        target = candidate if main_exists else path
+        if not os.path.exists(candidate):
+            return target, None, refused
+        try:
+            load_memory(candidate, expected, memory)
+            return target, candidate, refused
+        except (MemoryFileError, OSError) as exc:
+            refused.append((candidate, str(exc)))
+    raise MemoryFileError(f"{path} and its {MAX_RECOVERED} recovered files were all refused; move them away")

@@ -8,8 +8,9 @@ never fused with a guessed pose. Regions labelled as background are not remember
 
 Persistence follows the lifecycle: ``memory_file`` is loaded on configure and saved atomically on
 a timer, on deactivate and on shutdown. A file that cannot be used is refused with its reason and
-left untouched; the memory then starts empty and saves go to ``<memory_file>.recovered.npz``, so
-nothing in the refused file is ever overwritten.
+left untouched; the memory then comes from ``<memory_file>.recovered.npz`` when that loads (or starts
+empty) and saves go there, so nothing in the refused file is ever overwritten and what was gathered after
+the refusal comes back at the next start.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 from std_msgs.msg import Header
 
-from ..memory import Detection, MemoryFileError, ObjectMemory, Observation, load_memory, save_memory
+from ..memory import Detection, MemoryFileError, ObjectMemory, Observation, save_memory
+from ..memory.persist import open_memory
 from .context import NodeContext
 from .convert import ImageError, depth_to_meters
 from .output_frame import header_in
@@ -201,20 +203,27 @@ class MemoryStage(SlotStage):
 
     # --- persistence ---
     def load(self) -> None:
-        """On configure. load_memory fills the memory only from a file that passed every check, so a refused
-        file leaves it empty."""
+        """On configure: the memory from ``memory_file`` or, after a refusal, from its recovered file, which
+        saves then go to (memory/persist.py: open_memory). A refused file is counted, named and left untouched."""
         path = self.save_path
-        if not path or not os.path.exists(path):
+        if not path:
             return
         try:
             with self.lock:
-                n = load_memory(path, self.expected, self.memory)
-            self.ctx.logger.info(f"memory: loaded {n} objects from {path}")
-        except (MemoryFileError, OSError) as exc:
-            self.save_path = path + ".recovered.npz"
+                self.save_path, loaded, refused = open_memory(path, self.expected, self.memory)
+        except MemoryFileError as exc:
+            self.save_path = ""
             self.ctx.stats.count("bad_input/memory_file")
-            self.ctx.logger.error(f"memory: refused {path}: {exc}. It is left untouched; the memory starts "
-                                  f"empty and is saved to {self.save_path}")
+            self.ctx.logger.error(f"memory: {exc}. The memory starts empty and is not saved")
+            return
+        for bad, reason in refused:
+            self.ctx.stats.count("bad_input/memory_file")
+            self.ctx.logger.error(f"memory: refused {bad}: {reason}. It is left untouched")
+        if loaded:
+            self.ctx.logger.info(f"memory: loaded {len(self.memory)} objects from {loaded}")
+        if self.save_path != path:
+            self.ctx.logger.warning(f"memory: saved to {self.save_path} instead of {path}, which was refused; "
+                                    f"the next start loads it from there again")
 
     def save(self) -> Optional[str]:
         """-> the path written, or None when no memory_file is set."""

@@ -7,14 +7,15 @@ NodeSettings are replaced, and the parts that consume a knob are told (``Applier
 from __future__ import annotations
 
 import dataclasses
+import difflib
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import rclpy
 import rclpy.parameter
 from rcl_interfaces.msg import ParameterType, SetParametersResult
 
-from ..config import PipelineConfig, preset, renamed
+from ..config import DEPRECATED, PipelineConfig, preset, renamed
 from .settings import (DEPENDS_ON, RUNTIME_KNOBS, NodeSettings, check_together, descriptor, effective_defaults,
                        in_use, node_settings, pipeline_config)
 
@@ -36,34 +37,62 @@ def _as_python(name: str, value: Any, floats=()) -> Any:
     return value
 
 
+def empty_list(value) -> bool:
+    """An empty list as rclpy may hand it over: untyped (None), or an empty array of any element type."""
+    return value is None or (not isinstance(value, (str, bytes)) and hasattr(value, "__len__") and len(value) == 0)
+
+
+def string_list(name: str):
+    return rclpy.parameter.Parameter(name, rclpy.parameter.Parameter.Type.STRING_ARRAY, [])
+
+
+def checked(values: Dict[str, Any]):
+    """(config or None, settings or None, problems): the pipeline's rows, the node's and the rules across
+    them, every problem found, so a user fixes them all in one go."""
+    config = settings = None
+    found: List[str] = []
+    try:
+        config = pipeline_config(values)
+    except (ValueError, TypeError) as exc:
+        found.append(str(exc))
+    try:
+        settings = node_settings(values)
+    except (ValueError, TypeError) as exc:
+        found.append(str(exc))
+    if config is not None and settings is not None:
+        try:
+            check_together(config, settings)
+        except ValueError as exc:
+            found.append(str(exc))
+    return config, settings, found
+
+
 class Parameters:
     """Declares every knob on ``node`` and keeps the validated config and settings they give."""
 
     def __init__(self, node, apply: Callable[[Dict[str, Any], Dict[str, Any], Optional[Tuple[str, ...]]], None]):
         self.node = node
         self.apply = apply  # (runtime pipeline knobs, text knobs, new standing queries or None)
-        self.error: Optional[str] = None  # a bad declared value: configure fails with it
+        self.problems: List[str] = []  # every bad declared value: configure fails with all of them
         self.floats: set = set()  # double knobs, which take integers too
-        self.values = self._declare()
-        self.config: Optional[PipelineConfig] = None
-        self.settings = NodeSettings()
-        try:
-            self.config = pipeline_config(self.values)
-            self.settings = node_settings(self.values)
-            check_together(self.config, self.settings)
-        except (ValueError, TypeError) as exc:
-            self.error = self.error or str(exc)
+        overrides = getattr(node, "_parameter_overrides", None) or {}
+        self._prepare(overrides)
+        self.values = self._declare(overrides)
+        config, settings, found = checked(self.values)
+        self.config, self.settings = config, settings or NodeSettings()
+        self.problems += found
+        self._warn_unknown(overrides)
+        node.add_pre_set_parameters_callback(self.pre_set)
         node.add_on_set_parameters_callback(self.on_set)
         node.add_post_set_parameters_callback(self.post_set)
 
-    def _declare(self) -> Dict[str, Any]:
+    def _declare(self, overrides) -> Dict[str, Any]:
         node = self.node
-        self._rename_deprecated(getattr(node, "_parameter_overrides", None))
         preset_name = node.declare_parameter("preset", "realtime", descriptor("preset", "realtime")).value
         try:
             defaults = effective_defaults(preset_name)
         except ValueError as exc:
-            self.error = str(exc)
+            self.problems.append(str(exc))
             defaults = effective_defaults("realtime")
         values: Dict[str, Any] = {"preset": preset_name}
         order = [n for n in defaults if n not in DEPENDS_ON and n != "preset"] + list(DEPENDS_ON)
@@ -81,24 +110,57 @@ class Parameters:
                 self.floats.add(name)
             try:
                 values[name] = node.declare_parameter(name, value, d).value
-            except (rclpy.exceptions.ParameterException, TypeError, ValueError) as exc:
-                self.error = self.error or f"parameter {name}: {exc}"
-                values[name] = node.declare_parameter(name, value, d, ignore_override=True).value
-        try:
-            return {k: _as_python(k, v, self.floats) for k, v in values.items()}
-        except ValueError as exc:
-            self.error = self.error or str(exc)
-            return {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in defaults.items()}
+            except (rclpy.exceptions.ParameterException, TypeError, ValueError):
+                # rclpy refused the given value (its range or type): declared with the default, while the
+                # given value is checked below with every other, so all are reported at once in our words.
+                node.declare_parameter(name, value, d, ignore_override=True)
+                values[name] = overrides[name].value if name in overrides else value
+        # rclpy types an empty list by its value (a byte array). The same empty value, typed as declared (a list
+        # of strings), goes straight into rclpy's table: set_parameters would refuse read-only ones (cameras).
+        table = getattr(node, "_parameters", {})
+        for n in ARRAY_PARAMS:
+            if n in table and empty_list(values.get(n)):
+                table[n] = string_list(n)
+        out = {}
+        for k, v in values.items():
+            try:
+                out[k] = _as_python(k, v, self.floats)
+            except ValueError as exc:
+                self.problems.append(str(exc))
+                out[k] = tuple(defaults[k]) if isinstance(defaults.get(k), (list, tuple)) else defaults.get(k, v)
+        return out
 
-    def _rename_deprecated(self, overrides) -> None:
-        """A deprecated name given in YAML or on the command line (config.DEPRECATED) sets its successor,
-        with a warning; a successor given too wins. rclpy declares from these overrides."""
-        if not overrides:
-            return
+    @property
+    def error(self) -> Optional[str]:
+        """Why configure must fail: every bad value at once (None when all are good)."""
+        return "; ".join(self.problems) or None
+
+    def _prepare(self, overrides) -> None:
+        """What users write, before rclpy declares from it (YAML, -p, a dumped params file): an empty list
+        arrives untyped (``[]``), and becomes an empty list of strings; a deprecated name (config.DEPRECATED)
+        sets its successor, with a warning (a successor given too wins)."""
+        for name in ARRAY_PARAMS:
+            if name in overrides and empty_list(overrides[name].value):
+                overrides[name] = string_list(name)
         given = {k: v.value for k, v in overrides.items()}
         for name, value in renamed(given, self.node.get_logger().warning).items():
             if name not in overrides:
                 overrides[name] = rclpy.parameter.Parameter(name, value=value)
+
+    def _warn_unknown(self, overrides) -> None:
+        """A key no knob has (a typo, a removed knob) would be ignored by rclpy without a word: name it and the
+        closest knob."""
+        known = set(self.values) | set(DEPRECATED) | {"use_sim_time", "start_type_description_service"}
+        for name in sorted(k for k in overrides if k not in known and not k.startswith("qos_overrides.")):
+            close = difflib.get_close_matches(name, sorted(self.values), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            self.node.stats.count("bad_input/parameter")
+            self.node.get_logger().warning(f"parameter {name!r} is not a parameter of this node and is ignored{hint}")
+
+    def pre_set(self, params) -> list:
+        """rclpy's pre-set step: an empty list set at runtime (``ros2 param set ... queries "[]"``, which arrives
+        as an empty array of booleans) keeps its declared type, a list of strings."""
+        return [string_list(p.name) if p.name in ARRAY_PARAMS and empty_list(p.value) else p for p in params]
 
     @staticmethod
     def _preset_with(preset_name: str, **values):
@@ -108,11 +170,11 @@ class Parameters:
             return preset("realtime")
 
     def _probe(self, params) -> Tuple[PipelineConfig, NodeSettings, Dict[str, Any]]:
-        """The config and settings that ``params`` would give (raises ValueError with the reason)."""
+        """The config and settings that ``params`` would give (raises ValueError with every reason)."""
         changed = {p.name: _as_python(p.name, p.value, self.floats) for p in params}
-        values = {**self.values, **changed}
-        config, settings = pipeline_config(values), node_settings(values)
-        check_together(config, settings)
+        config, settings, found = checked({**self.values, **changed})
+        if found:
+            raise ValueError("; ".join(found))
         return config, settings, changed
 
     def on_set(self, params) -> SetParametersResult:

@@ -141,6 +141,11 @@ def descriptor(name: str, value: Any) -> ParameterDescriptor:
     d.read_only = read_only(name)
     if rng is not None:
         d.additional_constraints = f"finite, in [{rng[0]}, {rng[1]}]"
+    choices = ROWS[name].choices if name in ROWS else ()
+    if name == "preset":
+        choices = tuple(PRESET_NAMES)
+    if choices:  # `ros2 param describe` shows the choices as the constraint, not only in the text
+        d.additional_constraints = "one of: " + ", ".join(choices)
     if d.read_only:
         d.description += " (read-only: set it in the params file and restart the node)"
     return d
