@@ -15,28 +15,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-ARGS = [
-    ("namespace", "textregion", "namespace of the node and its topics"),
-    ("params_file", None, "YAML with the node's parameters (default: the package's config/perceive.yaml)"),
-    ("image", "/camera/color/image_raw", "camera image topic (sensor_msgs/Image)"),
-    ("depth", "/camera/aligned_depth_to_color/image_raw", "depth registered to the image (16UC1 mm or 32FC1 m)"),
-    ("camera_info", "/camera/color/camera_info", "camera_info of the image (K is used)"),
-    ("cameras", "", "several cameras on one set of models, comma-separated (head,wrist): each <cam>/image, "
-                    "<cam>/depth and <cam>/camera_info is remapped to /<cam>/color/image_raw, "
-                    "/<cam>/aligned_depth_to_color/image_raw and /<cam>/color/camera_info; empty: one camera "
-                    "(image, depth, camera_info below) or the params file's cameras"),
-    ("compressed", "", "true: subscribe to <image>/compressed; empty: keep the params file's value"),
-    ("use_sim_time", "", "true for bag replay with /clock (RViz too); empty: keep the params file's value"),
-    ("preset", "", "realtime | cpu-lite | paper; empty: keep the params file's value"),
-    ("device", "", "auto | cpu | cuda | cuda:N; empty: keep the params file's value"),
-    ("random_weights", "", "true: random weights for trying the node without weights (meaningless labels)"),
-    ("autostart", "", "false: stay unconfigured until `ros2 lifecycle set`; empty: keep the params file's value"),
-    ("rviz", "false", "start RViz with the overlay, markers and grounded point"),
-    ("fixed_frame", "camera_color_optical_frame", "RViz fixed frame: the camera's optical frame id"),
-]
-
-
-BOOL_ARGS = ("compressed", "use_sim_time", "random_weights", "autostart")  # node parameters, set only when given
+from textregion_ros.ros.launch_args import ARGS, BOOL_ARGS, NAMES, unknown_arguments
 
 
 class NodeFailed(RuntimeError):
@@ -80,10 +59,27 @@ def _remappings(cfg, cameras):
     return out
 
 
+def _params_file_cameras(path):
+    """The cameras a params file names for any node, or []."""
+    import yaml
+
+    try:
+        with open(path) as f:
+            doc = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    for section in doc.values():
+        value = (section or {}).get("ros__parameters", {}).get("cameras") if isinstance(section, dict) else None
+        if isinstance(value, list):
+            return [str(c) for c in value]
+    return []
+
+
 def _setup(context):
     cfg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     share = FindPackageShare("textregion_ros").perform(context)
     params = [cfg("params_file") or f"{share}/config/perceive.yaml"]
+    warnings = [LogInfo(msg="WARNING: " + line) for line in unknown_arguments(context.launch_configurations, NAMES)]
     overrides = {name: cfg(name).lower() == "true" for name in BOOL_ARGS if cfg(name)}
     overrides.update({name: cfg(name) for name in ("preset", "device") if cfg(name)})
     cameras = [c.strip() for c in cfg("cameras").split(",") if c.strip()]
@@ -93,7 +89,7 @@ def _setup(context):
         params.append(overrides)
     node = Node(package="textregion_ros", executable="textregion_node", name="textregion",
                 namespace=cfg("namespace"), output="screen", parameters=params, remappings=_remappings(cfg, cameras))
-    actions = [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_fail_on_error))]
+    actions = warnings + [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_fail_on_error))]
     if cfg("rviz").lower() == "true":
         if shutil.which("rviz2") is None:
             try:
@@ -107,7 +103,8 @@ def _setup(context):
                 return actions
         from textregion_ros.ros.rviz_config import write_rendered
 
-        rviz_cfg = write_rendered(f"{share}/config/perceive.rviz", cfg("namespace"), cfg("fixed_frame"))
+        rviz_cfg = write_rendered(f"{share}/config/perceive.rviz", cfg("namespace"), cfg("fixed_frame"),
+                                  cameras=cameras or _params_file_cameras(params[0]))
         sim_time = overrides.get("use_sim_time", _params_file_sim_time(params[0]))
         sim = {"use_sim_time": sim_time} if sim_time is not None else {}
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",

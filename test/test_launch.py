@@ -17,11 +17,8 @@ LAUNCH = os.path.join(ROOT, "launch", "perceive.launch.py")
 
 
 def launch_args():
-    tree = ast.parse(open(LAUNCH).read())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "ARGS":
-            return ast.literal_eval(node.value)
-    raise AssertionError("ARGS not found")
+    from textregion_ros.ros.launch_args import ARGS
+    return ARGS
 
 
 def test_launch_file_compiles_and_every_argument_is_described():
@@ -32,8 +29,9 @@ def test_launch_file_compiles_and_every_argument_is_described():
     assert all(len(desc) > 10 for _, desc in args.values())
     # Left unset, these must not override the params file.
     assert all(args[n][0] == "" for n in ("compressed", "use_sim_time", "preset", "device", "random_weights",
-                                           "autostart"))
+                                           "memory", "autostart"))
     src = open(LAUNCH).read()
+    assert "unknown_arguments(context.launch_configurations" in src  # a misspelled argument is named
     assert "OnProcessExit" in src and "on_exit=Shutdown()" in src and 'executable="textregion_node"' in src
 
 
@@ -75,3 +73,33 @@ def test_rendered_rviz_config_is_reused_not_left_behind_per_launch(tmp_path):
     assert len(paths) == 1 and sorted(os.listdir(tmp_path)) == [os.path.basename(paths.pop())]
     other = write_rendered(template, "robot2", "base_link", str(tmp_path))
     assert "/robot2/" in open(other).read() and len(os.listdir(tmp_path)) == 2
+
+
+def test_a_misspelled_or_unknown_launch_argument_is_named_with_the_closest_one():
+    from textregion_ros.ros.launch_args import BOOL_ARGS, NAMES, unknown_arguments
+    assert "memory" in NAMES and "memory" in BOOL_ARGS  # memory:=true is a launch argument
+    lines = unknown_arguments(["namespace", "memroy", "rvis", "sam2_input_size"])
+    assert len(lines) == 3, lines
+    assert "'memroy'" in lines[0] and "did you mean 'memory'" in lines[0]
+    assert "'rvis'" in lines[1] and "did you mean 'rviz'" in lines[1]
+    assert "'sam2_input_size'" in lines[2] and "params_file" in lines[2]  # a knob: where it goes instead
+    assert unknown_arguments(NAMES) == []
+
+
+def test_rviz_config_shows_each_cameras_displays_with_several_cameras():
+    with open(os.path.join(ROOT, "config", "perceive.rviz")) as f:
+        template = f.read()
+    one = yaml.safe_load(render(template, "textregion", "f"))["Visualization Manager"]["Displays"]
+    two = yaml.safe_load(render(template, "textregion", "f", ["head", "wrist"]))["Visualization Manager"]["Displays"]
+    topics = [d["Topic"]["Value"] for d in two if "Topic" in d]
+    for d in one:
+        if "Topic" not in d:
+            continue
+        rest = d["Topic"]["Value"][len("/textregion/"):]
+        if rest.startswith("memory/"):  # the memory is the node's, shared by the cameras
+            assert topics.count(d["Topic"]["Value"]) == 1
+        else:
+            assert f"/textregion/head/{rest}" in topics and f"/textregion/wrist/{rest}" in topics, rest
+            assert d["Topic"]["Value"] not in topics  # nothing points at a topic a two-camera node lacks
+    names = [d["Name"] for d in two]
+    assert "TextRegion overlay (head)" in names and len(set(names)) == len(names)

@@ -154,8 +154,8 @@ def test_grounded_best_is_the_better_of_the_two_cameras(two):
 
 def test_a_silent_camera_does_not_slow_the_other_and_bad_input_counts_on_its_own_camera(two):
     wait(two.node.parts.idle, 90)
-    right = two.node.camera("right").ctx.stats
-    left = two.node.camera("left").ctx.stats
+    right = two.node.parts.camera("right").ctx.stats
+    left = two.node.parts.camera("left").ctx.stats
     bad = Image(height=4, width=4, encoding="rgb8", step=12, data=bytes(10))  # step x height != len(data)
     bad.header.stamp, bad.header.frame_id = two.tester.get_clock().now().to_msg(), "right_optical_frame"
     before_left = sum(v for k, v in left.snapshot().items() if k.startswith("bad_input/"))

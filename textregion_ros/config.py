@@ -119,7 +119,8 @@ class PipelineConfig:
                                        "reported as objects", runtime=True, consumer=TEXT)
 
     # --- execution ---
-    device: str = knob("auto", "auto | cpu | cuda | cuda:N", consumer=EXECUTION, presets={"cpu-lite": "cpu"})
+    device: str = knob("auto", "auto | cpu | cuda | cuda:N", consumer=EXECUTION, presets={"cpu-lite": "cpu"},
+                        constraint="one of: auto, cpu, cuda, cuda:N")
     dtype: str = knob("auto", "auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16", consumer=EXECUTION,
                       presets={"cpu-lite": "fp32"}, choices=("auto", "fp32", "bf16", "fp16"))
     compile: bool = knob(False, "CUDA graphs for SAM2 and the encoder (CUDA only, ignored on the CPU; about a "

@@ -41,6 +41,7 @@ class Knob:
     consumer: str = ""
     presets: Mapping[str, Any] = field(default_factory=dict)  # preset name -> value (else the default)
     choices: Tuple[str, ...] = ()  # the only values a string knob takes
+    constraint: str = ""  # the rule of a string knob whose values are not a fixed list (ros2 param describe)
 
 
 def knob(default: Any, doc: str, **meta: Any):

@@ -9,6 +9,9 @@ run the architecture users run.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+
 import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -82,6 +85,26 @@ def _missing(model_name: str, pretrained: str, exc: Exception) -> str:
             f"and copy the cache, or pass a local checkpoint path as the encoder weights.")
 
 
+class _DropRandomInitNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_random_init(random_weights: bool):
+    """open_clip logs "No pretrained weights loaded ... initialized randomly" on the root logger when asked for
+    random weights; the node has said so already in its own words (its RANDOM WEIGHTS banner)."""
+    if not random_weights:
+        yield
+        return
+    notice = _DropRandomInitNotice()
+    logging.getLogger().addFilter(notice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(notice)
+
+
 def load_open_clip(model_name: str, weights: str = "", random_weights: bool = False,
                    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
                    ) -> Tuple[torch.nn.Module, object, TagMetadata]:
@@ -91,8 +114,9 @@ def load_open_clip(model_name: str, weights: str = "", random_weights: bool = Fa
     try:
         # force_quick_gelu follows the tag, as create_model_and_transforms would have it; without it
         # open_clip builds GELU for the OpenAI tags and only warns.
-        model = open_clip.create_model(model_name, pretrained=pretrained, device=device,
-                                       force_quick_gelu=meta.quick_gelu)
+        with _quiet_random_init(random_weights):
+            model = open_clip.create_model(model_name, pretrained=pretrained, device=device,
+                                           force_quick_gelu=meta.quick_gelu)
     except Exception as exc:  # open_clip raises many types for missing or broken downloads
         raise WeightsUnavailableError(_missing(model_name, str(pretrained), exc)) from exc
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Optional, Tuple
 
 import torch
 
 from ..encoders.weights import WeightsUnavailableError
+
+# sam2 scripts its input transforms with torch.jit (SAM2Transforms), which torch 2.14 deprecates with a
+# FutureWarning on every model build: nothing a user of this package can act on, so it is not shown.
+warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
 # size -> (sam2 package config, Hugging Face model id)
 SAM2_MODELS = {

@@ -37,6 +37,7 @@ class Stats:
         self.counts: Counter = Counter()
         self.flags: Dict[str, str] = {}
         self.last_received = time.monotonic()  # of the last image (from when the node was activated)
+        self.cameras: list = []  # with named cameras, the node's entry: the rates are the sum of theirs
 
     def _trim(self, q: Deque[float], now: float) -> None:
         while q and now - q[0] > self.window_s:
@@ -88,6 +89,7 @@ class Stats:
             self.flags[key] = value
 
     def snapshot(self) -> Dict[str, float]:
+        summed = [c.snapshot() for c in self.cameras]  # each camera's own lock, before this one's
         now = time.monotonic()
         mean = lambda q: sum(q) / len(q) if q else float("nan")  # noqa: E731
         with self.lock:
@@ -97,6 +99,8 @@ class Stats:
             out: Dict[str, float] = dict(self.counts)
             out["input_rate_hz"] = len(self.received) / self.window_s
             out["processed_rate_hz"] = len(self.processed) / self.window_s
+            for key in ("input_rate_hz", "processed_rate_hz") if summed else ():
+                out[key] = sum(c[key] for c in summed)
             for name, q in self.published.items():
                 self._trim(q, now)
                 out[f"published_rate_hz/{name}"] = len(q) / self.window_s
@@ -177,6 +181,7 @@ def node_status(node_stats: Stats, cameras, pipeline, state: str, stamp, node_na
     """The node's entry and, with named cameras, one per camera. The node's own entry (models, text, services)
     is silent only when every camera is."""
     named = [c for c in cameras if c.name]
+    node_stats.cameras = [c.ctx.stats for c in named]  # the inference entry's rates: every camera's frames
     if named:
         node_stats.last_received = max(c.ctx.stats.last_received for c in named)
         node_stats.set_flag("input_topic", "any camera")

@@ -56,6 +56,7 @@ class Intake:
         self.K_size: Tuple[int, int] = (0, 0)  # camera_info's (width, height); (0, 0) = not given
         self._warned_qos = False
         self.latest = None  # the newest accepted image: a service call may ask for it after the stage skipped it
+        self.depth_matched = False  # a depth frame matched an image since activation (before: no warning)
 
     # --- callbacks (executor threads) ---
     def on_image(self, msg) -> None:
@@ -175,9 +176,12 @@ class Intake:
                 depth, may_come = self._nearest(t, tol * 1e9, kept)
             buffered = bool(self._depth) or bool(kept)
         if depth is None:
-            if buffered:
+            if buffered and self.depth_matched:
                 self.ctx.warn("depth/unmatched_stamp", "no depth within sync_tolerance of the image; 3D values are NaN")
+            elif buffered:  # depth has never matched yet: its reader was matched by DDS after the image's
+                self.ctx.stats.count("depth/unmatched_before_first_match")
             return None, None
+        self.depth_matched = True
         K = self._camera_K(msg)
         return (depth, K) if K is not None else (None, None)
 
@@ -197,5 +201,6 @@ class Intake:
         """Deactivation: nothing from before it is processed after."""
         self.slot.clear()
         self.latest = None
+        self.depth_matched = False
         with self._depth_cv:
             self._depth.clear()

@@ -55,7 +55,7 @@ class TextRegionNode(LifecycleNode):
         self._group = ReentrantCallbackGroup()
         self._subs: List = []
         self._pubs: dict = {}
-        self._services: List = []
+        self._served: List = []
         self.parts: Optional[Parts] = None  # built on configure, dropped on cleanup
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
         # Steady clock: with use_sim_time and no /clock the node's clock stands still (diagnostics say why).
@@ -105,20 +105,19 @@ class TextRegionNode(LifecycleNode):
         inference = InferenceStage(ctx, cameras, text, arrived)
         best = BestAcrossCameras(ctx, cameras, self._pubs) if len(cameras) > 1 else None
         newest = {c.name: NewestFrame(c, inference) for c in cameras}
-        self._services.append(self.create_service(trsrv.Ground, "ground", GroundService(ctx, newest),
+        self._served.append(self.create_service(trsrv.Ground, "ground", GroundService(ctx, newest),
                                                   qos_profile=qos.SERVICE, callback_group=self._group))
         return Parts(text, cameras, inference, memory, best)
 
     def _create_publishers(self, cameras: List[Camera]) -> None:
         """One publisher per row of the outputs table that this configuration publishes."""
-        s = self.ctx.settings
+        s, missing = self.ctx.settings, {}
         for row in OUTPUTS:
             if (row.stage == "memory" and not s.memory) or (row.stage == "cameras" and len(cameras) < 2):
                 continue
             if not row.available():
                 if row.enabled(s):
-                    self.get_logger().info(f"{row.type_name.split('/')[0]} is not installed: {row.name} is not "
-                                           f"published")
+                    missing.setdefault(row.type_name.split("/")[0], []).append(row.name)
                 continue
             if row.stage == "frame":
                 for cam in cameras:
@@ -126,6 +125,8 @@ class TextRegionNode(LifecycleNode):
                                                                               row.depth)
             else:
                 self._pubs[row.name] = self.create_lifecycle_publisher(row.msg_class(), row.name, row.depth)
+        for package, names in missing.items():  # one line per missing optional package
+            self.get_logger().info(f"{package} is not installed: {', '.join(names)} not published")
 
     def _build_memory(self, lookup, cameras: List[Camera]) -> MemoryStage:
         from std_srvs.srv import Trigger
@@ -136,7 +137,7 @@ class TextRegionNode(LifecycleNode):
         for cam in cameras:
             cam.publisher.memory = memory
         svc = MemoryServices(ctx, memory)
-        self._services += [
+        self._served += [
             self.create_service(trsrv.Find, "find", svc.find, callback_group=self._group),
             self.create_service(Trigger, "memory/save", svc.save, callback_group=self._group),
             self.create_service(Trigger, "memory/clear", svc.clear, callback_group=self._group)]
@@ -188,9 +189,9 @@ class TextRegionNode(LifecycleNode):
         cams = [p for c in self.parts.cameras for p in c.publishers.values()]
         for pub in list(self._pubs.values()) + cams + [self.pub_active]:
             self.destroy_lifecycle_publisher(pub)
-        for svc in self._services:
+        for svc in self._served:
             self.destroy_service(svc)
-        self._pubs, self._services, self.parts = {}, [], None
+        self._pubs, self._served, self.parts = {}, [], None
         self.ctx.pipeline = None  # the models go with the last reference
         release_models()
         return SUCCESS

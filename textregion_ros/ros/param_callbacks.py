@@ -117,10 +117,12 @@ class Parameters:
                 values[name] = overrides[name].value if name in overrides else value
         # rclpy types an empty list by its value (a byte array). The same empty value, typed as declared (a list
         # of strings), goes straight into rclpy's table: set_parameters would refuse read-only ones (cameras).
-        table = getattr(node, "_parameters", {})
+        table, described = getattr(node, "_parameters", {}), getattr(node, "_descriptors", {})
         for n in ARRAY_PARAMS:
             if n in table and empty_list(values.get(n)):
                 table[n] = string_list(n)
+                if n in described:
+                    described[n].type = ParameterType.PARAMETER_STRING_ARRAY
         out = {}
         for k, v in values.items():
             try:

@@ -69,5 +69,6 @@ class Parts:
             part.stop()
         for cam in self.cameras:
             cam.intake.reset()
+            cam.publisher.last = None  # a service never answers on a frame from before a deactivate
         if self.memory is not None:
             self.memory.stop(save=save)

@@ -82,9 +82,10 @@ def run(node_class, args: Optional[List[str]] = None) -> int:
     executor.add_node(node)
     threading.Thread(target=_spin, args=(executor, stop), name="textregion-executor", daemon=True).start()
     result: list = []
+    bring_up = threading.Thread(target=_bring_up, args=(node, stop, result), name="textregion-bringup",
+                                daemon=True)
     if node.get_parameter("autostart").value:
-        threading.Thread(target=_bring_up, args=(node, stop, result), name="textregion-bringup",
-                         daemon=True).start()
+        bring_up.start()
     while not stop.wait(0.2) and not node.finalized.is_set():  # a signal, or `ros2 lifecycle set ... shutdown`
         pass
     stop.set()  # also after a shutdown transition: the executor thread may now end by an exception
@@ -94,8 +95,10 @@ def run(node_class, args: Optional[List[str]] = None) -> int:
     rc = result[0] if result else 0
     if rc == 2:
         rclpy.logging.get_logger("textregion").fatal(f"cannot start: {node.last_failure}")
-    else:
-        node.get_logger().info("stopping" if result else "interrupted during startup")
+    elif bring_up.is_alive():
+        node.get_logger().info("interrupted during startup")
+    else:  # Ctrl-C, SIGTERM or a shutdown transition, after start-up or with lifecycle by hand
+        node.get_logger().info("shut down" if node.finalized.is_set() else "stopping")
     _teardown(node, executor)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -27,23 +27,40 @@ OPTICAL_VIEW = {
 }
 
 
-def render(template: str, namespace: str, fixed_frame: str) -> str:
+SHARED = ("memory/",)  # the node's own topics, one for every camera; the rest are each camera's
+
+
+def render(template: str, namespace: str, fixed_frame: str, cameras=()) -> str:
+    """With several cameras, each camera's display is repeated per camera, on ``<namespace>/<camera>/...`` and
+    named after it; the memory's displays stay one."""
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     cfg = yaml.safe_load(template)
+    displays = []
     for display in cfg["Visualization Manager"]["Displays"]:
         topic = display.get("Topic")
-        if topic and topic.get("Value", "").startswith(DEFAULT_NAMESPACE + "/"):
-            topic["Value"] = ns + topic["Value"][len(DEFAULT_NAMESPACE):]
+        if not (topic and topic.get("Value", "").startswith(DEFAULT_NAMESPACE + "/")):
+            displays.append(display)
+            continue
+        rest = topic["Value"][len(DEFAULT_NAMESPACE) + 1:]
+        if not cameras or rest.startswith(SHARED):
+            topic["Value"] = f"{ns}/{rest}"
+            displays.append(display)
+            continue
+        for cam in cameras:
+            copy = yaml.safe_load(yaml.safe_dump(display))
+            copy["Name"], copy["Topic"]["Value"] = f"{display['Name']} ({cam})", f"{ns}/{cam}/{rest}"
+            displays.append(copy)
+    cfg["Visualization Manager"]["Displays"] = displays
     cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] = fixed_frame
     cfg["Visualization Manager"]["Views"]["Current"] = dict(OPTICAL_VIEW)
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
-def write_rendered(template_path: str, namespace: str, fixed_frame: str, directory: str = "") -> str:
+def write_rendered(template_path: str, namespace: str, fixed_frame: str, directory: str = "", cameras=()) -> str:
     """The rendered config in ``$ROS_HOME/textregion_ros`` (default ~/.ros), named by its content: every
     launch with the same namespace and frame reuses one file instead of leaving a new one in /tmp."""
     with open(template_path) as f:
-        text = render(f.read(), namespace, fixed_frame)
+        text = render(f.read(), namespace, fixed_frame, cameras)
     directory = directory or os.path.join(os.environ.get("ROS_HOME") or os.path.expanduser("~/.ros"),
                                           "textregion_ros")
     os.makedirs(directory, exist_ok=True)

@@ -27,16 +27,20 @@ class NewestFrame:
         self.intake, self.publisher = camera.intake, camera.publisher
 
     def __call__(self, timeout: float = GROUND_WAIT_S):
-        last = self.publisher.last
-        consuming = self.publisher.wanted()
-        if not self.inference.alive or (consuming and last is not None):
-            return last  # inactive: nothing runs; consuming: the newest published frame is current
+        """-> ((Processed, FrameOutputs) or None, why there is none)."""
+        if not self.inference.alive:  # inactive: nothing runs, and a frame from before is not an answer
+            return None, "the node is not active (activate it: ros2 lifecycle set <node> activate)"
+        last = self.publisher.last  # cleared on deactivate: never a frame from before
+        if self.publisher.wanted() and last is not None:
+            return last, ""  # consuming: the newest published frame is current
         newest = self.intake.latest_stamp()
         if newest is None or (last is not None and last[0].stamp_ns >= newest):
-            return last  # no image has arrived at all, or the newest is the one already answered on
+            # no image has arrived at all, or the newest is the one already answered on
+            return last, "" if last is not None else "no camera frame has arrived yet"
         self.camera.demand.set()
         self.intake.offer_latest()
-        return self.publisher.wait_last(newest, timeout)
+        last = self.publisher.wait_last(newest, timeout)
+        return last, "" if last is not None else f"no frame was processed within {timeout:.0f} s"
 
 
 def answered(ctx: NodeContext, name: str, handler, request, response):
@@ -78,15 +82,19 @@ class GroundService:
         camera = request.camera.strip()
         if camera and camera not in self.newest:
             self.ctx.stats.count("bad_input/camera")
-            response.success, response.message = False, f"no camera {camera!r}; cameras: {sorted(self.newest)}"
+            named = sorted(n for n in self.newest if n)
+            response.success = False
+            response.message = (f"no camera {camera!r}; cameras: {named}" if named else
+                                f"no camera {camera!r}: this node has one unnamed camera (leave camera empty)")
             return response
         pipeline = self.ctx.pipeline
         names = [camera] if camera else list(self.newest)
         embedded = pipeline.embed_queries([query]) if pipeline is not None else None
-        answers = [a for a in (self._answer(pipeline, embedded, n) for n in names) if a is not None] \
-            if pipeline is not None else []
+        tried = [self._answer(pipeline, embedded, n) for n in names] if pipeline is not None else []
+        answers = [a for a, _ in tried if a is not None]
         if not answers:
-            response.success, response.message = False, "no camera frame has arrived yet"
+            why = sorted({w for _, w in tried if w}) or ["the node is not configured"]
+            response.success, response.message = False, "; ".join(why)
             return response
         # Over several cameras: the found answer of highest score, else the highest score (it abstains).
         item, out, g = max(answers, key=lambda a: (a[2].found, a[2].prob))
@@ -102,16 +110,21 @@ class GroundService:
         return response
 
     def _answer(self, pipeline, embedded, camera: str):
-        """(item, outputs, Grounding) of ``embedded`` (one query) on this camera's newest frame, or None."""
-        last = self.newest[camera]()
+        """((item, outputs, Grounding) of ``embedded`` (one query) on this camera's newest frame, or None, why)."""
+        last, why = self.newest[camera]()
         if last is None:
-            return None
+            return None, why
         item, out = last
+        max_age = self.ctx.settings.max_age
+        age = (self.ctx.now_ns() - item.stamp_ns) * 1e-9
+        if max_age > 0 and age > max_age:  # the same rule as the frames the node processes
+            return None, f"the newest frame is {age:.1f} s old, above max_age ({max_age:g} s)"
         result = item.result
         region, prob, cos, margin, found = (t.float().cpu() for t in pipeline.ground(
             result.tokens, embedded, result.vocab))
-        return item, out, Grounding(embedded.labels[0], int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]),
-                                    bool(found[0]), result.track_id_of(int(region[0])))
+        g = Grounding(embedded.labels[0], int(region[0]), float(prob[0]), float(cos[0]), float(margin[0]),
+                      bool(found[0]), result.track_id_of(int(region[0])))
+        return (item, out, g), ""
 
 
 FIND_DEFAULT_RESULTS, FIND_MAX_RESULTS = 10, 1000

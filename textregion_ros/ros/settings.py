@@ -146,6 +146,8 @@ def descriptor(name: str, value: Any) -> ParameterDescriptor:
         choices = tuple(PRESET_NAMES)
     if choices:  # `ros2 param describe` shows the choices as the constraint, not only in the text
         d.additional_constraints = "one of: " + ", ".join(choices)
+    elif name in ROWS and ROWS[name].constraint:
+        d.additional_constraints = ROWS[name].constraint
     if d.read_only:
         d.description += " (read-only: set it in the params file and restart the node)"
     return d
@@ -169,14 +171,24 @@ def in_use(cfg: PipelineConfig) -> PipelineConfig:
         sam2_weights = SAM2_MODELS[sam2_size(cfg.sam2_model)][1]
     if point_batch == 0 and dev.type != "cuda":  # on CUDA, auto follows points_per_side, a runtime knob
         point_batch = CPU_POINT_BATCH
-    return dataclasses.replace(cfg, device=str(dev), dtype=dtype, compile=cfg.compile and dev.type == "cuda",
-                               sam2_weights=sam2_weights, point_batch=point_batch)
+    cfg = dataclasses.replace(cfg, device=str(dev), dtype=dtype, compile=cfg.compile and dev.type == "cuda",
+                              sam2_weights=sam2_weights, point_batch=point_batch)
+    if cfg.random_weights:
+        # Random SAM2 heads predict IoU and stability far below the real thresholds (no region would pass),
+        # and a random text tower may label every region as background (the memory would stay empty): with
+        # random weights, every region passes and none is background, so every output shows something.
+        cfg = dataclasses.replace(cfg, **RANDOM_WEIGHTS_DEFAULTS)
+    return cfg
+
+
+RANDOM_WEIGHTS_DEFAULTS = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "background": ()}
 
 
 # Knobs whose shown value depends on others' declared values: declared after them, from what they were
 # given (a YAML device: cpu on a GPU machine must not leave dtype at the bf16 that "auto" meant there).
 DEPENDS_ON = {"dtype": ("device",), "compile": ("device",), "point_batch": ("device",),
-              "sam2_weights": ("mask_source", "sam2_model")}
+              "sam2_weights": ("mask_source", "sam2_model"),
+              **{name: ("random_weights",) for name in RANDOM_WEIGHTS_DEFAULTS}}
 
 
 def effective_defaults(preset_name: str) -> Dict[str, Any]:
