@@ -203,3 +203,33 @@ def test_the_default_single_camera_keeps_todays_topic_names(two):
         assert node.pipeline is two.node.pipeline  # one set of models
     finally:
         node.destroy_node()
+
+
+def test_the_inference_entry_of_diagnostics_carries_the_cameras_rates(two):
+    from textregion_ros.ros.diagnostics import node_status
+    h = two.send("left", make_scene(seed=20))
+    assert two.output("left/regions", h, 90) is not None
+    arr = node_status(two.node.stats, two.node.parts.cameras, two.node.pipeline, "active",
+                      two.node.get_clock().now().to_msg(), two.node.get_fully_qualified_name())
+    entry = next(s for s in arr.status if s.name.endswith(": inference"))
+    values = {kv.key: float(kv.value) for kv in entry.values if kv.key.endswith("_rate_hz")}
+    left = two.node.parts.camera("left").ctx.stats.snapshot()
+    assert values["processed_rate_hz"] > 0 and values["input_rate_hz"] > 0, (entry.message, values)
+    assert values["processed_rate_hz"] >= left["processed_rate_hz"]  # every camera's frames, the left's too
+    assert not entry.message.startswith("0.0 Hz processed of 0.0 Hz"), entry.message
+
+
+def test_the_rendered_rviz_config_shows_topics_this_two_camera_node_publishes(two):
+    import os
+
+    import yaml
+
+    from ros_harness import ROOT
+    from textregion_ros.ros.rviz_config import render
+    with open(os.path.join(ROOT, "config", "perceive.rviz")) as f:
+        cfg = yaml.safe_load(render(f.read(), NS, "f", CAMERAS))
+    topics = {d["Topic"]["Value"] for d in cfg["Visualization Manager"]["Displays"]
+              if "Topic" in d and "/memory/" not in d["Topic"]["Value"]}  # memory is off on this node
+    published = {name for name, _ in two.node.get_publisher_names_and_types_by_node("textregion", NS)}
+    assert {f"{NS}/{c}/overlay" for c in CAMERAS} <= topics and {f"{NS}/{c}/markers" for c in CAMERAS} <= topics
+    assert topics <= published, topics - published

@@ -18,6 +18,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 import textregion_ros.msg as trmsg
+from textregion_ros.srv import Ground
 from ros_harness import ROOT, YAML, stamp_key
 from textregion_ros.ros.convert import array_to_image
 
@@ -42,6 +43,7 @@ class Client:
         self.change = self.node.create_client(ChangeState, "textregion/change_state")
         self.get = self.node.create_client(GetState, "textregion/get_state")
         self.params = self.node.create_client(SetParameters, "textregion/set_parameters")
+        self.ground_client = self.node.create_client(Ground, "ground")
         self.got = {"regions": [], "overlay": []}
         self.node.create_subscription(trmsg.RegionArray, "regions", self.got["regions"].append, 10)
         self.node.create_subscription(Image, "overlay", self.got["overlay"].append, 10)
@@ -64,6 +66,9 @@ class Client:
         req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
         res = self.call(self.params, req).results
         assert all(r.successful for r in res), [r.reason for r in res]
+
+    def ground(self, query="red mug"):
+        return self.call(self.ground_client, Ground.Request(query=query), timeout=120.0)
 
     def spin(self, seconds):
         end = time.monotonic() + seconds
@@ -98,8 +103,8 @@ def ros():
 
 @pytest.fixture(scope="module")
 def life(ros):
-    p, lines = start_node("random_weights:=true", "pred_iou_thresh:=0.0", "stability_score_thresh:=0.0",
-                          "max_age:=0.0")
+    # Random weights with their own defaults (no threshold opened here): every output must show regions.
+    p, lines = start_node("random_weights:=true", "max_age:=0.0")
     c = Client()
     try:
         yield p, lines, c
@@ -122,6 +127,8 @@ def test_every_transition_memory_and_publishing(life, scene):
     assert c.transition(Transition.TRANSITION_CONFIGURE), "".join(lines)[-2000:]
     assert c.state() == "inactive"
     rss1 = rss_mb(p)
+    inactive = c.ground()  # nothing runs while inactive: no answer on any frame, and the reason
+    assert not inactive.success and "not active" in inactive.message, inactive.message
     # Inactive: models loaded, nobody subscribed to the camera, nothing published.
     c.spin(1.0)
     assert c.image_readers() == 0
@@ -141,6 +148,8 @@ def test_every_transition_memory_and_publishing(life, scene):
             break
     assert regions is not None, "".join(lines)[-2000:]
     assert len(regions.regions) == 1, len(regions.regions)
+    answer = c.ground()
+    assert answer.success and (answer.frame_stamp.sec, answer.frame_stamp.nanosec) == key, answer.message
     c.spin(2.0)
     assert not [m for m in c.got["overlay"] if stamp_key(m.header) == key], "publish_overlay false was ignored"
     c.set(max_masks=24, force_masks=0, publish_overlay=True)
@@ -155,8 +164,11 @@ def test_every_transition_memory_and_publishing(life, scene):
         c.spin(1.0)
     c.spin(3.0)
     assert len(c.got["regions"]) == n, "an inactive node published"
-    # Reactivate: it works again, with the restored settings.
+    assert "not active" in c.ground().message
+    # Reactivate: it works again, with the restored settings, and never answers on a frame from before.
     assert c.transition(Transition.TRANSITION_ACTIVATE)
+    stale = c.ground()
+    assert not stale.success and "no camera frame" in stale.message, (stale.success, stale.message)
     end = time.monotonic() + 30
     while c.image_readers() == 0 and time.monotonic() < end:
         c.spin(0.1)
@@ -167,6 +179,14 @@ def test_every_transition_memory_and_publishing(life, scene):
         if regions is not None:
             break
     assert regions is not None and c.output("overlay", key, 20) is not None
+    assert len(regions.regions) > 0, "random weights with their default thresholds showed no region"
+    assert c.ground().success
+    # A frame older than max_age is not answered on, and the reply says why.
+    c.set(max_age=0.5)
+    c.spin(1.5)
+    old = c.ground()
+    assert not old.success and "max_age" in old.message, old.message
+    c.set(max_age=0.0)
     assert c.transition(Transition.TRANSITION_DEACTIVATE)
     # Cleanup frees the models: RSS falls back by most of what configure added.
     assert c.transition(Transition.TRANSITION_CLEANUP)
@@ -190,6 +210,13 @@ def test_every_transition_memory_and_publishing(life, scene):
     assert p.wait(30) == 0
     err = "".join(lines)
     assert "Traceback" not in err, err[-3000:]
+    # The logs of a clean run: no Python warning, one line per missing optional package and configure, and a
+    # shutdown by lifecycle is not called an interrupted start-up.
+    python_warnings = [ln for ln in lines if "Warning:" in ln or "warnings.warn(" in ln or ln.startswith("WARNING:")]
+    assert not python_warnings, python_warnings
+    missing = [ln for ln in lines if "is not installed" in ln]
+    assert len(missing) <= 2 and len({ln.split("]: ")[-1] for ln in missing}) <= 1, missing  # two configures
+    assert "interrupted during startup" not in err and "shut down" in err, err[-1500:]
 
 
 def test_configure_without_weights_fails_with_its_reason(ros):

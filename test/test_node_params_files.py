@@ -7,6 +7,8 @@ parameter_dict_from_yaml_file, which `ros2 param load` uses.
 """
 import time
 
+import numpy as np
+
 import pytest
 import rclpy
 import yaml
@@ -163,3 +165,46 @@ def test_enum_choices_are_the_descriptors_constraint(h):
     assert got["segmentation"] == "one of: everything, target, hybrid", got
     assert "superpixels" in got["mask_source"] and "cpu-lite" in got["preset"] and "sam2" in got["target_tracking"]
     assert got["device"], got  # its choices or its rule, never empty
+
+
+def test_a_single_camera_node_names_its_one_unnamed_camera(h):
+    from textregion_ros.srv import Ground
+    reply = call(h, Ground, "ground", Ground.Request(query="red mug", camera="wrist"), timeout=60)
+    assert not reply.success and "one unnamed camera" in reply.message and "['']" not in reply.message
+
+
+def test_no_depth_warning_before_depth_first_matched_then_one_after():
+    """At start-up the depth reader may be matched by DDS after the image's, so the first images find only
+    later depth frames: counted, not warned. Once depth has matched, a missing match is warned."""
+    from sensor_msgs.msg import Image as ImageMsg
+
+    from textregion_ros.ros.context import NodeContext
+    from textregion_ros.ros.diagnostics import Stats
+    from textregion_ros.ros.intake import Intake
+    from textregion_ros.ros.settings import NodeSettings
+
+    said = []
+
+    class Logger:
+        def warning(self, text, **_):
+            said.append(text)
+
+    ctx = NodeContext(Logger(), Stats(), lambda: 0, NodeSettings(sync_tolerance=0.01))
+    intake = Intake(ctx)
+    intake.K, intake.K_size = np.eye(3), (0, 0)
+
+    def msg(t_s):
+        m = ImageMsg(height=2, width=2, encoding="32FC1", step=8, data=bytes(16))
+        m.header.stamp.sec, m.header.stamp.nanosec = int(t_s), int(round((t_s % 1) * 1e9))
+        return m
+
+    intake.on_depth(msg(10.5))  # the first depth to arrive is of a later image
+    assert intake.match_depth(msg(10.0)) == (None, None)
+    assert not said and ctx.stats.snapshot()["depth/unmatched_before_first_match"] == 1
+    intake.on_depth(msg(11.0))
+    assert intake.match_depth(msg(11.0))[0] is not None  # depth flows
+    assert intake.match_depth(msg(12.0)) == (None, None)  # now a missing match is worth a line
+    assert len(said) == 1 and "sync_tolerance" in said[0]
+    intake.reset()  # a deactivate starts the rule again
+    intake.on_depth(msg(20.5))
+    assert intake.match_depth(msg(20.0)) == (None, None) and len(said) == 1
