@@ -377,3 +377,74 @@ def test_a_recovered_file_loads_after_the_refused_one_was_moved_away_and_saves_g
     assert not refused and save_path == path and len(memory) == len(gathered)
     assert _digest(path + ".recovered.npz") == before
     assert _start(str(tmp_path / "new.npz"))[1:] == (str(tmp_path / "new.npz"), [])  # nothing there: a new memory
+
+
+def test_paths_that_cannot_be_a_memory_file_are_named_without_being_opened(tmp_path):
+    fifo = tmp_path / "fifo.npz"
+    os.mkfifo(fifo)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    cases = {str(fifo): "FIFO", "/dev/zero": "under /dev", "/proc/self/status": "under /proc",
+             str(tmp_path): "directory", str(a_file / "memory.npz"): "not a directory",
+             str(tmp_path / "missing" / "memory.npz"): "does not exist"}
+    for path, reason in cases.items():
+        problem = persist.path_problem(path)
+        assert problem and reason in problem, (path, problem)
+        with pytest.raises(MemoryFileError, match=reason):  # loading refuses it too, and never blocks on the FIFO
+            load_memory(path, HEADER, ObjectMemory(MemoryConfig()))
+    assert persist.path_problem(str(tmp_path / "new.npz")) is None  # absent in a writable directory: fine
+    saved = tmp_path / "saved.npz"
+    saved.write_bytes(b"")
+    assert persist.path_problem(str(saved)) is None
+
+
+def _bomb(path, source, name="keys", size=1 << 30):
+    """``source``'s memory file with the array ``name`` replaced by ``size`` bytes of zeros: about 1 MB packed."""
+    import zipfile
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            if info.filename != name + ".npy":
+                zout.writestr(info, zin.read(info))
+        with zout.open(name + ".npy", "w", force_zip64=True) as f:
+            chunk = bytes(1 << 20)
+            for _ in range(size >> 20):
+                f.write(chunk)
+
+
+def test_a_zip_bomb_is_refused_from_the_zip_directory_before_it_is_unpacked(swept, tmp_path):
+    import resource
+    memory, _, _ = swept
+    normal = str(tmp_path / "memory.npz")
+    save_memory(normal, memory, HEADER)
+    bomb = str(tmp_path / "bomb.npz")
+    _bomb(bomb, normal)
+    assert os.path.getsize(bomb) < 8 << 20  # small on disk
+    before = _digest(bomb)
+    peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
+    assert load_memory(normal, HEADER, ObjectMemory(MemoryConfig())) == len(memory)
+    peak_normal = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(MemoryFileError, match="keys would unpack to .* refused unread"):
+        load_memory(bomb, HEADER, ObjectMemory(MemoryConfig()))
+    peak_bomb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert (peak_bomb - max(peak0, peak_normal)) < 100 * 1024, (peak0, peak_normal, peak_bomb)
+    assert _digest(bomb) == before
+
+
+def test_a_header_claiming_too_many_objects_is_refused(swept, tmp_path):
+    memory, _, _ = swept
+    path = str(tmp_path / "memory.npz")
+    save_memory(path, memory, HEADER)
+    small = MemoryConfig(max_objects=1)
+    with pytest.raises(MemoryFileError, match="memory_max_objects"):
+        load_memory(path, HEADER, ObjectMemory(small))
+    import json
+
+    def impossible_voxels(arrays):
+        meta = json.loads(arrays["header"].tobytes().decode())
+        meta["voxels"] = -3
+        arrays["header"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+
+    edited = str(tmp_path / "m2.npz")
+    saved_then_edited(memory, edited, impossible_voxels)
+    with pytest.raises(MemoryFileError, match="voxel count"):
+        load_memory(edited, HEADER, ObjectMemory(MemoryConfig()))

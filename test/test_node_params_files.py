@@ -208,3 +208,25 @@ def test_no_depth_warning_before_depth_first_matched_then_one_after():
     intake.reset()  # a deactivate starts the rule again
     intake.on_depth(msg(20.5))
     assert intake.match_depth(msg(20.0)) == (None, None) and len(said) == 1
+
+
+@pytest.mark.parametrize("where,reason", [("fifo", "FIFO"), ("/dev/zero", "under /dev"), ("dir", "directory"),
+                                          ("under_a_file", "not a directory")])
+def test_a_memory_file_that_cannot_be_one_fails_configure_at_once_with_the_reason(h, tmp_path, where, reason):
+    import os
+    paths = {"fifo": tmp_path / "m.npz", "/dev/zero": "/dev/zero", "dir": tmp_path,
+             "under_a_file": tmp_path / "f" / "m.npz"}
+    os.mkfifo(paths["fifo"]) if where == "fifo" else None
+    (tmp_path / "f").write_text("a file") if where == "under_a_file" else None
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"memory": True, "memory_file": str(paths[where])}}}))
+    node = start(h, f"/pf_mem_{where.strip('/').replace('/', '_')}", path)
+    try:
+        t0 = time.monotonic()
+        assert node.trigger_configure() != TransitionCallbackReturn.SUCCESS
+        assert time.monotonic() - t0 < 10  # at once: the FIFO is never opened
+        assert reason in node.last_failure and "memory_file" in node.last_failure, node.last_failure
+        assert node.stats.snapshot().get("bad_input/memory_file") == 1
+    finally:
+        stop(h, node)
+    assert not os.path.exists("/dev/zero.recovered.npz")

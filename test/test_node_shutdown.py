@@ -22,7 +22,8 @@ NODE = [sys.executable, "-m", "textregion_ros.ros.node", "--ros-args", "-r", "__
 TRIES = dict(zip(("loading", "idle", "in_flight"),
                  (int(n) for n in os.environ.get("SHUTDOWN_TRIES", "10,2,2").split(","))))
 EXIT_WITHIN_S = 3.0
-NOISE = ("Traceback", "KeyboardInterrupt", "terminate called", "frame failed", "context is invalid",
+NOISE = ("Traceback", "KeyboardInterrupt", "terminate called", "frame failed", "context is invalid", "publish failed",
+         "memory failed",
          "publishing failed", "Exception")
 
 

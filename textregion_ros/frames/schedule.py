@@ -66,15 +66,16 @@ class FrameScheduler:
                                   query_embeddings, self.boxes)
         if result is None:
             result = pipeline.process(image, query_embeddings=query_embeddings)
-        self.done(result, watch)
+        self.done(result, watch, boxes=pipeline.config.segmentation != "everything")
         return result
 
-    def done(self, result: FrameResult, watch: Optional[str] = None) -> None:
-        """After each frame: count, note whether the watched query was found, keep the found queries' boxes."""
+    def done(self, result: FrameResult, watch: Optional[str] = None, boxes: bool = True) -> None:
+        """After each frame: count, note whether the watched query was found, keep the found queries' boxes
+        (``boxes``: only target frames use them, and they cost a mask at frame size each)."""
         self.since_full = 0 if result.kind == FULL else self.since_full + 1
         watched = [g for g in result.groundings if watch is None or g.query == watch]
         self.lost = not watched or not all(g.found for g in watched)
-        found = [g for g in result.groundings if g.found and 0 <= g.region < len(result.masks)]
+        found = [g for g in result.groundings if g.found and 0 <= g.region < len(result.masks)] if boxes else []
         self.boxes = {}
         if found:
             index = torch.tensor([g.region for g in found], device=result.masks.masks.device)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import zipfile
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -35,6 +36,7 @@ def save_memory(path: str, memory: ObjectMemory, header: Dict[str, Any]) -> None
                 frames=memory.frames,
                 labels=[o.label_votes for o in objs], cameras=[o.camera for o in objs])
     sizes = np.array([len(o.keys) for o in objs], np.int64)
+    meta["voxels"] = int(sizes.sum())  # with ``objects``, bounds what each array may unpack to (load_memory)
     arrays = {
         "ids": np.array([o.id for o in objs], np.int64),
         "tokens": np.stack([o.token for o in objs]).astype(np.float32) if objs else np.zeros((0, dim), np.float32),
@@ -71,16 +73,25 @@ def save_memory(path: str, memory: ObjectMemory, header: Dict[str, Any]) -> None
 
 def load_memory(path: str, expected: Dict[str, Any], memory: ObjectMemory) -> int:
     """Fill ``memory`` from ``path`` -> objects loaded; MemoryFileError when the file does not fit."""
+    problem = path_problem(path)
+    if problem:  # a FIFO or a device is never opened: reading it could block or never end
+        raise MemoryFileError(problem)
     size = os.path.getsize(path)
     if size > MAX_FILE_BYTES:
         raise MemoryFileError(f"{path} is {size / 2**20:.0f} MB, above the {MAX_FILE_BYTES >> 20} MB a memory "
                               f"file may have")
     try:
         with np.load(path, allow_pickle=False) as z:
-            if "header" not in z.files or z["header"].size > MAX_HEADER_BYTES:
+            # Sizes come from the zip directory, before anything is unpacked: a small file can unpack to GBs.
+            if "header" not in z.files or z.zip.getinfo("header.npy").file_size > MAX_HEADER_BYTES + NPY_SLACK:
                 raise MemoryFileError(f"{path} has no memory header")
             meta = json.loads(z["header"].tobytes().decode())
             _check_header(path, meta, expected)
+            for name, limit in unpacked_limits(path, meta, int(expected["token_dim"]), memory.config).items():
+                size = z.zip.getinfo(name + ".npy").file_size
+                if size > limit:
+                    raise MemoryFileError(f"{path}: {name} would unpack to {size} bytes, more than its header's "
+                                          f"{meta.get('objects')} objects allow ({limit}); refused unread")
             arrays = {k: z[k] for k in ARRAYS}
     except MemoryFileError:
         raise
@@ -90,6 +101,26 @@ def load_memory(path: str, expected: Dict[str, Any], memory: ObjectMemory) -> in
     objs = _objects(path, meta, arrays, int(expected["token_dim"]))
     memory.replace(objs, max([int(meta.get("next_id", 1))] + [o.id + 1 for o in objs]), int(meta.get("frames", 0)))
     return len(objs)
+
+
+NPY_SLACK = 1 << 16  # a .npy member's own header and padding
+MAX_OBJECTS_FACTOR = 4  # a file may hold this many times memory_max_objects (one saved under a larger setting)
+
+
+def unpacked_limits(path: str, meta: Dict[str, Any], dim: int, config) -> Dict[str, int]:
+    """Each array's largest unpacked size that the header's counts allow (8 bytes an element, the widest dtype
+    written). A file from before ``voxels`` was in the header is allowed memory_max_points x 4 voxels an object."""
+    n, k = meta.get("objects"), meta.get("voxels")
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_OBJECTS_FACTOR * config.max_objects:
+        raise MemoryFileError(f"{path} says it holds {n!r} objects; this node takes at most "
+                              f"{MAX_OBJECTS_FACTOR * config.max_objects} ({MAX_OBJECTS_FACTOR} x memory_max_objects)")
+    if k is None:
+        k = n * config.max_points * 4
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise MemoryFileError(f"{path} has an impossible voxel count {k!r}")
+    rows = {"ids": n, "tokens": n * dim, "voxel_size": n, "counts": 4 * n, "stamps": 2 * n, "offsets": n + 1,
+            "keys": k, "sums": 3 * k, "weights": k}
+    return {name: 8 * count + NPY_SLACK for name, count in rows.items()}
 
 
 def _check_header(path: str, meta: Any, expected: Dict[str, Any]) -> None:
@@ -113,7 +144,7 @@ def _objects(path: str, meta: Dict[str, Any], a: Dict[str, np.ndarray], dim: int
     off = a["offsets"]
     total = int(off[-1]) if n >= 0 else -1
     if off[0] != 0 or (np.diff(off) <= 0).any() or a["keys"].shape != (total,) or a["sums"].shape != (total, 3) \
-            or a["weights"].shape != (total,):
+            or a["weights"].shape != (total,) or meta.get("voxels", total) != total:
         raise MemoryFileError(f"{path}: the voxel arrays do not match the offsets")
     rising = np.diff(a["keys"]) > 0
     rising[off[1:-1] - 1] = True  # one object's last key and the next one's first need no order
@@ -176,3 +207,32 @@ def open_memory(path: str, expected: Dict[str, Any], memory: ObjectMemory):
         except (MemoryFileError, OSError) as exc:
             refused.append((candidate, str(exc)))
     raise MemoryFileError(f"{path} and its {MAX_RECOVERED} recovered files were all refused; move them away")
+
+
+SYSTEM_TREES = ("/dev", "/proc", "/sys")  # never a memory file: reading may hang or never end, writing harms
+
+
+def path_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot be a memory file, or None: it must be a regular file, or absent in a directory this
+    process can write, and outside /dev, /proc and /sys. Checked without opening it (a FIFO would block)."""
+    real = os.path.realpath(os.path.expanduser(path))
+    tree = next((t for t in SYSTEM_TREES if real == t or real.startswith(t + "/")), None)
+    if tree:
+        return f"{path} is under {tree}, not a place for a memory file"
+    try:
+        st = os.stat(real)
+    except (FileNotFoundError, NotADirectoryError):
+        parent = os.path.dirname(real) or "."
+        if not os.path.isdir(parent):
+            return f"{path}: its directory {parent} does not exist or is not a directory"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"{path}: its directory {parent} is not writable by this process"
+        return None
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket"
+                if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        return f"{path} is {kind}, not a regular file"
+    return None

@@ -75,8 +75,7 @@ class TextRegionNode(LifecycleNode):
     # --- transitions ---
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
-            if self.params.error:  # every rule, cross-knob ones too, is checked before minutes of loading
-                raise StartupError(f"bad parameters: {self.params.error}")
+            self.params.check_startup()  # every rule, cross-knob and memory_file's too, before minutes of loading
             pipeline = self._given_pipeline or load_pipeline(self.params.config, self.get_logger())
         except StartupError as exc:
             self.last_failure = str(exc)

@@ -16,6 +16,8 @@ import rclpy.parameter
 from rcl_interfaces.msg import ParameterType, SetParametersResult
 
 from ..config import DEPRECATED, PipelineConfig, preset, renamed
+from ..memory.persist import path_problem
+from .loading import StartupError
 from .settings import (DEPENDS_ON, RUNTIME_KNOBS, NodeSettings, check_together, descriptor, effective_defaults,
                        in_use, node_settings, pipeline_config)
 
@@ -136,6 +138,19 @@ class Parameters:
     def error(self) -> Optional[str]:
         """Why configure must fail: every bad value at once (None when all are good)."""
         return "; ".join(self.problems) or None
+
+    def check_startup(self) -> None:
+        """Configure's check: every bad value, and where memory_file points now (a FIFO would block its load,
+        /dev or a missing directory would fail its first save): StartupError with every reason."""
+        found = list(self.problems)
+        s = self.settings
+        if s.memory and s.memory_file:
+            problem = path_problem(s.memory_file)
+            if problem:
+                self.node.stats.count("bad_input/memory_file")
+                found.append(f"memory_file: {problem}")
+        if found:
+            raise StartupError(f"bad parameters: {'; '.join(found)}")
 
     def _prepare(self, overrides) -> None:
         """What users write, before rclpy declares from it (YAML, -p, a dumped params file): an empty list
