@@ -230,3 +230,23 @@ def test_a_memory_file_that_cannot_be_one_fails_configure_at_once_with_the_reaso
     finally:
         stop(h, node)
     assert not os.path.exists("/dev/zero.recovered.npz")
+
+
+def test_every_refused_set_is_counted_range_type_and_read_only_included(h):
+    """rclpy refuses out-of-range and wrongly typed values and read-only knobs before our validator sees them:
+    each is still counted (bad_input/parameter) and logged, once."""
+    fqn = h.node.get_fully_qualified_name()
+    bad = [Parameter("full_every", value=0), Parameter("full_every", value=-1), Parameter("full_every", value=2**62),
+           Parameter("target_points", value=0), Parameter("target_points", value=17),
+           Parameter("target_points", value="three"), Parameter("abstain_threshold", value=float("nan")),
+           Parameter("sam2_model", value="tiny")]  # read-only while the node runs
+    for p in bad:
+        before = h.node.stats.snapshot().get("bad_input/parameter", 0)
+        result = call(h, SetParameters, f"{fqn}/set_parameters",
+                      SetParameters.Request(parameters=[p.to_parameter_msg()])).results[0]
+        assert not result.successful, p.name
+        assert h.node.stats.snapshot().get("bad_input/parameter", 0) == before + 1, (p.name, p.value)
+    good = Parameter("target_points", value=4).to_parameter_msg()
+    before = h.node.stats.snapshot().get("bad_input/parameter", 0)
+    assert call(h, SetParameters, f"{fqn}/set_parameters", SetParameters.Request(parameters=[good])).results[0].successful
+    assert h.node.stats.snapshot().get("bad_input/parameter", 0) == before

@@ -175,9 +175,29 @@ class Parameters:
             self.node.get_logger().warning(f"parameter {name!r} is not a parameter of this node and is ignored{hint}")
 
     def pre_set(self, params) -> list:
-        """rclpy's pre-set step: an empty list set at runtime (``ros2 param set ... queries "[]"``, which arrives
-        as an empty array of booleans) keeps its declared type, a list of strings."""
-        return [string_list(p.name) if p.name in ARRAY_PARAMS and empty_list(p.value) else p for p in params]
+        """rclpy's pre-set step, which sees every set before anything refuses it: an empty list (``ros2 param set
+        ... queries "[]"`` arrives as an empty array of booleans) keeps its declared type, a list of strings; and
+        a set that will be refused (rclpy's type and range checks, read-only knobs, or ours) is counted and
+        logged here, once, with the parameter and the reason."""
+        params = [string_list(p.name) if p.name in ARRAY_PARAMS and empty_list(p.value) else p for p in params]
+        reason = self._refusal(params)
+        if reason:
+            self.node.stats.count("bad_input/parameter")
+            self.node.get_logger().warning(f"refused parameter set: {reason}", throttle_duration_sec=5.0)
+        return params
+
+    def _refusal(self, params) -> Optional[str]:
+        """Why this set will be refused, or None."""
+        for p in params:
+            if not self.node.has_parameter(p.name):
+                return f"{p.name}: no such parameter"
+            if self.node.describe_parameter(p.name).read_only:
+                return f"{p.name} is read-only: set it in the params file and restart the node"
+        try:
+            self._probe(params)
+        except (ValueError, TypeError) as exc:
+            return str(exc)
+        return None
 
     @staticmethod
     def _preset_with(preset_name: str, **values):
@@ -198,8 +218,7 @@ class Parameters:
         """Validate only: the whole set, against the values in force."""
         try:
             self._probe(params)
-        except (ValueError, TypeError) as exc:
-            self.node.stats.count("bad_input/parameter")
+        except (ValueError, TypeError) as exc:  # counted and logged by pre_set
             return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
