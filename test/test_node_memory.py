@@ -162,6 +162,18 @@ def test_hostile_queries_transforms_and_frames_are_counted_and_the_memory_stays(
     assert h.wait(lambda: snap().get("bad_input/transform", 0) > bad, 10)
     assert h.wait(lambda: snap().get("memory/no_transform", 0) > missing + 1, 10)
     assert len(find(h, "red mug", 100).objects) == n and h.node.parts.alive()
+    # One transform stamped at sec 2**31 - 1, then one making map the camera's child: both refused and
+    # counted, and the next good frame still fuses (neither stops the memory for the rest of the node's life).
+    far = rm.pose_msg(pose, h.now())
+    far.transforms[0].header.stamp.sec = 2**31 - 1
+    loop = rm.pose_msg(pose, h.now())
+    loop.transforms[0].header.frame_id, loop.transforms[0].child_frame_id = CAMERA, "map"
+    bad = snap().get("bad_input/transform", 0)
+    for msg in (far, loop):
+        rm.tf.publish(msg)
+    assert h.wait(lambda: snap().get("bad_input/transform", 0) >= bad + 2, 10), snap()
+    fused = rm.view(pose)
+    assert h.wait(lambda: snap().get("memory/fused", 0) > fused, 30), snap()
 
 
 def test_save_restart_load_gives_the_same_objects(swept):

@@ -130,13 +130,15 @@ def test_over_dds_a_late_buffer_gets_tf_static_and_waits_for_tf():
         end = time.monotonic() + 10
         while time.monotonic() < end and dynamic.get_subscription_count() == 0:
             executor.spin_once(timeout_sec=0.05)
+        base = pub_node.get_clock().now().nanoseconds // 10**9  # stamps near the node's clock, as a robot sends
         for sec in (1, 2):
-            dynamic.publish(TFMessage(transforms=[_ts("map", "base_link", (0, 0, 0, 1), (float(sec), 0, 0), sec=sec)]))
+            dynamic.publish(TFMessage(transforms=[_ts("map", "base_link", (0, 0, 0, 1), (float(sec), 0, 0),
+                                                      sec=base + sec)]))
         found = None
         while time.monotonic() < end and found is None:
             executor.spin_once(timeout_sec=0.05)
             try:
-                found = buf.lookup("map", "camera", 1_500_000_000, 0.0)
+                found = buf.lookup("map", "camera", (base + 1) * 10**9 + 500_000_000, 0.0)
             except TransformUnavailable:
                 pass
         assert found is not None, "no transform arrived over DDS"
@@ -146,3 +148,25 @@ def test_over_dds_a_late_buffer_gets_tf_static_and_waits_for_tf():
         sub_node.destroy_node()
     finally:
         rclpy.shutdown()
+
+
+def test_a_far_stamp_or_a_loop_is_refused_counted_and_never_stops_the_next_lookup():
+    """One /tf message stamped at sec 2**31 - 1 pushed every later sample out of the cache, and one making map a
+    child of the camera made every lookup a loop: both are refused now, and the stream goes on."""
+    bad = []
+    now = [10 * 10**9]
+    buf = TfBuffer(None, on_bad=lambda r, t: bad.append((r, t)), now_ns=lambda: now[0])
+    stream = lambda sec: buf.add(TFMessage(transforms=[_ts(p, c, q, t, sec=sec) for c, (p, q, t) in TREE.items()]),
+                                 False)  # noqa: E731
+    stream(10)
+    buf.add(TFMessage(transforms=[_ts("map", "camera", (0, 0, 0, 1), (9, 9, 9), sec=2**31 - 1)]), False)
+    buf.add(TFMessage(transforms=[_ts("camera", "map", (0, 0, 0, 1), (0, 0, 0), sec=10, nanosec=5)]), False)
+    assert [r for r, _ in bad] == ["transform", "transform"]
+    assert "from the node's clock" in bad[0][1] and "loop" in bad[1][1]
+    now[0] = 11 * 10**9
+    stream(11)  # the stream goes on, and a stamp between its samples is found as before
+    T = buf.lookup("map", "camera", 10_500_000_000, 0.0)
+    H = _H_to_root("camera")
+    assert np.allclose(_apply(T, [1.0, 2.0, 3.0]), (H @ [1.0, 2.0, 3.0, 1.0])[:3], atol=1e-9)
+    # A clock of 0 (sim time before /clock) checks no stamp.
+    TfBuffer(None, now_ns=lambda: 0).add(TFMessage(transforms=[_ts("a", "b", (0, 0, 0, 1), (0, 0, 0), sec=5)]), False)

@@ -5,7 +5,10 @@ tf2_ros is not on PyPI (the wheels this project tests with lack it). Its message
 answers the one question the node asks: the transform between two frames at an image's stamp.
 It follows tf2's rules: frames form a tree, dynamic transforms are interpolated between the two
 samples around the stamp (never extrapolated past them), static ones hold at every time, and a
-stamp of 0 means the latest. Transforms with NaN, inf or a zero quaternion are refused and counted.
+stamp of 0 means the latest. Transforms with NaN, inf or a zero quaternion are refused and counted, and so
+are two kinds that would otherwise poison the buffer for good: a stamp more than ``MAX_SKEW_S`` from the
+node's clock (one far-future sample would push every later one out of the cache), and a transform that would
+make the frames a loop.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ except ImportError:  # the PyPI wheels
 
 CACHE_S = 10.0  # seconds of dynamic transforms kept per frame (tf2's default)
 MAX_DEPTH = 64  # frames between a frame and its root; deeper means a loop in bad input
+MAX_SKEW_S = 60.0  # a dynamic transform stamped further than this from the node's clock is refused
 
 
 class TransformUnavailable(LookupError):
@@ -78,7 +82,8 @@ class _Samples:
 class TfBuffer:
     """tf2's lookup from /tf and /tf_static, for a node without tf2_ros (and for tests)."""
 
-    def __init__(self, node, on_bad=None):
+    def __init__(self, node, on_bad=None, now_ns=None):
+        self._now_ns = now_ns or ((lambda: node.get_clock().now().nanoseconds) if node is not None else None)
         self._cv = threading.Condition()
         self._dynamic: Dict[str, _Samples] = {}
         self._static: Dict[str, Tuple[str, RigidTransform]] = {}
@@ -100,16 +105,42 @@ class TfBuffer:
                 t_ns = stamp_ns(ts.header.stamp)
                 if not parent or not child or parent == child:
                     raise ValueError(f"frames {parent!r} -> {child!r}")
+                if not static:
+                    self._check_stamp(t_ns)
             except (ValueError, ImageError) as exc:
-                if self._on_bad is not None:
-                    self._on_bad("transform", f"refused a transform {parent!r} -> {child!r}: {exc}")
+                self._refuse(parent, child, str(exc))
                 continue
             with self._cv:
+                if self._above(parent, child):
+                    self._refuse(parent, child, f"{child!r} is already above {parent!r}: the frames would form a loop")
+                    continue
                 if static:
                     self._static[child] = (parent, T)
                 else:
                     self._dynamic.setdefault(child, _Samples()).add(t_ns, parent, T)
                 self._cv.notify_all()
+
+    def _refuse(self, parent: str, child: str, why: str) -> None:
+        if self._on_bad is not None:
+            self._on_bad("transform", f"refused a transform {parent!r} -> {child!r}: {why}")
+
+    def _check_stamp(self, t_ns: int) -> None:
+        now = self._now_ns() if self._now_ns is not None else 0
+        if now > 0 and abs(t_ns - now) > MAX_SKEW_S * 1e9:  # a clock of 0: sim time before /clock, not checked
+            raise ValueError(f"stamp {t_ns * 1e-9:.3f} s is {abs(t_ns - now) * 1e-9:.0f} s from the node's clock "
+                             f"(more than {MAX_SKEW_S:.0f} s)")
+
+    def _above(self, frame: str, child: str) -> bool:
+        """Is ``child`` ``frame`` or one of its ancestors (by the latest samples)? Then child -> frame is a loop."""
+        for _ in range(MAX_DEPTH):
+            if frame == child:
+                return True
+            step = self._static.get(frame) or (self._dynamic[frame].items[-1] if self._dynamic.get(frame) and
+                                               self._dynamic[frame].items else None)
+            if step is None:
+                return False
+            frame = step[0]
+        return True
 
     def _step(self, frame: str, t_ns: int) -> Optional[Tuple[str, RigidTransform]]:
         """(parent, frame -> parent) at the stamp; None for a root (a frame that is nobody's child)."""
