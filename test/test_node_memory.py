@@ -255,3 +255,35 @@ def test_the_whole_map_waits_for_memory_publish_every_and_grounded_does_not(swep
         assert stamp(rm.objects[-1]) == stamp(rm.grounded[-1])  # the newest state: the last fused frame's
     finally:
         h.node.set_parameters([Parameter("memory_publish_every", value=0.0)])
+
+
+# Last in this module: it clears the memory the tests above share.
+def test_bursts_from_one_client_and_from_twenty_are_each_answered_and_shedding_is_counted(swept):
+    """100 requests to each of our services at once, from one client and then from 20 (5 each): every caller
+    gets a reply, the answer or "busy", and every "busy" is counted (shed/*)."""
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    from textregion_ros.srv import Ground
+    h = swept[0]
+    # A caller that fires a burst needs a response queue as deep as its burst, or its own middleware drops answers.
+    deep = QoSProfile(history=HistoryPolicy.KEEP_ALL, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+    services = [(Find, "find", lambda i: Find.Request(query=f"thing {i % 5}")),
+                (Trigger, "memory/save", lambda i: Trigger.Request()),
+                (Ground, "ground", lambda i: Ground.Request(query=f"thing {i % 5}")),
+                (Trigger, "memory/clear", lambda i: Trigger.Request())]
+    for kind, name, request in services:
+        for clients in (1, 20):
+            made = [h.tester.create_client(kind, name, qos_profile=deep) for _ in range(clients)]
+            assert all(c.wait_for_service(10) for c in made)
+            before = sum(v for k, v in h.node.stats.snapshot().items() if k.startswith("shed/"))
+            futures = [made[i % clients].call_async(request(i)) for i in range(100)]
+            assert h.wait(lambda: all(f.done() for f in futures), 180), (name, clients, sum(f.done() for f in futures))
+            replies = [f.result() for f in futures]
+            busy = sum(not r.success and r.message.startswith("busy") for r in replies)
+            assert all(r.success or r.message.startswith("busy") or (name == "ground" and "frame" in r.message)
+                       for r in replies), (name, {r.message for r in replies if not r.success})
+            shed = sum(v for k, v in h.node.stats.snapshot().items() if k.startswith("shed/")) - before
+            assert shed == busy, (name, clients, shed, busy)
+            for c in made:
+                h.tester.destroy_client(c)
+    assert h.node.parts.alive()

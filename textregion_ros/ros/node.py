@@ -37,7 +37,7 @@ from .output_frame import OutputFrame
 from .outputs import OUTPUTS, RANDOM_BANNER
 from .param_callbacks import Parameters
 from .parts import Parts
-from .services import GroundService, MemoryServices, NewestFrame
+from .services import MAX_WAITING, Gate, GroundService, MemoryServices, NewestFrame
 from .tf_buffer import make_lookup
 from .text_stage import STANDING, VOCABULARY, TextStage
 
@@ -103,7 +103,8 @@ class TextRegionNode(LifecycleNode):
         memory = self._build_memory(lookup, cameras) if s.memory else None
         inference = InferenceStage(ctx, cameras, text, arrived)
         best = BestAcrossCameras(ctx, cameras, self._pubs) if len(cameras) > 1 else None
-        newest = {c.name: NewestFrame(c, inference) for c in cameras}
+        waiting = Gate(MAX_WAITING)  # ground calls waiting for a frame, over every camera
+        newest = {c.name: NewestFrame(c, inference, waiting) for c in cameras}
         self._served.append(self.create_service(trsrv.Ground, "ground", GroundService(ctx, newest),
                                                   qos_profile=qos.SERVICE, callback_group=self._group))
         return Parts(text, cameras, inference, memory, best)
@@ -136,10 +137,10 @@ class TextRegionNode(LifecycleNode):
         for cam in cameras:
             cam.publisher.memory = memory
         svc = MemoryServices(ctx, memory)
-        self._served += [
-            self.create_service(trsrv.Find, "find", svc.find, callback_group=self._group),
-            self.create_service(Trigger, "memory/save", svc.save, callback_group=self._group),
-            self.create_service(Trigger, "memory/clear", svc.clear, callback_group=self._group)]
+        self._served += [self.create_service(kind, name, handler, qos_profile=qos.SERVICE, callback_group=self._group)
+                         for kind, name, handler in ((trsrv.Find, "find", svc.find),
+                                                     (Trigger, "memory/save", svc.save),
+                                                     (Trigger, "memory/clear", svc.clear))]
         return memory
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

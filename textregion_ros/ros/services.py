@@ -6,6 +6,8 @@ frame is processed for it, and the reply says which frame that was and how old.
 """
 from __future__ import annotations
 
+import threading
+
 import textregion_ros.msg as trmsg
 from builtin_interfaces.msg import Time
 
@@ -16,14 +18,30 @@ from . import messages
 from .context import NodeContext
 
 GROUND_WAIT_S = 30.0  # longest a call waits for its frame (a 2-core CPU takes ~5 s per frame)
+# Calls that may wait for a frame at once: each holds an executor thread (4), and the camera callbacks need one.
+MAX_WAITING = 2
+
+
+class Gate:
+    """At most ``limit`` calls inside at once; one more is shed (answered "busy" at once, and counted), so a burst
+    never holds every executor thread and every caller gets an answer."""
+
+    def __init__(self, limit: int):
+        self._free = threading.BoundedSemaphore(limit)
+
+    def enter(self) -> bool:
+        return self._free.acquire(blocking=False)
+
+    def leave(self) -> None:
+        self._free.release()
 
 
 class NewestFrame:
     """The frame a service answers on, for one camera: the newest published, or the newest received, processed
     on demand."""
 
-    def __init__(self, camera, inference):
-        self.camera, self.inference = camera, inference
+    def __init__(self, camera, inference, waiting: Gate):
+        self.camera, self.inference, self.waiting = camera, inference, waiting
         self.intake, self.publisher = camera.intake, camera.publisher
 
     def __call__(self, timeout: float = GROUND_WAIT_S):
@@ -37,9 +55,15 @@ class NewestFrame:
         if newest is None or (last is not None and last[0].stamp_ns >= newest):
             # no image has arrived at all, or the newest is the one already answered on
             return last, "" if last is not None else "no camera frame has arrived yet"
-        self.camera.demand.set()
-        self.intake.offer_latest()
-        last = self.publisher.wait_last(newest, timeout)
+        if not self.waiting.enter():  # shed: every thread it could take is already waiting for a frame
+            self.camera.ctx.stats.count("shed/ground")
+            return None, f"busy: {MAX_WAITING} calls are already waiting for a frame; call again"
+        try:
+            self.camera.demand.set()
+            self.intake.offer_latest()
+            last = self.publisher.wait_last(newest, timeout)
+        finally:
+            self.waiting.leave()
         return last, "" if last is not None else f"no frame was processed within {timeout:.0f} s"
 
 
@@ -135,6 +159,7 @@ class MemoryServices:
 
     def __init__(self, ctx: NodeContext, stage):
         self.ctx, self.stage = ctx, stage
+        self.saving = Gate(1)  # one save writes at a time; a save asked for meanwhile is told so at once
 
     def find(self, request, response):
         return answered(self.ctx, "find", self._find, request, response)
@@ -159,6 +184,10 @@ class MemoryServices:
         return response
 
     def save(self, request, response):
+        if not self.saving.enter():
+            self.ctx.stats.count("shed/memory_save")
+            response.success, response.message = False, "busy: a save is being written now; call again"
+            return response
         try:
             path = self.stage.save()
             response.success = path is not None
@@ -166,6 +195,8 @@ class MemoryServices:
         except OSError as exc:  # the disk, not us: say so, the previous file stays whole
             self.ctx.stats.count("memory/save_failed")
             response.success, response.message = False, f"could not save: {exc}"
+        finally:
+            self.saving.leave()
         return response
 
     def clear(self, request, response):
