@@ -306,6 +306,10 @@ def main() -> int:
     ap.add_argument("--matrix", action="store_true", help="realtime at 30 and 60 fps, paper at 30 (issue 9)")
     ap.add_argument("--cameras", type=int, default=0,
                     help="N >= 2: one node with N cameras against N nodes of one camera, same run (node_cameras.py)")
+    ap.add_argument("--flood", action="store_true",
+                    help="with --cameras 2: the second camera silent, then flooded with garbage (node_cameras.py)")
+    ap.add_argument("--flood-fps", type=float, default=60)
+    ap.add_argument("--rounds", type=int, default=2, help="with --flood: quiet and flooded windows of each")
     ap.add_argument("--memory-objects", type=int, default=-1,
                     help="N >= 0: the object memory on, starting with N remembered objects, and the camera's TF")
     ap.add_argument("--json", default=None)
@@ -317,9 +321,9 @@ def main() -> int:
     import rclpy
     rclpy.init()
     if args.cameras >= 2:
-        from node_cameras import run_cameras
+        from node_cameras import run_cameras, run_flood
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-        report = run_cameras(args, env)
+        report = run_flood(args, env) if args.flood else run_cameras(args, env)
         rclpy.shutdown()
         print(json.dumps(report, indent=2), flush=True)
         if args.json:

@@ -2,6 +2,7 @@
 messages interleaved, every output subscribed. Not a CI test: it runs for minutes.
 
     python bench/bench_soak.py [--minutes 10] [--fps 60] [--bad-every 7] [--preset cpu-lite]
+    python bench/bench_soak.py --surfaces [--minutes 10] [--bad-period 0.25]   # two cameras, memory, new surfaces
 
 Reports crashes (the node process must still be alive at the end), the node's RSS over time
 (growth after a warm-up), and every bad message sent against the bad_input counters the node
@@ -87,8 +88,17 @@ def main() -> int:
     ap.add_argument("--bad-every", type=int, default=7)
     ap.add_argument("--preset", default="cpu-lite")
     ap.add_argument("--warmup", type=float, default=60, help="seconds before RSS growth is measured")
+    ap.add_argument("--surfaces", action="store_true",
+                    help="two cameras, memory on, a hostile client on the new surfaces (soak_surfaces.py)")
+    ap.add_argument("--bad-period", type=float, default=0.25, help="with --surfaces: seconds between bad inputs")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if args.surfaces:
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(ROOT, "config", "fastdds_localhost.xml"))
+        os.environ.setdefault("ROS_DOMAIN_ID", "76")
+        args.fps = args.fps if args.fps != 60 else 30.0  # two cameras at 30 fps
+        from soak_surfaces import main_surfaces
+        return main_surfaces(args)
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(ROOT, "config", "fastdds_localhost.xml"))
     os.environ.setdefault("ROS_DOMAIN_ID", "77")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))

@@ -144,3 +144,79 @@ def run_cameras(args, env) -> dict:
               "min_camera_share_one_node": min((s for s in shared["share"].values() if s is not None), default=None)}
     return {"cameras": n, "preset": args.preset, "device": args.device, "camera_fps": args.fps,
             "regions_forced": args.regions, "one_node": shared, "separate_nodes": separate, "ratios": ratios}
+
+
+# A hostile camera: camera-sized Image messages that are each refused for another reason, at --flood-fps.
+FLOOD = r"""
+import sys, time, rclpy, numpy as np, signal
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+fps = float(sys.argv[1]); stop = []
+rclpy.init(); n = rclpy.create_node("bench_flood", namespace=sys.argv[2])
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+pub = n.create_publisher(Image, "image", qos_profile_sensor_data)
+payload = np.random.default_rng(0).integers(0, 255, 640 * 480 * 3, dtype=np.uint8).tobytes()
+def garbage(k):
+    m = Image(height=480, width=640, encoding="rgb8", step=640 * 3, data=payload)
+    m.header.stamp, m.header.frame_id = n.get_clock().now().to_msg(), "flood_optical"
+    kind = k % 5
+    if kind == 0: m.step = 7  # step x height is not the payload
+    elif kind == 1: m.encoding = "32FC1"  # not a colour encoding
+    elif kind == 2: m.width, m.height, m.step = 100000, 100000, 300000  # an absurd size
+    elif kind == 3: m.header.stamp.sec += 3600  # an hour ahead of the node's clock
+    else: m.header.frame_id = ""  # nowhere to place its outputs
+    return m
+while pub.get_subscription_count() == 0 and not stop: time.sleep(0.05)
+period = 1.0 / fps; t = time.monotonic(); sent = 0
+while not stop:
+    pub.publish(garbage(sent)); sent += 1
+    t += period; time.sleep(max(0.0, t - time.monotonic()))
+print(sent)
+"""
+
+
+def run_flood(args, env) -> dict:
+    """One node, two cameras: the good one at --fps throughout; the other silent, then flooded with garbage at
+    --flood-fps, in alternating windows of --seconds (--rounds of each). The good camera's processed frames per
+    second in the flooded windows over the quiet ones is the ratio reported (issue: >= 0.9)."""
+    good, bad = "cam0", "cam1"
+    layout = Layout(args, "flood", [("/bench_flood", [good, bad])], env)
+    windows = []
+    try:
+        deadline = time.monotonic() + args.startup_timeout
+        while time.monotonic() < deadline and not all(layout.entries().values()):
+            layout.spin(0.5)
+        for pub in layout.queries:
+            from std_msgs.msg import String
+            pub.publish(String(data="red mug"))
+        layout.cameras.append(subprocess.Popen([sys.executable, "-c", CAMERA, str(args.fps), f"/bench_flood/{good}"],
+                                               env=env, stdout=subprocess.PIPE, text=True))
+        layout.spin(args.warmup)
+        key = f"/bench_flood/{good}"
+        for _ in range(args.rounds):
+            for flooded in (False, True):
+                flood = subprocess.Popen([sys.executable, "-c", FLOOD, str(args.flood_fps), f"/bench_flood/{bad}"],
+                                         env=env, stdout=subprocess.PIPE, text=True) if flooded else None
+                layout.spin(3.0 if flooded else 0.0)  # the flood's publisher matched before the window opens
+                before, t0 = dict(layout.entries()[key]), time.monotonic()
+                bad0 = layout.entries()[f"/bench_flood/{bad}"]
+                layout.spin(args.seconds)
+                after, window = dict(layout.entries()[key]), time.monotonic() - t0
+                bad1 = layout.entries()[f"/bench_flood/{bad}"]
+                if flood is not None:
+                    flood.terminate()
+                    flood.wait(30)
+                refused = sum(float(v) for k, v in bad1.items() if k.startswith("bad_input/")) - \
+                    sum(float(v) for k, v in bad0.items() if k.startswith("bad_input/"))
+                windows.append({"flooded": flooded, "window_s": round(window, 1),
+                                "good_processed": int(float(after.get("processed", 0)) -
+                                                      float(before.get("processed", 0))),
+                                "garbage_refused": int(refused)})
+    finally:
+        layout.stop()
+    rate = lambda fl: sum(w["good_processed"] for w in windows if w["flooded"] == fl) / \
+        sum(w["window_s"] for w in windows if w["flooded"] == fl)  # noqa: E731
+    quiet, flooded = rate(False), rate(True)
+    return {"preset": args.preset, "device": args.device, "camera_fps": args.fps, "flood_fps": args.flood_fps,
+            "regions_forced": args.regions, "windows": windows, "good_fps_quiet": round(quiet, 4),
+            "good_fps_flooded": round(flooded, 4), "flooded_over_quiet": round(flooded / quiet, 3) if quiet else None}

@@ -285,11 +285,12 @@ def test_a_node_slower_than_the_camera_still_matches_depth(h, monkeypatch):
     import threading
     from sensor_msgs.msg import CameraInfo
     from builtin_interfaces.msg import Time
-    from textregion_ros.ros import inference, intake
+    from textregion_ros.frames.schedule import FrameScheduler
+    from textregion_ros.ros import intake
     from textregion_ros.ros.convert import array_to_image
 
     gate, started = threading.Event(), threading.Event()
-    real = inference.InferenceStage._infer
+    real = FrameScheduler.step  # the frame's inference, held
 
     def held(self, *args, **kwargs):
         started.set()
@@ -299,7 +300,7 @@ def test_a_node_slower_than_the_camera_still_matches_depth(h, monkeypatch):
     scene = make_scene()
     depth = array_to_image(np.nan_to_num(scene.depth_m, nan=0.0).astype(np.float32), "32FC1")
     h.wait_idle()
-    monkeypatch.setattr(inference.InferenceStage, "_infer", held)
+    monkeypatch.setattr(FrameScheduler, "step", held)
     try:
         stamp = h.now()
         key = stamp.sec * 10**9 + stamp.nanosec

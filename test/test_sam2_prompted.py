@@ -64,7 +64,7 @@ def test_a_target_frame_on_sam2_grounds_among_the_predictors_own_answers(sam2_ti
     masks SAM2ImagePredictor gives for that query's prompts, and the frame's SAM2 image encoder ran once."""
     from textregion_ros.config import preset
     from textregion_ros.pipeline import Pipeline
-    from textregion_ros import target_frame
+    from textregion_ros.frames import target as target_frame
 
     rgb = make_scene(width=256, height=192).rgb
     sam = Sam2Everything(sam2_tiny, points_per_side=2)
