@@ -250,3 +250,31 @@ def test_every_refused_set_is_counted_range_type_and_read_only_included(h):
     before = h.node.stats.snapshot().get("bad_input/parameter", 0)
     assert call(h, SetParameters, f"{fqn}/set_parameters", SetParameters.Request(parameters=[good])).results[0].successful
     assert h.node.stats.snapshot().get("bad_input/parameter", 0) == before
+
+
+def test_bad_input_is_counted_every_time_and_logged_once_per_reason_and_period():
+    """A flood of refused messages pays a count each, and one line per reason every LOG_EVERY_S (rclpy's own
+    throttle costs about 0.4 ms a call, which a 60 Hz flood would pay on every message)."""
+    import dataclasses
+
+    from textregion_ros.ros import context
+    from textregion_ros.ros.diagnostics import Stats
+    from textregion_ros.ros.settings import NodeSettings
+
+    lines = []
+
+    class Logger:
+        def warning(self, text, **_):
+            lines.append(text)
+
+    ctx = context.NodeContext(Logger(), Stats(), lambda: 0, NodeSettings())
+    other = dataclasses.replace(ctx, stats=Stats())  # a named camera's context: its own lines
+    for _ in range(500):
+        ctx.bad_input("bad_step", "step x height is not the payload")
+        ctx.bad_input("unsupported_encoding", "'32FC1' is not a color encoding")
+    other.bad_input("bad_step", "on the other camera")
+    assert ctx.stats.snapshot()["bad_input/bad_step"] == 500
+    assert len(lines) == 3 and "on the other camera" in lines[-1]
+    ctx._logged["bad_input/bad_step"] -= context.LOG_EVERY_S  # the period has passed
+    ctx.bad_input("bad_step", "again")
+    assert len(lines) == 4 and lines[-1].endswith("again")
