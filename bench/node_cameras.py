@@ -182,6 +182,12 @@ print(sent)
 """
 
 
+def cpu_s(pid: int) -> float:
+    import psutil
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
 def run_flood(args, env) -> dict:
     """One node, two cameras: the good one at --fps throughout; the other silent, then flooded with garbage at
     --flood-fps, in alternating windows of --seconds (--rounds of each). The good camera's processed frames per
@@ -205,10 +211,12 @@ def run_flood(args, env) -> dict:
                 flood = subprocess.Popen([sys.executable, "-c", FLOOD, str(args.flood_fps), f"/bench_flood/{bad}"],
                                          env=env, stdout=subprocess.PIPE, text=True) if flooded else None
                 layout.spin(3.0 if flooded else 0.0)  # the flood's publisher matched before the window opens
+                cpu0 = [cpu_s(p.pid) for p in (layout.nodes[0][2], flood) if p is not None]
                 before, t0 = dict(layout.entries()[key]), time.monotonic()
                 bad0 = layout.entries()[f"/bench_flood/{bad}"]
                 layout.spin(args.seconds)
                 after, window = dict(layout.entries()[key]), time.monotonic() - t0
+                cpu1 = [cpu_s(p.pid) for p in (layout.nodes[0][2], flood) if p is not None]
                 bad1 = layout.entries()[f"/bench_flood/{bad}"]
                 if flood is not None:
                     flood.terminate()
@@ -218,7 +226,11 @@ def run_flood(args, env) -> dict:
                 windows.append({"flooded": flooded, "window_s": round(window, 1),
                                 "good_processed": int(float(after.get("processed", 0)) -
                                                       float(before.get("processed", 0))),
-                                "garbage_refused": int(refused)})
+                                "garbage_refused": int(refused),
+                                # CPU seconds a second of the window: the node's process, and the flood's own
+                                "node_cpu_per_s": round((cpu1[0] - cpu0[0]) / window, 3),
+                                "flood_process_cpu_per_s": round((cpu1[1] - cpu0[1]) / window, 3) if flooded
+                                else None})
     finally:
         layout.stop()
     rate = lambda fl: sum(w["good_processed"] for w in windows if w["flooded"] == fl) / \
