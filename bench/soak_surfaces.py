@@ -57,6 +57,8 @@ class Hostile:
                          (n.create_client(Trigger, "memory/save", qos_profile=deep), Trigger.Request),
                          (n.create_client(Trigger, "memory/clear", qos_profile=deep), Trigger.Request),
                          (n.create_client(Ground, "ground", qos_profile=deep), lambda: Ground.Request(query="mug"))]
+        for client in [self.params] + [c for c, _ in self.services]:  # a request before discovery is lost
+            assert client.wait_for_service(60), client.srv_name
         self.sent: Counter = Counter()
         self.pending = []
         self.replies: Counter = Counter()
