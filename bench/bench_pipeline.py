@@ -124,7 +124,7 @@ def segmentation_modes(pipe: Pipeline, rgb: np.ndarray, queries: List[str], args
     the everything-mode frames above. abstain_threshold 0 keeps the queries found: random weights rarely find
     anything, and hybrid would then fall back to a full frame every time (the schedule measured is the one a
     tracked target gets). Ratios are of mean frame times: a hybrid run mixes full and target frames."""
-    from textregion_ros.frames.schedule import FrameScheduler, run_frame
+    from textregion_ros.frames.schedule import FrameScheduler
     out, start = {}, {k: getattr(pipe.config, k) for k in ("segmentation", "full_every", "abstain_threshold")}
     q = pipe.embed_queries(queries)
     try:
@@ -132,14 +132,14 @@ def segmentation_modes(pipe: Pipeline, rgb: np.ndarray, queries: List[str], args
             pipe.update(segmentation=mode, full_every=args.full_every, abstain_threshold=0.0)
             schedule, n = FrameScheduler(), max(args.frames, 2 * args.full_every if mode == "hybrid" else 0)
             for _ in range(args.warmup):
-                run_frame(pipe, rgb, q, FrameScheduler())
+                FrameScheduler().step(pipe, rgb, q)
             lat, kinds, dec = [], [], []
             for _ in range(n):
                 for t in timers:
                     t.reset()
                 t = {}
                 with timed(t, "total", cuda):
-                    r = run_frame(pipe, rgb, q, schedule)
+                    r = schedule.step(pipe, rgb, q)
                     _ = [g.found for g in r.groundings]
                 lat.append(t["total"])
                 kinds.append(r.kind)

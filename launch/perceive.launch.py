@@ -29,8 +29,8 @@ def _fail_on_error(event, context):
     return [EmitEvent(event=ShutdownEvent(reason="textregion node exited"))]
 
 
-def _params_file_sim_time(path):
-    """use_sim_time as the params file sets it for any node (RViz must run on the same clock), or None."""
+def _params_file_value(path, name, kind):
+    """The value of ``name`` the params file sets for any node, when it is a ``kind``; else None."""
     import yaml
 
     try:
@@ -39,8 +39,8 @@ def _params_file_sim_time(path):
     except (OSError, yaml.YAMLError):
         return None
     for section in doc.values():
-        value = (section or {}).get("ros__parameters", {}).get("use_sim_time") if isinstance(section, dict) else None
-        if isinstance(value, bool):
+        value = (section or {}).get("ros__parameters", {}).get(name) if isinstance(section, dict) else None
+        if isinstance(value, kind):
             return value
     return None
 
@@ -57,22 +57,6 @@ def _remappings(cfg, cameras):
         out += [(f"{c}/image", f"/{c}/color/image_raw"), (f"{c}/image/compressed", f"/{c}/color/image_raw/compressed"),
                 (f"{c}/depth", f"/{c}/aligned_depth_to_color/image_raw"), (f"{c}/camera_info", f"/{c}/color/camera_info")]
     return out
-
-
-def _params_file_cameras(path):
-    """The cameras a params file names for any node, or []."""
-    import yaml
-
-    try:
-        with open(path) as f:
-            doc = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError):
-        return []
-    for section in doc.values():
-        value = (section or {}).get("ros__parameters", {}).get("cameras") if isinstance(section, dict) else None
-        if isinstance(value, list):
-            return [str(c) for c in value]
-    return []
 
 
 def _setup(context):
@@ -104,8 +88,9 @@ def _setup(context):
         from textregion_ros.ros.rviz_config import write_rendered
 
         rviz_cfg = write_rendered(f"{share}/config/perceive.rviz", cfg("namespace"), cfg("fixed_frame"),
-                                  cameras=cameras or _params_file_cameras(params[0]))
-        sim_time = overrides.get("use_sim_time", _params_file_sim_time(params[0]))
+                                  cameras=cameras or [str(c) for c in _params_file_value(params[0], "cameras", list)
+                                                       or ()])
+        sim_time = overrides.get("use_sim_time", _params_file_value(params[0], "use_sim_time", bool))
         sim = {"use_sim_time": sim_time} if sim_time is not None else {}
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                             arguments=["-d", rviz_cfg], parameters=[sim] if sim else [], on_exit=Shutdown()))

@@ -112,9 +112,9 @@ def frames(pipe, rgb, name):
     """What a probe compares: one frame, or for a segmentation knob two frames from a fresh schedule."""
     if name not in SEQUENCE_KNOBS:
         return pipe.process(rgb, queries=["red mug"])
-    from textregion_ros.frames.schedule import FrameScheduler, run_frame
+    from textregion_ros.frames.schedule import FrameScheduler
     schedule, q = FrameScheduler(), pipe.embed_queries(["red mug"])
-    return [run_frame(pipe, rgb, q, schedule) for _ in range(2)]
+    return [schedule.step(pipe, rgb, q) for _ in range(2)]
 
 
 @pytest.fixture(scope="module")

@@ -59,9 +59,7 @@ class FrameScheduler:
         result = None
         if kind == PROPAGATED:
             result = self.carry.step(image)  # None: SAM2 lost the target, so the frame is full
-        elif kind == TARGET:
-            if not len(query_embeddings):
-                raise ValueError("a target frame needs at least one query")
+        elif kind == TARGET:  # kind() names it only with a query
             result = target_frame(pipeline.target_parts(), image_to_tensor(image, pipeline.device),
                                   query_embeddings, self.boxes)
         if result is None:
@@ -88,8 +86,3 @@ class FrameScheduler:
         if self.carry is not None and result.kind == FULL:
             self.carry.request(image, result, watch)
 
-
-def run_frame(pipeline, image, query_embeddings, schedule: FrameScheduler, watch: Optional[str] = None,
-              force_full: bool = False) -> FrameResult:
-    """One frame through ``schedule`` (the benchmark's and the tests' route; the node calls step())."""
-    return schedule.step(pipeline, image, query_embeddings, watch, force_full)

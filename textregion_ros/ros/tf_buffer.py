@@ -135,8 +135,7 @@ class TfBuffer:
         for _ in range(MAX_DEPTH):
             if frame == child:
                 return True
-            step = self._static.get(frame) or (self._dynamic[frame].items[-1] if self._dynamic.get(frame) and
-                                               self._dynamic[frame].items else None)
+            step = self._step(frame, 0)  # stamp 0: the latest
             if step is None:
                 return False
             frame = step[0]
