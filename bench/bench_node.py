@@ -4,6 +4,7 @@
     python bench/bench_node.py --device cuda --matrix      # issue 9's three rows: realtime at 30 and 60 fps, paper at 30
     python bench/bench_node.py --cameras 2                 # one node with two cameras against two nodes
     python bench/bench_node.py --memory-objects 1000       # the object memory on, 1,000 objects remembered
+    python bench/bench_node.py --proxy-gpu [--memory-node] # the GPU frame rate by proxy, on the CPU (node_proxy.py)
 
 Three processes, as on a robot: the node (the installed ``textregion_node`` that ``ros2 run`` starts, or
 ``python -m textregion_ros.ros.node``), a camera publishing 640x480 rgb8 + 32FC1 depth + camera_info at
@@ -80,6 +81,8 @@ def node_command(namespace: str, args) -> list:
     installed = shutil.which("textregion_node") or os.path.join(ROOT, "install", "textregion_ros", "lib",
                                                                  "textregion_ros", "textregion_node")
     exe = [installed] if os.access(installed, os.X_OK) else [sys.executable, "-m", "textregion_ros.ros.node"]
+    if getattr(args, "proxy_gpu", False):  # the node with the GPU-like stand-in (proxy_node.py)
+        exe = [sys.executable, os.path.join(ROOT, "bench", "proxy_node.py")]
     params = {"preset": args.preset, "device": args.device, "random_weights": "true",
               # Random SAM2 heads score IoU and stability near zero; forcing K masks keeps the load real.
               "pred_iou_thresh": "0.0", "stability_score_thresh": "0.0",
@@ -134,6 +137,8 @@ def run_one(args, namespace: str) -> dict:
                "grounded_pose": PoseStamped}
     if vision_msgs is not None:
         outputs.update(detections=vision_msgs.Detection2DArray, detections_3d=vision_msgs.Detection3DArray)
+    if getattr(args, "only", None):
+        outputs = {k: v for k, v in outputs.items() if k in args.only}
     if args.memory_file:
         outputs.update({"memory/objects": trmsg.MemoryObjectArray, "memory/markers": MarkerArray,
                         "memory/cloud": PointCloud2, "memory/grounded": PoseStamped})
@@ -312,14 +317,31 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="with --flood: quiet and flooded windows of each")
     ap.add_argument("--memory-objects", type=int, default=-1,
                     help="N >= 0: the object memory on, starting with N remembered objects, and the camera's TF")
+    ap.add_argument("--proxy-gpu", action="store_true",
+                    help="the node with a GPU-like stand-in pipeline, four configurations (node_proxy.py)")
+    ap.add_argument("--memory-node", action="store_true",
+                    help="the memory in its own node (textregion_memory) instead of the perception node's stage")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    if args.proxy_gpu and args.memory_objects < 0:
+        args.memory_objects = 1000
     args.memory_file = write_memory_file(args, tempfile.mkdtemp(prefix="bench_node_")) \
         if args.memory_objects >= 0 else None
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(ROOT, "config", "fastdds_localhost.xml"))
     os.environ.setdefault("ROS_DOMAIN_ID", "78")
     import rclpy
     rclpy.init()
+    if args.proxy_gpu:
+        from node_proxy import print_table, run_proxy
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+        args.memory_file = None
+        report = run_proxy(args, env)
+        rclpy.shutdown()
+        print_table(report)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(report, fh, indent=2)
+        return 0
     if args.cameras >= 2:
         from node_cameras import run_cameras, run_flood
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))

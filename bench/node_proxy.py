@@ -1,0 +1,117 @@
+"""bench_node --proxy-gpu: the node's frame rate beside a GPU-like pipeline, on the CPU (proxy_node.py).
+
+First the stand-in alone: its frames back to back in a process of its own while the camera publishes 640x480
+RGB-D at --fps to a subscriber here (the same processes around it as in the runs below). Then the node, with
+the stand-in inside, as launched, in four configurations, each in its own process:
+
+    regions only    only ``regions`` subscribed
+    every output    every frame output subscribed
+    memory          every output, and the object memory on with --memory-objects remembered (default 1,000)
+    two cameras     one node with two cameras (regions of each subscribed)
+
+For each it reports the node's processed rate against the stand-in's own, stamp-to-publish p50/p95, the
+publish stage's time per component, the inference stage's time per frame in the node, and the memory's
+fusion time. ``--memory-node`` runs the memory configuration with the memory in its own node and process
+(textregion_memory, fed by the perception node's ``observation`` topic) instead of the perception node's stage.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROXY = os.path.join(ROOT, "bench", "proxy_node.py")
+
+
+def solo_rate(args, env) -> dict:
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+
+    from bench_node import CAMERA
+
+    sub = rclpy.create_node("proxy_solo_reader")
+    got = []
+    sub.create_subscription(Image, "/proxy_solo/image", lambda m: got.append(1), qos_profile_sensor_data)
+    cam = subprocess.Popen([sys.executable, "-c", CAMERA, str(args.fps), "/proxy_solo"], env=env,
+                           stdout=subprocess.DEVNULL)
+    end = time.monotonic() + 5
+    while time.monotonic() < end:  # the camera is publishing before the stand-in starts
+        rclpy.spin_once(sub, timeout_sec=0.1)
+    seconds = min(args.seconds, 15.0)
+    solo = subprocess.Popen([sys.executable, PROXY, "--solo", str(seconds)], env=env, stdout=subprocess.PIPE,
+                            text=True)
+    while solo.poll() is None:
+        rclpy.spin_once(sub, timeout_sec=0.05)
+    report = json.loads(solo.stdout.read().strip().splitlines()[-1])
+    report["camera_frames_received_here"] = len(got)
+    cam.terminate()
+    cam.wait(30)
+    sub.destroy_node()
+    return report
+
+
+def summary(name: str, r: dict, solo_fps: float) -> dict:
+    if "error" in r:
+        return {"config": name, "error": r["error"]}
+    fps = r.get("processed_fps", r.get("processed_fps_total"))
+    out = {"config": name, "node_fps": fps, "standin_fps": solo_fps,
+           "ratio": round(fps / solo_fps, 3) if fps is not None else None}
+    if "frame_complete" in r:
+        fc = r["frame_complete"]
+        out.update(frame_complete_p50_ms=fc.get("p50_ms"), frame_complete_p95_ms=fc.get("p95_ms"),
+                   inference_ms_in_node=r.get("pipeline_mean_ms"), publish_wall_ms=r.get("publish_stage_wall_ms"),
+                   publish_cpu_ms=r.get("publish_stage_cpu_ms"), node_cpu_percent=r.get("node_cpu_percent"))
+        if r.get("memory"):
+            out["memory"] = r["memory"]
+    else:  # two cameras: regions latency per camera
+        out["regions_stamp_to_receipt"] = r.get("regions_stamp_to_receipt")
+    return out
+
+
+def run_proxy(args, env) -> dict:
+    import bench_node
+    from node_cameras import Layout, measure
+
+    solo = solo_rate(args, env)
+    env["PROXY_STEP_OPS"] = str(solo["ops_per_frame"])
+    os.environ["PROXY_STEP_OPS"] = env["PROXY_STEP_OPS"]
+    runs, rows = {}, []
+    configs = [("regions only", {"only": ("regions",)}), ("every output", {}),
+               (f"memory {max(args.memory_objects, 0)} objects" + (" (memory node)" if args.memory_node else ""),
+                {"memory": True}), ("two cameras", {"cameras": 2})]
+    for i, (name, cfg) in enumerate(configs):
+        args.only = cfg.get("only")
+        args.memory_file = bench_node.write_memory_file(args, tempfile.mkdtemp(prefix="proxy_")) \
+            if cfg.get("memory") else None
+        if cfg.get("cameras"):
+            layout = Layout(args, "proxy_two", [("/proxy_two", ["left", "right"])], env)
+            try:
+                r = measure(layout, args)
+            finally:
+                layout.stop()
+        else:
+            r = bench_node.run_one(args, f"/proxy{i}")
+        runs[name] = r
+        rows.append(summary(name, r, solo["fps"]))
+        print(json.dumps(rows[-1]), flush=True)
+    args.memory_file = None
+    return {"what": "bench_node --proxy-gpu: the node with a GPU-like stand-in pipeline (bench/proxy_node.py)",
+            "standin_alone": solo, "summary": rows, "runs": runs}
+
+
+def print_table(report: dict) -> None:
+    print(f"\nstand-in alone: {report['standin_alone']['fps']} fps ({report['standin_alone']['frame_ms_p50']} ms)")
+    print("config                         node fps  ratio  p50/p95 ms        publish wall/cpu ms  fuse ms")
+    for r in report["summary"]:
+        if "error" in r:
+            print(f"{r['config']:30s} error: {r['error']}")
+            continue
+        mem = (r.get("memory") or {}).get("fuse_mean_ms")
+        print(f"{r['config']:30s} {r['node_fps']:8.2f}  {r['ratio']:5.2f}  "
+              f"{r.get('frame_complete_p50_ms')} / {r.get('frame_complete_p95_ms')}   "
+              f"{r.get('publish_wall_ms')} / {r.get('publish_cpu_ms')}   {mem}")
