@@ -2,7 +2,9 @@
 
 The node's parameters live in the params file (config/perceive.yaml). Launch arguments left unset
 do not override it. If the node exits with an error (missing weights, bad parameters), the whole
-launch shuts down and ``ros2 launch`` exits non-zero; closing RViz ends the launch too.
+launch shuts down and ``ros2 launch`` exits non-zero; closing RViz ends the launch too. With memory:=true
+the object memory runs in its own node and process, textregion_memory (find, memory/save, memory/clear and
+memory/* are its), restarted after a crash; Ctrl-C stops every node.
 """
 import shutil
 
@@ -27,6 +29,27 @@ def _fail_on_error(event, context):
     if event.returncode not in (0, None, -2, -15):  # -2 / -15: stopped by Ctrl-C or by the launch itself
         raise NodeFailed(f"textregion node exited with code {event.returncode}; see its log above")
     return [EmitEvent(event=ShutdownEvent(reason="textregion node exited"))]
+
+
+def _memory_exit(event, context):
+    """The memory node restarts after a crash (respawn; perception goes on meanwhile, and the restart reloads
+    memory_file), but one that cannot start (exit 2: missing weights, bad parameters) fails the launch."""
+    if event.returncode == 2:
+        raise NodeFailed("textregion_memory cannot start; see its log above")
+    return None
+
+
+def _memory_node(cfg, params, overrides):
+    """With memory on (memory:=true, or the params file's memory: true): the object memory in its own node
+    and process, fed by the perception node's observation topic; the perception node then keeps no memory."""
+    memory = overrides.get("memory", _params_file_value(params[0], "memory", bool))
+    if not memory:
+        return []
+    overrides["memory"] = False  # for the perception node: the memory node remembers
+    node = Node(package="textregion_ros", executable="textregion_memory", name="textregion_memory",
+                namespace=cfg("namespace"), output="screen", parameters=list(params), respawn=True,
+                respawn_delay=2.0)
+    return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_memory_exit))]
 
 
 def _params_file_value(path, name, kind):
@@ -69,11 +92,12 @@ def _setup(context):
     cameras = [c.strip() for c in cfg("cameras").split(",") if c.strip()]
     if cameras:
         overrides["cameras"] = cameras
+    memory = _memory_node(cfg, params + ([dict(overrides, memory=True)] if overrides else []), overrides)
     if overrides:
         params.append(overrides)
     node = Node(package="textregion_ros", executable="textregion_node", name="textregion",
                 namespace=cfg("namespace"), output="screen", parameters=params, remappings=_remappings(cfg, cameras))
-    actions = warnings + [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_fail_on_error))]
+    actions = warnings + [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_fail_on_error))] + memory
     if cfg("rviz").lower() == "true":
         if shutil.which("rviz2") is None:
             try:

@@ -67,7 +67,7 @@ done
 OUTSIDE_PATH="$(tr ':' '\n' <<<"${PYTHONPATH:-}" | grep -v "^$ROOT/install" | paste -sd: -)"
 if PYTHONPATH="$OUTSIDE_PATH" "$VPY" -c 'import tf2_msgs' 2>/dev/null; then EXTRA_PATHS=()
 else EXTRA_PATHS=(scripts/pypi_interfaces/tf2_msgs); fi
-BUILD_STAMP="$(cd "$ROOT" && find CMakeLists.txt package.xml msg srv launch config scripts/textregion_node \
+BUILD_STAMP="$(cd "$ROOT" && find CMakeLists.txt package.xml msg srv launch config scripts/textregion_node scripts/textregion_memory \
   scripts/pypi_interfaces \
   textregion_ros -type f ! -path '*__pycache__*' -print0 | sort -z | xargs -0 cat \
   | sha256sum | cut -c1-16)"

@@ -33,6 +33,7 @@ def test_launch_file_compiles_and_every_argument_is_described():
     src = open(LAUNCH).read()
     assert "unknown_arguments(context.launch_configurations" in src  # a misspelled argument is named
     assert "OnProcessExit" in src and "on_exit=Shutdown()" in src and 'executable="textregion_node"' in src
+    assert 'executable="textregion_memory"' in src and "respawn=True" in src  # memory:=true: its own node
 
 
 def test_rviz_config_follows_the_namespace_and_the_camera_frame():

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -28,6 +27,7 @@ from ..memory import Detection, MemoryFileError, ObjectMemory, Observation, save
 from ..memory.persist import open_memory
 from .context import NodeContext
 from .convert import ImageError, depth_to_meters
+from .observation import MemoryFrame, encoder_id, region_points
 from .output_frame import header_in
 from .handover import LatestSlot
 from .memory_messages import MemoryView, MessageCache
@@ -38,38 +38,9 @@ from .tf_buffer import TransformUnavailable
 
 
 
-@dataclass
-class MemoryFrame:
-    header: Any
-    stamp_ns: int
-    tokens: np.ndarray  # (R, D) the regions' (tracked) tokens
-    labels: List[str]  # per region
-    scores: np.ndarray  # (R,)
-    background: np.ndarray  # (R,) bool: labelled as background
-    track_ids: np.ndarray
-    instance: Optional[np.ndarray]  # (H, W) uint16 region + 1
-    depth: Any  # sensor_msgs/Image or None
-    K: Optional[np.ndarray]
-    query: str
-
-
-def frame_points(instance: np.ndarray, depth_m: np.ndarray, K: np.ndarray, stride: int) -> Dict[int, np.ndarray]:
-    """Region index -> (N, 3) optical-frame points of its pixels with valid depth (every ``stride``-th pixel)."""
-    ids = instance[::stride, ::stride].astype(np.int64) - 1
-    z = depth_m[::stride, ::stride].astype(np.float64)
-    v, u = np.nonzero((ids >= 0) & np.isfinite(z) & (z > 0))
-    r, z = ids[v, u], z[v, u]
-    v, u = v * stride, u * stride
-    pts = np.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1], z], -1)
-    order = np.argsort(r, kind="stable")
-    r, pts = r[order], pts[order]
-    cuts = np.flatnonzero(np.diff(r)) + 1
-    return {int(g[0]): p for g, p in zip(np.split(r, cuts), np.split(pts, cuts)) if len(g)}
-
-
 def file_header(config, pipeline, settings) -> Dict[str, Any]:
     """What a memory file must have been written with to be loaded: the encoder, its token size, the frame."""
-    return {"encoder": f"{config.encoder_model}|{config.encoder_weights}" + ("|random" if config.random_weights else ""),
+    return {"encoder": encoder_id(config),
             "token_dim": int(pipeline.fallback_background.embeddings.shape[-1]), "frame": settings.memory_frame}
 
 
@@ -109,6 +80,10 @@ class MemoryStage(SlotStage):
         frame = MemoryFrame(item.header, item.stamp_ns, result.tokens.float().cpu().numpy(), labels,
                             np.asarray(out.prob, np.float64), np.asarray(background), tids, out.instance.copy(),
                             item.depth, item.K, item.queries.active)
+        self.put(frame)
+
+    def put(self, frame: MemoryFrame) -> None:
+        """A frame to fuse: from this process's publish stage, or an observation (memory_node.py)."""
         if self.slot.put(frame):
             self.ctx.stats.count("memory/dropped")  # fusing fell behind: the newest frame wins
 
@@ -129,11 +104,15 @@ class MemoryStage(SlotStage):
             self.ctx.warn("memory/no_transform", f"memory: no transform {frame.header.frame_id} -> {s.memory_frame} "
                                                  f"at the frame's stamp ({exc}); the frame is not fused")
             return
-        try:
-            depth = depth_to_meters(frame.depth)
-        except ImageError:
-            return  # the publish stage counted it
-        dets = self._detections(frame, depth, pose, s.depth_stride)
+        if frame.points is not None:  # an observation: back-projected by the perception node
+            depth, points = frame.depth_m, frame.points
+        else:
+            try:
+                depth = depth_to_meters(frame.depth)
+            except ImageError:
+                return  # the publish stage counted it
+            points = region_points(frame.instance, depth, frame.K, s.depth_stride)
+        dets = self._detections(frame, points, pose)
         obs = Observation(frame.stamp_ns, frame.header.frame_id, pose, frame.K, depth, dets)
         t0 = time.perf_counter()
         with self.lock:
@@ -147,8 +126,7 @@ class MemoryStage(SlotStage):
         self._publish(frame.query)
         self.ctx.stats.on_memory(fuse_s, time.perf_counter() - start)
 
-    def _detections(self, frame: MemoryFrame, depth: np.ndarray, pose, stride: int) -> List[Detection]:
-        points = frame_points(frame.instance, depth, frame.K, stride)
+    def _detections(self, frame: MemoryFrame, points: Dict[int, np.ndarray], pose) -> List[Detection]:
         dets = []
         for r, p in points.items():
             if r >= len(frame.labels) or frame.background[r]:
@@ -247,4 +225,4 @@ class MemoryStage(SlotStage):
         return n
 
 
-__all__ = ["MemoryFrame", "MemoryStage", "file_header", "frame_points"]
+__all__ = ["MemoryFrame", "MemoryStage", "file_header"]

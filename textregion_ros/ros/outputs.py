@@ -23,7 +23,7 @@ import textregion_ros.msg as trmsg
 from ..compose import ComposeRequest, FrameOutputs
 from ..geometry.transform import RigidTransform
 from ..results import FRAME_KINDS, FrameResult, Grounding
-from . import memory_messages, messages, target3d, viz
+from . import memory_messages, messages, observation, target3d, viz
 from .convert import array_to_image
 from .detections import detection2d_array, detection3d_array, vision_msgs
 from .output_frame import header_in
@@ -47,6 +47,9 @@ class FrameView:
     marker_lifetime: float = 2.0
     random_weights: bool = False
     active: bool = False  # the query set has an active query (its grounding is the last)
+    depth: Any = None  # the depth image matched to the frame (sensor_msgs/Image), when a row needs depth
+    query: str = ""  # the active query
+    encoder: str = ""  # observation.encoder_id of the models that made the tokens
 
     @property
     def labels(self) -> Tuple[str, ...]:
@@ -223,6 +226,10 @@ OUTPUTS: Tuple[Output, ...] = (
     Output("detections_3d", "vision_msgs/Detection3DArray", 2, frozenset({DEPTH, TARGET, TRANSFORM}),
            _detections_3d, "vision_msgs 3D detections (when vision_msgs is installed)", kinds=FULL,
            switch="publish_detections"),
+    Output("observation", "textregion_ros/Observation", 5, frozenset({INSTANCE, DEPTH}),
+           lambda v: observation.observation_msg(v, v.encoder),
+           "each full frame's non-background regions (token, label, box, a bounded sample of their depth points) "
+           "for the object memory node, textregion_memory", kinds=FULL),
     Output("grounded_best", "textregion_ros/GroundedRegion", 5, frozenset(), lambda v: v.best.grounded,
            "with several cameras: the best grounding of the active query over every camera, in its camera's "
            "frame (header.frame_id says which)", stage="cameras"),
@@ -270,9 +277,10 @@ def needs_depth(rows, extra: FrozenSet[str] = frozenset()) -> bool:
 
 
 def topic_table() -> str:
-    """The README's output table (test_outputs checks the README holds it)."""
-    lines = ["| topic | type | what |", "|---|---|---|"]
+    """The README's output table (test_outputs checks the README holds it), with the node that publishes each."""
+    lines = ["| topic | type | node | what |", "|---|---|---|---|"]
     for r in OUTPUTS:
         every = f" (at most every `{r.every}` seconds)" if r.every else ""
-        lines.append(f"| `{r.name}` | {r.type_name} | {r.description}{KIND_NOTES.get(r.kinds, '')}{every} |")
+        node = "textregion_memory" if r.stage == "memory" else "textregion"
+        lines.append(f"| `{r.name}` | {r.type_name} | {node} | {r.description}{KIND_NOTES.get(r.kinds, '')}{every} |")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from .context import NodeContext
 from .convert import ImageError, depth_to_meters
 from .handover import LatestSlot, Processed
 from .loading import release_free_memory
+from .observation import encoder_id
 from .stage import SlotStage
 from .outputs import (DEPTH, FRAME_OUTPUTS, INSTANCE, TARGET, FrameView, Output, compose_request, listening,
                       needs_depth)
@@ -89,7 +90,8 @@ class PublishStage(SlotStage):
         if depth_wanted:
             item.depth, item.K = self.intake.match_depth(item.msg, item.depths)
         view = FrameView(item.result, None, item.header, s, item.K, self.frames.resolve, self.marker_lifetime(),
-                         self.ctx.random_weights, bool(item.queries.active))
+                         self.ctx.random_weights, bool(item.queries.active), item.depth, item.queries.active,
+                         encoder_id(self.ctx.pipeline.config))
         g = view.active_grounding
         target = g is not None and g.found and any(TARGET in r.needs for r in rows)  # only for a found target
         req = compose_request(rows, target, self._depth_tensor(item) if depth_wanted else None, item.K, s,

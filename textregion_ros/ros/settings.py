@@ -89,8 +89,14 @@ class NodeSettings:
                                  runtime=True, consumer=OUTPUTS)
     publish_detections: bool = knob(True, "also publish vision_msgs detections and detections_3d (when vision_msgs "
                                     "is installed)", runtime=True, consumer=OUTPUTS)
-    memory: bool = knob(False, "remember the objects seen, in memory_frame, for the find service and memory/* "
-                        "(frames are then processed even when no other output has a reader)", consumer=MEMORY)
+    memory: bool = knob(False, "remember the objects seen in this process, in memory_frame, for the find "
+                        "service and memory/* (frames are then processed even when no other output has a reader); "
+                        "the launch file's memory:=true runs the memory in its own node, textregion_memory, instead",
+                        consumer=MEMORY)
+    memory_sources: Tuple[str, ...] = knob((), "textregion_memory: the observation topics it fuses (other "
+                                           "namespaces or robots: /robot2/textregion/observation); empty: "
+                                           "observation in its namespace, or <camera>/observation for each of "
+                                           "cameras", consumer=MEMORY)
     memory_frame: str = knob("map", "the fixed frame objects are remembered in (map or odom); a frame without a "
                              "transform there at its stamp is not fused", consumer=MEMORY)
     memory_file: str = knob("", "file the memory is loaded from on configure and saved to (atomically) on a "
