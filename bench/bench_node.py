@@ -89,13 +89,20 @@ def node_command(namespace: str, args) -> list:
               "max_masks": str(args.regions), "force_masks": str(args.regions),
               # A found target every frame, so the 3D target outputs (cloud, box, pose) are always computed.
               "abstain_threshold": "0.0"}
-    if args.memory_file:
+    if args.memory_file and not getattr(args, "memory_node", False):
         params.update(memory="true", memory_file=args.memory_file, tf_timeout="1.0")
     cmd = exe + ["--ros-args", "-r", f"__ns:={namespace}", "--params-file",
                  os.path.join(ROOT, "config", "perceive.yaml")]
     for k, v in params.items():
         cmd += ["-p", f"{k}:={v}"]
     return cmd
+
+
+def memory_node_command(namespace: str, args) -> list:
+    """textregion_memory beside the node (--memory-node): it reads the node's observation topic."""
+    return [sys.executable, "-m", "textregion_ros.ros.memory_node", "--ros-args", "-r", f"__ns:={namespace}",
+            "--params-file", os.path.join(ROOT, "config", "perceive.yaml"), "-p", f"preset:={args.preset}",
+            "-p", "random_weights:=true", "-p", f"memory_file:={args.memory_file}", "-p", "tf_timeout:=1.0"]
 
 
 def gpu_memory_mb(pid: int):
@@ -145,6 +152,9 @@ def run_one(args, namespace: str) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
     log = tempfile.NamedTemporaryFile("w+", prefix="bench_node_", suffix=".log", delete=False)  # a pipe could fill
     node = subprocess.Popen(node_command(namespace, args), env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    memory_node = subprocess.Popen(memory_node_command(namespace, args), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   text=True) if args.memory_file and getattr(args, "memory_node", False) else None
+    mem_diag = {}
     sub = rclpy.create_node("bench_outputs", namespace=namespace)
     measuring = [False]
     latency = defaultdict(list)  # output -> stamp-to-receipt seconds (measuring window only)
@@ -171,8 +181,9 @@ def run_one(args, namespace: str) -> dict:
     def on_diag(m):
         for st in m.status:
             if st.name.startswith(namespace + "/"):
-                diag.clear()
-                diag.update({kv.key: kv.value for kv in st.values})
+                into = mem_diag if "textregion_memory" in st.name else diag
+                into.clear()
+                into.update({kv.key: kv.value for kv in st.values})
     sub.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     query = sub.create_publisher(String, "query", 10)
     deadline = time.monotonic() + args.startup_timeout
@@ -192,7 +203,7 @@ def run_one(args, namespace: str) -> dict:
             time.monotonic() - t_start < args.warmup
             or int(float(diag.get("processed", 0))) - first < args.warmup_frames):
         rclpy.spin_once(sub, timeout_sec=0.1)
-    base = dict(diag)
+    base, mem_base = dict(diag), dict(mem_diag)
     measuring[0] = True
     t0 = time.monotonic()
     gpu_samples = []
@@ -211,7 +222,7 @@ def run_one(args, namespace: str) -> dict:
     cam.terminate()
     for _ in range(20):  # the diagnostics published after the camera stopped
         rclpy.spin_once(sub, timeout_sec=0.1)
-    end = dict(diag)
+    end, mem_end = dict(diag), dict(mem_diag)
     cpu_percent = proc.cpu_percent() if proc is not None else None
     rss_mb = proc.memory_info().rss / 2**20 if proc is not None else None
     try:
@@ -220,6 +231,9 @@ def run_one(args, namespace: str) -> dict:
         cam.kill()
         cam_out = {}
     alive = node.poll() is None
+    if memory_node is not None:
+        memory_node.terminate()
+        memory_node.wait(30)
     node.terminate()
     try:
         node.wait(30)
@@ -264,7 +278,8 @@ def run_one(args, namespace: str) -> dict:
         "device_memory_peak_mb_torch": float(end["device_memory_peak_mb"]) if "device_memory_peak_mb" in end else None,
         "device_memory_mb_nvidia_smi_max": max(gpu) if gpu else None,
         "node_cpu_percent": cpu_percent, "node_rss_mb": round(rss_mb) if rss_mb else None, "node_log": log.name,
-        "memory": memory_figures(args, count, f, end) if args.memory_file else None,
+        "memory": (memory_figures(args, count, f, end) if memory_node is None else
+                   node_memory_figures(args, mem_base, mem_end)) if args.memory_file else None,
     }
 
 
@@ -277,6 +292,21 @@ def memory_figures(args, count, f, end) -> dict:
             "fused": fused, "dropped": count("memory/dropped"), "no_transform": count("memory/no_transform"),
             "detections_per_fused_frame": round(count("memory/detections") / fused, 1) if fused else None,
             "fuse_mean_ms": f("memory_fuse_mean_s"), "stage_mean_ms": f("memory_stage_mean_s")}
+
+
+def node_memory_figures(args, base, end) -> dict:
+    """memory_figures from the memory node's own /diagnostics entry (--memory-node)."""
+    def count(key):
+        return int(float(end.get(key, 0))) - int(float(base.get(key, 0)))
+
+    def f(key, scale=1e3):
+        try:
+            return round(float(end[key]) * scale, 2)
+        except (KeyError, ValueError):
+            return None
+    out = memory_figures(args, count, f, end)
+    out["in"] = "textregion_memory, its own process"
+    return out
 
 
 def write_memory_file(args, directory: str) -> str:
