@@ -70,8 +70,8 @@ class Render:
 
 
 def render(things: List[Thing], pose: RigidTransform, width=320, height=240, noise=0.0, holes=0.0,
-           seed=0) -> Render:
-    K, rays = camera(width, height, f=0.82 * width)
+           seed=0, f: Optional[float] = None) -> Render:
+    K, rays = camera(width, height, f=f or 0.82 * width)
     R, eye = pose.R, pose.t
     hits = []
     for th in things:

@@ -28,6 +28,8 @@ OVERLAP_SAMPLES = 48  # voxels of a detection tested for overlap: the share to a
 class Association:
     matches: Dict[int, MemoryObject]  # detection index -> its object
     segments: Optional[Segments]  # the candidates at the frame's voxel size, for merging (None: none, or no fit)
+    # (detection, table row) of every pair whose boxes touch, whatever their cosine (faults.own_share's others)
+    touching: Optional[Tuple[np.ndarray, np.ndarray]] = None
 
 
 def associate(objects: Dict[int, MemoryObject], table: ObjectTable, cfg: MemoryConfig, tokens: np.ndarray,
@@ -35,9 +37,10 @@ def associate(objects: Dict[int, MemoryObject], table: ObjectTable, cfg: MemoryC
     """``tokens`` (D, dim) of the detections, ``vox`` their voxels, ``dlo``/``dhi`` (D, 3) their boxes."""
     if not len(tokens) or not objects:
         return Association({}, None)
-    pi, pj, cos = gated_pairs(table, cfg, tokens, dlo, dhi)
+    touching = touching_pairs(table, dlo, dhi)
+    pi, pj, cos = gated_pairs(table, cfg, tokens, *touching)
     if not len(pi):
-        return Association({}, None)
+        return Association({}, None, touching)
     cols, col_of = np.unique(pj, return_inverse=True)
     cand = [objects[int(i)] for i in table.ids[cols]]
     ov, segments = overlaps(cand, col_of, pi, vox)
@@ -45,15 +48,14 @@ def associate(objects: Dict[int, MemoryObject], table: ObjectTable, cfg: MemoryC
     score = np.full((len(tokens), len(cols)), -np.inf)
     score[pi[ok], col_of[ok]] = cfg.overlap_weight * ov[ok] + (1 - cfg.overlap_weight) * cos[ok]
     if not ok.any():
-        return Association({}, segments)
+        return Association({}, segments, touching)
     valid = np.isfinite(score)
     rows, picked = linear_sum_assignment(np.where(valid, -score, 1e6))
-    return Association({int(r): cand[c] for r, c in zip(rows, picked) if valid[r, c]}, segments)
+    return Association({int(r): cand[c] for r, c in zip(rows, picked) if valid[r, c]}, segments, touching)
 
 
-def gated_pairs(table: ObjectTable, cfg: MemoryConfig, tokens: np.ndarray, dlo: np.ndarray, dhi: np.ndarray
-                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(detection, table row, cosine) of the pairs whose boxes touch and whose cosine passes the gate."""
+def touching_pairs(table: ObjectTable, dlo: np.ndarray, dhi: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(detection, table row) of the pairs whose boxes touch."""
     lo, hi = table.lo, table.hi
     # Boxes that overlap along x: with the rows sorted by their low x, a box can only touch those from its
     # own low x less the widest box to its high x, one slice per detection instead of a (D, N) test. Dead
@@ -65,7 +67,12 @@ def gated_pairs(table: ObjectTable, cfg: MemoryConfig, tokens: np.ndarray, dlo: 
     n = np.searchsorted(low, dhi[:, 0], side="right") - a
     pi, pj = np.repeat(np.arange(len(dlo)), n), order[ranges(a, n)]
     touch = ((dlo[pi] <= hi[pj]) & (dhi[pi] >= lo[pj])).all(1)
-    pi, pj = pi[touch], pj[touch]
+    return pi[touch], pj[touch]
+
+
+def gated_pairs(table: ObjectTable, cfg: MemoryConfig, tokens: np.ndarray, pi: np.ndarray, pj: np.ndarray
+                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(detection, table row, cosine) of the touching pairs (touching_pairs) whose cosine passes the gate."""
     cos = (tokens[pi] * table.tokens[pj]).sum(1)
     gate = cos >= cfg.min_cosine
     return pi[gate], pj[gate], cos[gate]

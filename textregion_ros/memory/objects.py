@@ -165,6 +165,10 @@ class Detection:
     label: str = ""
     score: float = 0.0
     track_id: int = 0
+    # Where it is in the image (x0, y0, x1, y1, exclusive max) and its mask's pixel count: a detection with too
+    # few depth points to fuse is still matched by its footprint, so its object counts as seen (not missed).
+    box: Optional[Tuple[int, int, int, int]] = None
+    pixels: int = 0
 
 
 @dataclass
@@ -194,6 +198,7 @@ class MemoryObject:
     last_frame: int = 0
     camera: str = ""  # the camera that saw it last
     misses: int = 0  # frames in a row it should have been seen and was not
+    apart: set = field(default_factory=set)  # ids of objects detected separately in one frame: never merged
     _box: Optional[Tuple[np.ndarray, np.ndarray]] = field(default=None, repr=False)
     _hull: Optional[Tuple[np.ndarray, np.ndarray]] = field(default=None, repr=False)
     _obox: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default=None, repr=False)

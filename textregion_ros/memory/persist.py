@@ -34,7 +34,10 @@ def save_memory(path: str, memory: ObjectMemory, header: Dict[str, Any]) -> None
     dim = int(header["token_dim"])
     meta = dict(header, format=FORMAT, version=VERSION, objects=len(objs), next_id=memory.next_id,
                 frames=memory.frames,
-                labels=[o.label_votes for o in objs], cameras=[o.camera for o in objs])
+                labels=[o.label_votes for o in objs], cameras=[o.camera for o in objs],
+                # Pairs seen apart (never merged as duplicates). Added in place of a new version: a file without
+                # it loads with no marks, and an older reader ignores the key.
+                apart=sorted([o.id, b] for o in objs for b in o.apart if o.id < b and b in memory.objects))
     sizes = np.array([len(o.keys) for o in objs], np.int64)
     meta["voxels"] = int(sizes.sum())  # with ``objects``, bounds what each array may unpack to (load_memory)
     arrays = {
@@ -159,6 +162,7 @@ def _objects(path: str, meta: Dict[str, Any], a: Dict[str, np.ndarray], dim: int
     if not all(isinstance(v, dict) and all(isinstance(x, (int, float)) for x in v.values()) for v in labels):
         raise MemoryFileError(f"{path}: label scores must be numbers per label")
     out = []
+    apart = _apart(path, meta, set(int(i) for i in a["ids"]))
     for i in range(n):
         s = slice(int(off[i]), int(off[i + 1]))
         obs, first_f, last_f, misses = (int(v) for v in a["counts"][i])
@@ -166,7 +170,24 @@ def _objects(path: str, meta: Dict[str, Any], a: Dict[str, np.ndarray], dim: int
                                 a["keys"][s].astype(np.int64), a["sums"][s].astype(np.float64),
                                 a["weights"][s].astype(np.float64), {str(k): float(v) for k, v in labels[i].items()},
                                 obs, int(a["stamps"][i, 0]), int(a["stamps"][i, 1]), first_f, last_f,
-                                str(cameras[i]), misses))
+                                str(cameras[i]), misses, apart.get(int(a["ids"][i]), set())))
+    return out
+
+
+MAX_APART_PER_OBJECT = 64  # seen-apart marks a file may hold per object
+
+
+def _apart(path: str, meta: Dict[str, Any], ids: set) -> Dict[int, set]:
+    """The header's seen-apart pairs -> id -> the ids it was seen apart from (none in a file from before)."""
+    pairs = meta.get("apart", [])
+    if not isinstance(pairs, list) or len(pairs) > MAX_APART_PER_OBJECT * max(len(ids), 1) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v in ids
+                                                        for v in p) for p in pairs):
+        raise MemoryFileError(f"{path}: its seen-apart pairs are not pairs of its object ids")
+    out: Dict[int, set] = {}
+    for a, b in pairs:
+        out.setdefault(a, set()).add(b)
+        out.setdefault(b, set()).add(a)
     return out
 
 

@@ -22,11 +22,13 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .associate import Association, associate, overlap
+from .faults import PART_CELL, by_footprint, clean, join_split, own_share
 from .config import MemoryConfig
 from .frame_voxels import FrameVoxels, bin_frame
 from .objects import Detection, MemoryObject, Observation, bin_points, evenly, ranges
 from .table import ObjectTable
 
+MERGE_REACH = 0.05  # m: objects of one frame this close are marked seen apart (farther ones never merge anyway)
 VISIBILITY_SAMPLES = 32  # points per object checked against the depth image
 MIN_IN_VIEW = 0.5  # share of those inside the image (and in front of the camera) for "should be visible"
 
@@ -48,33 +50,134 @@ class ObjectMemory:
 
     # --- one frame ---
     def integrate(self, obs: Observation) -> List[int]:
-        """Fuse one frame -> the object id of each detection (0 = too few points, not fused)."""
+        """Fuse one frame -> the object id of each detection (0 = not fused and no object recognised)."""
         self.frames += 1
         self.counts["frames"] += 1
         cfg = self.config
-        kept = [k for k, d in enumerate(obs.detections) if len(d.points) >= cfg.min_points]
+        points = clean([bounded(d.points, cfg.max_detection_points) for d in obs.detections], obs.pose.t)
+        kept = [k for k, p in enumerate(points) if len(p) >= cfg.min_points]
         self.counts["detections_without_points"] += len(obs.detections) - len(kept)
         out = [0] * len(obs.detections)
         seen: set = set()
         if kept:
-            # Every detection binned together, once: the work below scales with voxels, not pixels or calls.
-            vox = bin_frame([bounded(obs.detections[k].points, cfg.max_detection_points) for k in kept],
-                            cfg.voxel_size)
-            dets = [obs.detections[k] for k in kept]
-            tokens = np.stack([d.token for d in dets])
-            dlo, dhi = vox.bounds()
-            found = associate(self.objects, self.table, cfg, tokens, vox, dlo, dhi)
-            self._update(found, dets, tokens, obs, vox, dlo, dhi)
-            for i, det in enumerate(dets):
-                obj = found.matches.get(i) or self._new(det, obs, vox.of(i))
+            units = self._units(obs, kept, points)
+            for members, obj in zip(units[0], self._fuse_units(obs, *units)):
+                if obj is not None:
+                    seen.add(obj.id)
+                    for k in members:
+                        out[k] = obj.id
+        for k in set(range(len(obs.detections))) - set(kept):
+            obj = self._recognise(obs.detections[k], points[k], obs)
+            if obj is not None:
                 seen.add(obj.id)
-                out[kept[i]] = obj.id
+                out[k] = obj.id
         self._misses(obs, seen)
         self._drop_noise()
         if cfg.merge_every and self.frames % cfg.merge_every == 0:
             self.merge_duplicates()
         self._evict()
         return out
+
+    def _units(self, obs: Observation, kept: List[int], points: List[np.ndarray]):
+        """The frame's detections as fused: split masks of one object (faults.join_split) joined. -> (member
+        indices per unit, (U, D) tokens, points per unit, the Detection whose label and score each keeps)."""
+        tokens = np.stack([obs.detections[k].token for k in kept]).astype(np.float32)
+        groups = join_split([points[k] for k in kept], tokens, self.config.merge_cosine)
+        members = [[kept[i] for i in g] for g in groups]
+        if len(groups) == len(kept):  # nothing joined (the usual frame)
+            return members, tokens, [points[k] for k in kept], [obs.detections[k] for k in kept]
+        self.counts["joined_split"] += sum(len(g) - 1 for g in groups)
+        unit_tokens = np.stack([tokens[g].sum(0) for g in groups])
+        unit_tokens /= np.maximum(np.linalg.norm(unit_tokens, axis=1, keepdims=True), 1e-12)
+        unit_points = [np.concatenate([points[k] for k in m]) if len(m) > 1 else points[m[0]] for m in members]
+        lead = [obs.detections[max(m, key=lambda k: len(points[k]))] for m in members]
+        return members, unit_tokens, unit_points, lead
+
+    def _fuse_units(self, obs: Observation, members, tokens, points, lead) -> List[Optional[MemoryObject]]:
+        """Associate, keep each unit's own share (faults.own_share), fuse; -> each unit's object (or None)."""
+        cfg = self.config
+        vox = bin_frame(points, cfg.voxel_size)
+        dlo, dhi = vox.bounds()
+        tokens = tokens.astype(np.float32)
+        found = associate(self.objects, self.table, cfg, tokens, vox, dlo, dhi)
+        shares = self._shares(found, points, dlo, dhi)
+        changed = {i for i, sh in enumerate(shares) if sh is not None}  # rare: merged masks, foreign points
+        if changed:
+            points = [p if sh is None else p[sh] for p, sh in zip(points, shares)]
+            self.counts["points_not_theirs"] += sum(int((~sh).sum()) for sh in shares if sh is not None)
+        fusable = [len(p) >= cfg.min_points for p in points]
+        whole = {i: o for i, o in found.matches.items() if i not in changed}
+        if whole:  # the frame's voxels as binned, merged in one pass
+            self._update(Association(whole, found.segments), lead, tokens, obs, vox, dlo, dhi)
+        redo = sorted(i for i in found.matches if i in changed and fusable[i])
+        if redo:  # what is left of detections that gave up points, binned again
+            v2 = bin_frame([points[i] for i in redo], cfg.voxel_size)
+            self._update(Association({j: found.matches[i] for j, i in enumerate(redo)}, None), [lead[i] for i in redo],
+                         tokens[redo], obs, v2, *v2.bounds())
+        objs: List[Optional[MemoryObject]] = [found.matches.get(i) for i in range(len(points))]
+        for i, p in enumerate(points):
+            if objs[i] is None and fusable[i]:
+                objs[i] = self._new(Detection(tokens[i], p, lead[i].label, lead[i].score), obs,
+                                    vox.of(i) if i not in changed else None)
+            elif objs[i] is not None and not fusable[i]:  # all of it lay on other objects: seen, nothing fused
+                objs[i].misses, objs[i].last_seen_ns, objs[i].last_frame = 0, obs.stamp_ns, self.frames
+        self._seen_apart([o for o in objs if o is not None], tokens[[i for i, o in enumerate(objs) if o is not None]])
+        return objs
+
+    def _shares(self, found: Association, points: List[np.ndarray], dlo: np.ndarray, dhi: np.ndarray
+                ) -> List[Optional[np.ndarray]]:
+        """Per unit: None (every point is its own) or the mask of points its object takes (faults.own_share)."""
+        lo, hi, ids = self.table.lo, self.table.hi, self.table.ids
+        pi, pj = found.touching if found.touching is not None else (np.zeros(0, np.int64),) * 2
+        own = np.full(len(points), -1, np.int64)  # each matched detection's own row
+        det_of = np.array(sorted(found.matches), np.int64)
+        inside = np.ones(len(points), bool)  # within its object's reach (unmatched: nothing to leave)
+        if len(det_of):
+            own[det_of] = rows = self.table.rows([found.matches[int(i)] for i in det_of])
+            inside[det_of] = ((dlo[det_of] >= lo[rows] - PART_CELL) & (dhi[det_of] <= hi[rows] + PART_CELL)).all(1)
+        other = pj != own[pi]
+        pi, pj = pi[other], pj[other]
+        out: List[Optional[np.ndarray]] = [None] * len(points)
+        for i in np.union1d(pi, np.flatnonzero(~inside)):
+            others = [self.objects[int(ids[r])] for r in pj[pi == i]]
+            keep = own_share(points[i], found.matches.get(int(i)), others)
+            out[i] = None if keep.all() else keep
+        return out
+
+    def _seen_apart(self, objs: List[MemoryObject], tokens: np.ndarray) -> None:
+        """Objects of different detections in one frame are two things: never merged as duplicates. Only pairs
+        that could merge are marked (one class, near): one class touching in one frame was joined as a split."""
+        if len(objs) < 2:
+            return
+        alike = np.triu(tokens @ tokens.T >= self.config.merge_cosine, 1)
+        if not alike.any():  # the usual frame: no two of one class
+            return
+        hulls = np.array([o.hull() for o in objs])
+        lo, hi = hulls[:, 0] - MERGE_REACH, hulls[:, 1] + MERGE_REACH
+        near = (lo[:, None] <= hi[None]).all(2) & (lo[None] <= hi[:, None]).all(2) & alike
+        for a, b in zip(*np.nonzero(np.triu(near, 1))):
+            if objs[a] is not objs[b]:
+                objs[a].apart.add(objs[b].id)
+                objs[b].apart.add(objs[a].id)
+
+    def _recognise(self, det: Detection, points: np.ndarray, obs: Observation) -> Optional[MemoryObject]:
+        """A detection too small to fuse, matched by its footprint (faults.by_footprint) or by the few points it
+        has: its object counts as seen this frame instead of missed."""
+        ids, tokens = self.table.ids, self.table.tokens
+        if not len(ids):
+            return None
+        rows = np.flatnonzero((ids >= 0) & (tokens @ det.token >= self.config.min_cosine))
+        objs = [self.objects[int(ids[r])] for r in rows]
+        obj = by_footprint(det.box, det.token, objs, obs.pose, obs.K, self.config.min_cosine)
+        if obj is None and len(points):
+            centre = np.median(points, axis=0)
+            near = [o for o in objs if (np.abs(o.centroid - centre) <= (o.bounds()[1] - o.bounds()[0]) / 2 + 0.05).all()]
+            obj = max(near, key=lambda o: float(o.token @ det.token), default=None)
+        if obj is None:
+            return None
+        obj.misses, obj.last_seen_ns, obj.last_frame, obj.camera = 0, obs.stamp_ns, self.frames, obs.camera
+        self.counts["seen_by_footprint"] += 1
+        return obj
 
     def _new(self, det: Detection, obs: Observation, binned=None) -> MemoryObject:
         """A new object from a detection; ``binned`` is its (keys, sums, weights) at the base voxel size."""
@@ -233,6 +336,8 @@ class ObjectMemory:
             oa, ob = self.objects.get(int(ids[a])), self.objects.get(int(ids[b]))
             if oa is None or ob is None:
                 continue  # merged into another already
+            if ob.id in oa.apart:  # detected as two things in one frame: not duplicates
+                continue
             big, small = (oa, ob) if len(oa.keys) >= len(ob.keys) else (ob, oa)
             if overlap(small.points, big) >= cfg.merge_overlap:
                 self._absorb(big, small)
@@ -251,6 +356,7 @@ class ObjectMemory:
         if small.last_seen_ns > big.last_seen_ns:
             big.last_seen_ns, big.camera = small.last_seen_ns, small.camera
         big.last_frame = max(big.last_frame, small.last_frame)
+        big.apart |= small.apart
         self.table.put(big)
         self._delete([small.id])
 

@@ -79,7 +79,8 @@ class MemoryStage(SlotStage):
         tids = result.track_ids if result.track_ids is not None else np.zeros(len(result), np.uint32)
         frame = MemoryFrame(item.header, item.stamp_ns, result.tokens.float().cpu().numpy(), labels,
                             np.asarray(out.prob, np.float64), np.asarray(background), tids, out.instance.copy(),
-                            item.depth, item.K, item.queries.active)
+                            item.depth, item.K, item.queries.active, boxes=np.asarray(out.boxes, np.float64),
+                            pixels=np.asarray(out.area, np.int64))
         self.put(frame)
 
     def put(self, frame: MemoryFrame) -> None:
@@ -127,13 +128,18 @@ class MemoryStage(SlotStage):
         self.ctx.stats.on_memory(fuse_s, time.perf_counter() - start)
 
     def _detections(self, frame: MemoryFrame, points: Dict[int, np.ndarray], pose) -> List[Detection]:
+        """Every region not labelled background, with its points in memory_frame (maybe none: seen with too
+        little depth, it still names its object by its box) and its footprint."""
         dets = []
-        for r, p in points.items():
-            if r >= len(frame.labels) or frame.background[r]:
+        none = np.zeros((0, 3))
+        for r in range(len(frame.labels)):
+            if frame.background[r]:
                 continue
             t = frame.tokens[r]
-            dets.append(Detection(t / max(np.linalg.norm(t), 1e-12), pose.points(p), frame.labels[r],
-                                  float(frame.scores[r]), int(frame.track_ids[r])))
+            box = tuple(float(b) for b in frame.boxes[r]) if frame.boxes is not None else None
+            dets.append(Detection(t / max(np.linalg.norm(t), 1e-12), pose.points(points.get(r, none)),
+                                  frame.labels[r], float(frame.scores[r]), int(frame.track_ids[r]), box,
+                                  int(frame.pixels[r]) if frame.pixels is not None else 0))
         return dets
 
     # --- queries and outputs ---

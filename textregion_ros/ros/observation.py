@@ -38,6 +38,8 @@ class MemoryFrame:
     # that K projects into; instance and depth are then None.
     points: Optional[Dict[int, np.ndarray]] = None
     depth_m: Optional[np.ndarray] = None
+    boxes: Optional[np.ndarray] = None  # (R, 4) x0 y0 x1 y1 in the image K projects into: a region too small
+    pixels: Optional[np.ndarray] = None  # to fuse still names its object by its footprint (memory/faults.py)
 
 
 class ObservationError(ValueError):
@@ -146,4 +148,6 @@ def memory_frame(msg, encoder: str, token_dim: int):
     return MemoryFrame(msg.header, stamp, tokens, [r.label for r in msg.regions],
                        np.array([r.score for r in msg.regions], np.float64), np.zeros(n, bool),
                        np.array([r.track_id for r in msg.regions], np.uint32), None, None, K, msg.query,
-                       points=points, depth_m=depth)
+                       points=points, depth_m=depth,
+                       boxes=np.array([list(r.box) for r in msg.regions], np.float64).reshape(-1, 4) / step,
+                       pixels=np.array([r.pixels for r in msg.regions], np.int64))
