@@ -152,6 +152,55 @@ class ColourMasks:
         return given_masks(torch.stack(masks))
 
 
+class FaultyColourMasks(ColourMasks):
+    """ColourMasks with SAM2's faults, drawn from a seeded generator per frame: in 10% of frames two masks
+    within 10 pixels of each other merged into one, in 15% one mask split in two down its middle column, in 20% a spurious 300-pixel
+    blob (on whatever lies there). The token of a merged mask is what the encoder makes of it: its majority."""
+    name = "room_colours_faulty"
+
+    def __init__(self, things, seed: int = 0, min_pixels: int = 40):
+        super().__init__(things, min_pixels)
+        self.rng = np.random.default_rng(seed)
+        self.faults: list = []
+
+    def generate(self, image01):
+        import torch
+        from textregion_ros.masks.given import given_masks
+
+        masks = list(super().generate(image01).masks.bool())
+        rng = self.rng
+        if rng.random() < 0.10 and len(masks) > 2:
+            pairs = [(a, b) for a in range(1, len(masks)) for b in range(a + 1, len(masks))
+                     if (_dilate(masks[a]) & masks[b]).any()]
+            if pairs:
+                a, b = pairs[rng.integers(len(pairs))]
+                masks = [m for i, m in enumerate(masks) if i not in (a, b)] + [masks[a] | masks[b]]
+                self.faults.append("merged")
+        if rng.random() < 0.15:
+            big = [i for i in range(1, len(masks)) if int(masks[i].sum()) >= 200]
+            if big:
+                i = big[rng.integers(len(big))]
+                cols = torch.nonzero(masks[i])[:, 1].float().mean().long()
+                left = masks[i].clone()
+                left[:, cols:] = False
+                masks = masks[:i] + masks[i + 1:] + [left, masks[i] & ~left]
+                self.faults.append("split")
+        if rng.random() < 0.20:
+            h, w = masks[0].shape
+            v, u = int(rng.integers(0, h - 15)), int(rng.integers(0, w - 20))
+            blob = torch.zeros_like(masks[0])
+            blob[v:v + 15, u:u + 20] = True
+            masks.append(blob)
+            self.faults.append("blob")
+        return given_masks(torch.stack(masks))
+
+
+def _dilate(mask):
+    import torch.nn.functional as F
+
+    return F.max_pool2d(mask[None, None].float(), 21, 1, 10)[0, 0] > 0  # 10 px: adjacent in the image
+
+
 def room_encoder(things):
     """The planted encoder (eval_data) with the room's classes and colours: a patch's feature is the
     one-hot room colour nearest its mean, a region's token the text embedding of its majority colour."""

@@ -448,3 +448,56 @@ def test_a_header_claiming_too_many_objects_is_refused(swept, tmp_path):
     saved_then_edited(memory, edited, impossible_voxels)
     with pytest.raises(MemoryFileError, match="voxel count"):
         load_memory(edited, HEADER, ObjectMemory(MemoryConfig()))
+
+
+def _edit_header(change):
+    import json
+
+    def edit(arrays):
+        meta = json.loads(arrays["header"].tobytes().decode())
+        change(meta)
+        arrays["header"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    return edit
+
+
+def two_mugs_seen_apart():
+    """Two objects of one class detected side by side in one frame, then one moved onto the other (so the
+    duplicate merge would join them, were they not seen apart)."""
+    memory = ObjectMemory(MemoryConfig(min_observations=1, merge_every=1))
+    rng = np.random.default_rng(0)
+    t = token("red mug")
+    a, b = rng.uniform(0, 0.08, (300, 3)), rng.uniform(0, 0.08, (300, 3)) + [0.3, 0, 0]
+    memory.integrate(Observation(1, "c", look_at((0.1, -1, 0.5), (0.1, 0, 0)), np.eye(3), None,
+                                 [Detection(t, a, "red mug", 0.9), Detection(t, b, "red mug", 0.9)]))
+    assert len(memory) == 2
+    ids = sorted(memory.objects)
+    assert memory.objects[ids[0]].apart == {ids[1]}
+    return memory, ids
+
+
+def test_objects_seen_apart_are_never_merged_and_the_mark_is_saved(tmp_path):
+    memory, ids = two_mugs_seen_apart()
+    other = memory.objects[ids[1]]
+    other.add_points(memory.objects[ids[0]].points, memory.objects[ids[0]].weights, 4000)  # now they overlap
+    memory.table.put(other)
+    assert memory.merge_duplicates() == 0 and len(memory) == 2
+    path = str(tmp_path / "m.npz")
+    save_memory(path, memory, HEADER)
+    again = ObjectMemory(MemoryConfig(min_observations=1))
+    assert load_memory(path, HEADER, again) == 2
+    assert again.objects[ids[0]].apart == {ids[1]} and again.merge_duplicates() == 0
+    # A file written before the marks existed (no "apart" in its header) loads, without marks.
+    saved_then_edited(memory, path, _edit_header(lambda meta: meta.pop("apart")))
+    old = ObjectMemory(MemoryConfig(min_observations=1))
+    assert load_memory(path, HEADER, old) == 2 and not old.objects[ids[0]].apart
+    assert old.merge_duplicates() == 1  # without the mark they are duplicates, as before
+
+
+@pytest.mark.parametrize("apart", [[[1, 999]], "pairs", [[1]], [[True, 2]], [[1, 2]] * 1000])
+def test_a_file_with_impossible_seen_apart_pairs_is_refused_untouched(tmp_path, apart):
+    memory, _ = two_mugs_seen_apart()
+    path = str(tmp_path / "m.npz")
+    before = saved_then_edited(memory, path, _edit_header(lambda meta: meta.__setitem__("apart", apart)))
+    with pytest.raises(MemoryFileError, match="seen-apart"):
+        load_memory(path, HEADER, ObjectMemory(MemoryConfig()))
+    assert open(path, "rb").read() == before

@@ -12,7 +12,7 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 import textregion_ros.msg as trmsg
-from memory_scene import ColourMasks, circle, look_at, render, room, room_encoder
+from memory_scene import ColourMasks, FaultyColourMasks, circle, look_at, render, room, room_encoder
 from ros_harness import Harness
 from textregion_ros.config import preset
 from textregion_ros.geometry.transform import quaternion_xyzw
@@ -143,6 +143,41 @@ def test_find_answers_every_class_out_of_view_and_memory_grounded_follows_the_qu
     mug = next(t for t in THINGS if t.name == "red mug")
     assert g.header.frame_id == "map"
     assert np.linalg.norm(np.array([g.pose.position.x, g.pose.position.y, g.pose.position.z]) - mug.centre) <= 0.01
+
+
+@pytest.fixture(scope="module")
+def faulty(swept, tmp_path_factory):
+    """The same sweep through a second node whose given masks have SAM2's faults (FaultyColourMasks): merged,
+    split and spurious masks, drawn from a seeded generator."""
+    cfg = preset("cpu-lite", random_weights=True, tiles="none", vocabulary=tuple(t.name for t in THINGS),
+                 background=("floor",))
+    masks = FaultyColourMasks(THINGS, seed=5)
+    pipeline = Pipeline(cfg, encoder=room_encoder(THINGS), mask_source=masks)
+    h = Harness(namespace="/memfaults", pipeline=pipeline,
+                extra=memory_params(tmp_path_factory.mktemp("faults") / "room.npz"), subscribe=False)
+    rm = Room(h)
+    for pose in circle(44, start_deg=4.0):
+        before = rm.view(pose)
+        assert h.wait(lambda b=before: h.node.stats.snapshot().get("memory/fused", 0) > b, 30)
+    try:
+        yield h, rm, masks
+    finally:
+        h.close()
+
+
+def test_with_sams_faults_in_the_masks_each_object_is_remembered_once_and_found(faulty):
+    h, rm, masks = faulty
+    assert {"merged", "split", "blob"} <= set(masks.faults), masks.faults  # the faults were there
+    assert h.wait(lambda: rm.objects, 10)
+    objs = rm.objects[-1].objects
+    assert sorted(o.label for o in objs) == sorted(t.name for t in THINGS), [o.label for o in objs]
+    for o in objs:
+        truth = next(t for t in THINGS if t.name == o.label)
+        assert np.linalg.norm(centroid(o) - truth.centre) <= 0.02, (o.label, centroid(o), truth.centre)
+    for t in THINGS:
+        reply = find(h, t.name, 1)
+        assert reply.found and reply.objects[0].label == t.name, (t.name, reply.message)
+    assert not any(k.startswith("errors/") for k in h.node.stats.snapshot())
 
 
 def test_hostile_queries_transforms_and_frames_are_counted_and_the_memory_stays(swept):

@@ -28,7 +28,8 @@ from .frame_voxels import FrameVoxels, bin_frame
 from .objects import Detection, MemoryObject, Observation, bin_points, evenly, ranges
 from .table import ObjectTable
 
-MERGE_REACH = 0.05  # m: objects of one frame this close are marked seen apart (farther ones never merge anyway)
+MERGE_REACH = 0.3  # m: objects of one class this close in one frame are marked seen apart (a contaminated
+# object grows towards its neighbour; pairs farther apart than this are not worth a mark)
 VISIBILITY_SAMPLES = 32  # points per object checked against the depth image
 MIN_IN_VIEW = 0.5  # share of those inside the image (and in front of the camera) for "should be visible"
 
