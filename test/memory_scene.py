@@ -76,10 +76,15 @@ def render(things: List[Thing], pose: RigidTransform, width=320, height=240, noi
     hits = []
     for th in things:
         c = R.T @ (th.centre - eye)
-        if th.kind == "box":
-            hits.append(_box_hit(rays, c, (R.T @ th.axes()).T, th.size / 2))
-        else:
-            hits.append(_sphere_hit(rays, c, th.size[0] / 2))
+        hit = np.full(rays.shape[:2], np.inf)
+        v0, v1, u0, u1 = _footprint(th, R, eye, K, width, height)
+        sub = rays[v0:v1, u0:u1]  # only the rays that can reach it: the same hits, a fraction of the work
+        if sub.size:
+            if th.kind == "box":
+                hit[v0:v1, u0:u1] = _box_hit(sub, c, (R.T @ th.axes()).T, th.size / 2)
+            else:
+                hit[v0:v1, u0:u1] = _sphere_hit(sub, c, th.size[0] / 2)
+        hits.append(hit)
     with np.errstate(divide="ignore", invalid="ignore"):
         rz = rays @ R[2]  # the map z of each ray direction
         floor = np.where(rz < -1e-9, -eye[2] / rz, np.inf)
@@ -96,6 +101,19 @@ def render(things: List[Thing], pose: RigidTransform, width=320, height=240, noi
     for i, th in enumerate(things):
         rgb[inst == i + 1] = th.colour
     return Render(depth.astype(np.float32), np.where(np.isfinite(t.min(0)), inst, 0), rgb, K, pose)
+
+
+def _footprint(th: Thing, R, eye, K, width: int, height: int):
+    """(v0, v1, u0, u1): the image rectangle holding the projection of the thing's box (its corners'
+    projections bound it when every corner is in front of the camera; otherwise the whole image)."""
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]) * th.size / 2
+    cam = (th.centre + corners @ th.axes().T - eye) @ R
+    if (cam[:, 2] <= 0.01).any():
+        return 0, height, 0, width
+    u, v = K[0, 0] * cam[:, 0] / cam[:, 2] + K[0, 2], K[1, 1] * cam[:, 1] / cam[:, 2] + K[1, 2]
+    u0, u1 = int(np.clip(np.floor(u.min()) - 1, 0, width)), int(np.clip(np.ceil(u.max()) + 2, 0, width))
+    v0, v1 = int(np.clip(np.floor(v.min()) - 1, 0, height)), int(np.clip(np.ceil(v.max()) + 2, 0, height))
+    return v0, v1, u0, u1
 
 
 def backproject(r: Render, mask: np.ndarray, stride: int = 2) -> np.ndarray:

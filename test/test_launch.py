@@ -104,3 +104,31 @@ def test_rviz_config_shows_each_cameras_displays_with_several_cameras():
             assert d["Topic"]["Value"] not in topics  # nothing points at a topic a two-camera node lacks
     names = [d["Name"] for d in two]
     assert "TextRegion overlay (head)" in names and len(set(names)) == len(names)
+
+
+@pytest.mark.launch
+def test_memory_true_brings_up_both_nodes_and_ctrl_c_stops_them_with_status_0():
+    """memory:=true: the perception node and textregion_memory, both configured and activated by autostart;
+    one SIGINT (Ctrl-C) ends the launch with status 0."""
+    import signal
+    import time
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    p = subprocess.Popen(["ros2", "launch", "textregion_ros", "perceive.launch.py", "memory:=true",
+                          "random_weights:=true", "preset:=cpu-lite", "namespace:=launchmem"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, seen = time.monotonic() + 240, ""
+        while time.monotonic() < deadline:
+            states = [subprocess.run(["ros2", "lifecycle", "get", f"/launchmem/{n}"], capture_output=True, text=True,
+                                     timeout=30).stdout for n in ("textregion", "textregion_memory")]
+            seen = " | ".join(states)
+            if all(s.startswith("active") for s in states):
+                break
+            time.sleep(2)
+        assert all(s.startswith("active") for s in seen.split(" | ")), seen
+        p.send_signal(signal.SIGINT)
+        assert p.wait(60) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()

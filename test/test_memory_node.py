@@ -1,8 +1,9 @@
 """The object memory in its own node and process (textregion_memory) over DDS.
 
 Two perception nodes in two namespaces, each with its own camera frame, sweep the ray-cast room (half the
-circle each) and publish ``observation``; one memory node fuses both into one map. Checked against where the
-room's objects really are.
+circle each) and publish ``observation``; one memory node fuses both into one map. Their given masks have
+SAM2's faults (FaultyColourMasks: merged, split and spurious masks). Checked against where the room's
+objects really are.
 Then a memory node process is killed with SIGKILL (a crash, no save) beside a running perception node, which
 keeps publishing; the restarted process loads the file the crash left untouched.
 """
@@ -21,9 +22,10 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 import textregion_ros.msg as trmsg
-from memory_scene import circle, look_at, render
+from memory_scene import FaultyColourMasks, circle, look_at, render, room_encoder
 from ros_harness import ROOT, TEST_OVERRIDES, YAML, Harness
 from test_node_memory import THINGS, Room, centroid, room_pipeline
+from textregion_ros.pipeline import Pipeline
 from textregion_ros.ros.memory_node import MemoryNode
 from textregion_ros.srv import Find
 
@@ -73,7 +75,8 @@ def view(h, tf, pose, frame_id, mem):
 def fed(tmp_path_factory):
     rclpy.init()
     path = tmp_path_factory.mktemp("memory_node") / "room.npz"
-    pipeline = room_pipeline()
+    masks = FaultyColourMasks(THINGS, seed=11)
+    pipeline = Pipeline(room_pipeline().config, encoder=room_encoder(THINGS), mask_source=masks)
     nodes = [Harness(namespace=ns, pipeline=pipeline, extra=perception_params()) for ns in SOURCES]
     mem = memory_node(path, pipeline)
     nodes[0].executor.add_node(mem)
@@ -90,6 +93,7 @@ def fed(tmp_path_factory):
         view(nodes[k], tf, pose, f"r{k + 1}_camera", mem)
     for y in (-1.0, 1.0):  # then r1 looks away: nothing of the room is in view
         view(h, tf, look_at((1.6, 0.0, 0.9), (4.0, y, 0.0)), "r1_camera", mem)
+    assert {"merged", "split", "blob"} <= set(masks.faults), masks.faults
     try:
         yield nodes, mem, path, objects, observed
     finally:
@@ -100,7 +104,7 @@ def fed(tmp_path_factory):
         rclpy.shutdown()
 
 
-def test_two_perception_nodes_feed_one_map_with_each_object_once_within_a_centimetre(fed):
+def test_two_perception_nodes_feed_one_map_with_each_object_once_within_two_centimetres(fed):
     nodes, mem, _, objects, observed = fed
     assert all(n >= 20 for n in observed.values()), observed  # both fed it, over DDS
     assert nodes[0].wait(lambda: objects, 10)
@@ -109,7 +113,7 @@ def test_two_perception_nodes_feed_one_map_with_each_object_once_within_a_centim
     assert sorted(o.label for o in objs) == sorted(t.name for t in THINGS), [o.label for o in objs]
     for o in objs:
         truth = next(t for t in THINGS if t.name == o.label)
-        assert np.linalg.norm(centroid(o) - truth.centre) <= 0.01, (o.label, centroid(o), truth.centre)
+        assert np.linalg.norm(centroid(o) - truth.centre) <= 0.02, (o.label, centroid(o), truth.centre)
         assert o.times_seen >= 10
     assert {o.camera for o in objs} <= {"r1_camera", "r2_camera"}
     snap = mem.stats.snapshot()
@@ -125,7 +129,7 @@ def test_find_on_the_memory_node_answers_every_class_out_of_view(fed):
         reply = call(h.tester, Find, "/mem/find", Find.Request(query=t.name), h.wait)
         assert reply.success and reply.found, (t.name, reply.message)
         assert reply.objects[0].label == t.name
-        assert np.linalg.norm(centroid(reply.objects[0]) - t.centre) <= 0.01
+        assert np.linalg.norm(centroid(reply.objects[0]) - t.centre) <= 0.02
 
 
 def test_observations_it_cannot_use_are_counted_and_the_map_stays(fed):
@@ -183,7 +187,7 @@ def remembered(h, timeout=120.0):
         assert client.wait_for_service(timeout), "the memory node process never served find"
         for _ in range(6):  # a request sent before the reply's route is discovered is never answered: again
             future = client.call_async(Find.Request(query="anything", max_results=100))
-            if h.wait(future.done, 10):
+            if h.wait(future.done, 5):
                 return len(future.result().objects)
         raise AssertionError("find on the memory node process was never answered")
     finally:

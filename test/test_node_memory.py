@@ -156,7 +156,7 @@ def faulty(swept, tmp_path_factory):
     h = Harness(namespace="/memfaults", pipeline=pipeline,
                 extra=memory_params(tmp_path_factory.mktemp("faults") / "room.npz"), subscribe=False)
     rm = Room(h)
-    for pose in circle(44, start_deg=4.0):
+    for pose in circle(28, start_deg=4.0):
         before = rm.view(pose)
         assert h.wait(lambda b=before: h.node.stats.snapshot().get("memory/fused", 0) > b, 30)
     try:
