@@ -241,15 +241,7 @@ def run_one(args, namespace: str) -> dict:
         node.kill()
     sub.destroy_node()
 
-    def count(key):
-        return int(float(end.get(key, 0))) - int(float(base.get(key, 0)))
-
-    def f(key, scale=1e3):
-        try:
-            return round(float(end[key]) * scale, 2)
-        except (KeyError, ValueError):
-            return None
-
+    count, f = window_readers(base, end)
     processed = count("processed")
     try:  # the pipeline's mean over this window, from the node's cumulative total
         pipeline_ms = round(1e3 * (float(end["pipeline_total_s"]) - float(base.get("pipeline_total_s", 0)))
@@ -294,8 +286,9 @@ def memory_figures(args, count, f, end) -> dict:
             "fuse_mean_ms": f("memory_fuse_mean_s"), "stage_mean_ms": f("memory_stage_mean_s")}
 
 
-def node_memory_figures(args, base, end) -> dict:
-    """memory_figures from the memory node's own /diagnostics entry (--memory-node)."""
+def window_readers(base: dict, end: dict):
+    """(count, f) over one measuring window of /diagnostics: a counter's growth, and a figure at its end
+    (scaled, None when absent)."""
     def count(key):
         return int(float(end.get(key, 0))) - int(float(base.get(key, 0)))
 
@@ -304,6 +297,12 @@ def node_memory_figures(args, base, end) -> dict:
             return round(float(end[key]) * scale, 2)
         except (KeyError, ValueError):
             return None
+    return count, f
+
+
+def node_memory_figures(args, base, end) -> dict:
+    """memory_figures from the memory node's own /diagnostics entry (--memory-node)."""
+    count, f = window_readers(base, end)
     out = memory_figures(args, count, f, end)
     out["in"] = "textregion_memory, its own process"
     return out

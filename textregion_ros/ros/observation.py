@@ -15,7 +15,7 @@ import numpy as np
 
 import textregion_ros.msg as trmsg
 
-from .convert import ImageError, array_to_image, depth_to_meters, stamp_ns
+from .convert import ImageError, array_to_image, depth_to_meters, packed, stamp_ns
 
 DEPTH_STEP = 4  # the depth image sent for visibility checks: 160x120 of a 640x480 camera (77 KB)
 MAX_REGIONS = 1024  # a sender that claims more is refused (a frame's regions are bounded by max_masks)
@@ -100,10 +100,11 @@ def observation_msg(view, encoder: str) -> Optional["trmsg.Observation"]:
             continue
         p = points.get(r, np.zeros((0, 3)))
         box = [int(b) for b in out.boxes[r]]
+        # Arrays as array.array: rclpy takes them whole, where a numpy array is checked value by value.
         msg.regions.append(trmsg.ObservedRegion(
-            token=tokens[r], label=result.labels[int(out.label[r])], score=float(out.prob[r]),
+            token=packed(tokens[r], "f"), label=result.labels[int(out.label[r])], score=float(out.prob[r]),
             track_id=int(tids[r]), box=box, pixels=int(out.area[r]), depth_pixels=len(p) * s.depth_stride ** 2,
-            points=sample(p, s.memory_max_detection_points).astype(np.float32).reshape(-1)))
+            points=packed(sample(p, s.memory_max_detection_points).reshape(-1), "f")))
     return msg
 
 
