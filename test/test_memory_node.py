@@ -148,11 +148,16 @@ def test_observations_it_cannot_use_are_counted_and_the_map_stays(fed):
                              k=[float("nan")] * 9),  # a K that cannot project
            good]  # a depth image that does not match its size claim: none here
     bad[2].depth.height = 7
+    nan = trmsg.Observation(encoder=good.encoder, token_dim=good.token_dim, height=480, width=640, depth_step=4,
+                            k=list(good.k), depth=good.depth)
+    nan.regions = [trmsg.ObservedRegion(token=[float("nan")] * good.token_dim, label="red mug", score=0.9)]
+    bad.append(nan)  # a NaN token would poison an object's running mean
     for msg in bad:
         pub.publish(msg)
     assert h.wait(lambda: sum(v for k, v in mem.stats.snapshot().items() if k.startswith("bad_input/observation"))
-                  - sum(v for k, v in before.items() if k.startswith("bad_input/observation")) >= 3, 10), \
+                  - sum(v for k, v in before.items() if k.startswith("bad_input/observation")) >= 4, 10), \
         mem.stats.snapshot()
+    assert mem.stats.snapshot().get("bad_input/observation_values", 0) > before.get("bad_input/observation_values", 0)
     assert len(mem.memory) == n and mem.stage.alive
 
 

@@ -122,6 +122,8 @@ def checked(msg, encoder: str, token_dim: int) -> None:
         if len(reg.token) != token_dim or len(reg.points) % 3:
             raise ObservationError("observation_size", f"a region with a {len(reg.token)}-d token and "
                                                        f"{len(reg.points)} point values")
+        if not (np.isfinite(np.asarray(reg.token, np.float32)).all() and np.isfinite(reg.score)):
+            raise ObservationError("observation_values", "a region with a non-finite token or score")
 
 
 def memory_frame(msg, encoder: str, token_dim: int):
