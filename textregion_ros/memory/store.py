@@ -99,7 +99,6 @@ class ObjectMemory:
         cfg = self.config
         vox = bin_frame(points, cfg.voxel_size)
         dlo, dhi = vox.bounds()
-        tokens = tokens.astype(np.float32)
         found = associate(self.objects, self.table, cfg, tokens, vox, dlo, dhi)
         shares = self._shares(found, points, dlo, dhi)
         changed = {i for i, sh in enumerate(shares) if sh is not None}  # rare: merged masks, foreign points
@@ -121,7 +120,7 @@ class ObjectMemory:
                 objs[i] = self._new(Detection(tokens[i], p, lead[i].label, lead[i].score), obs,
                                     vox.of(i) if i not in changed else None)
             elif objs[i] is not None and not fusable[i]:  # all of it lay on other objects: seen, nothing fused
-                objs[i].misses, objs[i].last_seen_ns, objs[i].last_frame = 0, obs.stamp_ns, self.frames
+                self._seen(objs[i], obs)
         self._seen_apart([o for o in objs if o is not None], tokens[[i for i, o in enumerate(objs) if o is not None]])
         return objs
 
@@ -156,7 +155,7 @@ class ObjectMemory:
         hulls = np.array([o.hull() for o in objs])
         lo, hi = hulls[:, 0] - MERGE_REACH, hulls[:, 1] + MERGE_REACH
         near = (lo[:, None] <= hi[None]).all(2) & (lo[None] <= hi[:, None]).all(2) & alike
-        for a, b in zip(*np.nonzero(np.triu(near, 1))):
+        for a, b in zip(*np.nonzero(near)):  # upper triangle: ``alike`` is
             if objs[a] is not objs[b]:
                 objs[a].apart.add(objs[b].id)
                 objs[b].apart.add(objs[a].id)
@@ -176,9 +175,13 @@ class ObjectMemory:
             obj = max(near, key=lambda o: float(o.token @ det.token), default=None)
         if obj is None:
             return None
-        obj.misses, obj.last_seen_ns, obj.last_frame, obj.camera = 0, obs.stamp_ns, self.frames, obs.camera
+        self._seen(obj, obs)
         self.counts["seen_by_footprint"] += 1
         return obj
+
+    def _seen(self, obj: MemoryObject, obs: Observation) -> None:
+        """Seen in this frame without points fused into it: no miss, and last seen now, by this camera."""
+        obj.misses, obj.last_seen_ns, obj.last_frame, obj.camera = 0, obs.stamp_ns, self.frames, obs.camera
 
     def _new(self, det: Detection, obs: Observation, binned=None) -> MemoryObject:
         """A new object from a detection; ``binned`` is its (keys, sums, weights) at the base voxel size."""

@@ -15,6 +15,10 @@ class StartupError(RuntimeError):
     pass
 
 
+# What building models raises for a reason the user can act on (missing weights, a bad configuration).
+LOAD_ERRORS = (WeightsUnavailableError, ValueError, RuntimeError)
+
+
 def load_pipeline(config, logger) -> Pipeline:
     if uses_hub(config) and not prefer_cache_when_offline():
         logger.info("the model hub is not reachable: loading weights from the local cache only")
@@ -22,7 +26,18 @@ def load_pipeline(config, logger) -> Pipeline:
     logger.info(f"loading models: {config.encoder_model} ({config.encoder_weights}){sam2}")
     try:
         return Pipeline(config)
-    except (WeightsUnavailableError, ValueError, RuntimeError) as exc:
+    except LOAD_ERRORS as exc:
+        raise StartupError(str(exc)) from exc
+
+
+def load_find_scores(config, logger):
+    """textregion_memory's models: the text tower for find (find_scores.py), no SAM2."""
+    from .find_scores import FindScores
+
+    logger.info(f"loading the text tower of {config.encoder_model} ({config.encoder_weights}) for find")
+    try:
+        return FindScores(config)
+    except LOAD_ERRORS as exc:
         raise StartupError(str(exc)) from exc
 
 

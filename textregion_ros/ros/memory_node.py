@@ -32,7 +32,7 @@ import textregion_ros.srv as trsrv
 from . import qos
 from .context import NodeContext
 from .diagnostics import Stats, node_status
-from .loading import StartupError, release_models
+from .loading import StartupError, load_find_scores, release_models
 from .memory_stage import MemoryStage, file_header
 from .observation import ObservationError, encoder_id, memory_frame
 from .outputs import MEMORY_OUTPUTS
@@ -42,20 +42,6 @@ from .tf_buffer import make_lookup
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 OBSERVATION_DEPTH = 5  # observations queued per source while the stage fuses (the stage keeps the newest)
-
-
-def load_scores(config, logger, given=None):
-    """The text tower for find (FindScores), or StartupError with the reason (missing weights: fast)."""
-    if given is not None:
-        return given
-    from ..encoders.weights import WeightsUnavailableError
-    from .find_scores import FindScores
-
-    logger.info(f"loading the text tower of {config.encoder_model} ({config.encoder_weights}) for find")
-    try:
-        return FindScores(config)
-    except (WeightsUnavailableError, ValueError, RuntimeError) as exc:
-        raise StartupError(str(exc)) from exc
 
 
 class MemoryNode(LifecycleNode):
@@ -91,7 +77,8 @@ class MemoryNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self.params.check_startup()
-            scores = load_scores(self.params.config, self.get_logger(), self._given)
+            given = self._given
+            scores = given if given is not None else load_find_scores(self.params.config, self.get_logger())
         except StartupError as exc:
             self.last_failure = str(exc)
             self.get_logger().error(f"configure failed: {exc}")

@@ -15,6 +15,7 @@ import numpy as np
 
 import textregion_ros.msg as trmsg
 
+from ..memory.store import bounded
 from .convert import ImageError, array_to_image, depth_to_meters, packed, stamp_ns
 
 DEPTH_STEP = 4  # the depth image sent for visibility checks: 160x120 of a 640x480 camera (77 KB)
@@ -67,23 +68,12 @@ def region_points(instance: np.ndarray, depth_m: np.ndarray, K: np.ndarray, stri
     return {int(g[0]): p for g, p in zip(np.split(r, cuts), np.split(pts, cuts)) if len(g)}
 
 
-def sample(points: np.ndarray, limit: int) -> np.ndarray:
-    """At most ``limit`` points, evenly over the raster order (the mask's whole extent, not its top rows)."""
-    if limit <= 0 or len(points) <= limit:
-        return points
-    return points[np.linspace(0, len(points) - 1, limit).astype(np.int64)]
-
-
 def observation_msg(view, encoder: str) -> Optional["trmsg.Observation"]:
     """The frame's observation, or None without an instance map, depth or K (nothing to place in 3D)."""
     out, result, s = view.out, view.result, view.settings
-    if out.instance is None or view.depth is None or view.K is None or not len(result):
-        return None
-    try:
-        depth = depth_to_meters(view.depth)
-    except ImageError:
-        return None  # the publish stage counted it
-    if depth.shape != out.instance.shape:
+    depth = view.depth  # metres, already checked against the image's size (publish.py)
+    if out.instance is None or depth is None or view.K is None or not len(result) or \
+            depth.shape != out.instance.shape:
         return None
     points = region_points(out.instance, depth, view.K, s.depth_stride)
     background = out.label >= len(result.labels) - result.num_background
@@ -104,12 +94,13 @@ def observation_msg(view, encoder: str) -> Optional["trmsg.Observation"]:
         msg.regions.append(trmsg.ObservedRegion(
             token=packed(tokens[r], "f"), label=result.labels[int(out.label[r])], score=float(out.prob[r]),
             track_id=int(tids[r]), box=box, pixels=int(out.area[r]), depth_pixels=len(p) * s.depth_stride ** 2,
-            points=packed(sample(p, s.memory_max_detection_points).reshape(-1), "f")))
+            points=packed(bounded(p, s.memory_max_detection_points).reshape(-1), "f")))
     return msg
 
 
 def checked(msg, encoder: str, token_dim: int) -> None:
-    """Refuse what cannot be fused: another encoder's tokens, sizes that do not add up, non-finite K."""
+    """Refuse what cannot be fused: another encoder's tokens, sizes that do not add up, non-finite K (and, in
+    memory_frame, non-finite tokens or scores)."""
     if msg.encoder != encoder or msg.token_dim != token_dim:
         raise ObservationError("observation_encoder", f"tokens from {msg.encoder!r} ({msg.token_dim}-d), this memory "
                                                       f"holds {encoder!r} ({token_dim}-d)")
@@ -122,13 +113,16 @@ def checked(msg, encoder: str, token_dim: int) -> None:
         if len(reg.token) != token_dim or len(reg.points) % 3:
             raise ObservationError("observation_size", f"a region with a {len(reg.token)}-d token and "
                                                        f"{len(reg.points)} point values")
-        if not (np.isfinite(np.asarray(reg.token, np.float32)).all() and np.isfinite(reg.score)):
-            raise ObservationError("observation_values", "a region with a non-finite token or score")
 
 
 def memory_frame(msg, encoder: str, token_dim: int):
     """The MemoryFrame of an observation (memory_stage.py), its points already in the optical frame."""
     checked(msg, encoder, token_dim)
+    n = len(msg.regions)
+    tokens = np.stack([np.asarray(r.token, np.float32) for r in msg.regions]) if n else np.zeros((0, token_dim))
+    scores = np.array([r.score for r in msg.regions], np.float64)
+    if not (np.isfinite(tokens).all() and np.isfinite(scores).all()):
+        raise ObservationError("observation_values", "a region with a non-finite token or score")
     try:
         stamp = stamp_ns(msg.header.stamp)
         depth = depth_to_meters(msg.depth)
@@ -140,16 +134,13 @@ def memory_frame(msg, encoder: str, token_dim: int):
                                                    f"{msg.width}x{msg.height} image at step {step}")
     K = np.asarray(msg.k, np.float64).reshape(3, 3).copy()
     K[:2] /= step  # the subsampled image's pixel (u // step) sees what the full image's pixel u sees
-    n = len(msg.regions)
     points = {}
     for i, reg in enumerate(msg.regions):
         p = np.asarray(reg.points, np.float64).reshape(-1, 3)
         p = p[np.isfinite(p).all(1) & (p[:, 2] > 0)]
         if len(p):
             points[i] = p
-    tokens = np.stack([np.asarray(r.token, np.float32) for r in msg.regions]) if n else np.zeros((0, token_dim))
-    return MemoryFrame(msg.header, stamp, tokens, [r.label for r in msg.regions],
-                       np.array([r.score for r in msg.regions], np.float64), np.zeros(n, bool),
+    return MemoryFrame(msg.header, stamp, tokens, [r.label for r in msg.regions], scores, np.zeros(n, bool),
                        np.array([r.track_id for r in msg.regions], np.uint32), None, None, K, msg.query,
                        points=points, depth_m=depth,
                        boxes=np.array([list(r.box) for r in msg.regions], np.float64).reshape(-1, 4) / step,

@@ -47,7 +47,7 @@ class FrameView:
     marker_lifetime: float = 2.0
     random_weights: bool = False
     active: bool = False  # the query set has an active query (its grounding is the last)
-    depth: Any = None  # the depth image matched to the frame (sensor_msgs/Image), when a row needs depth
+    depth: Optional[np.ndarray] = None  # the matched depth, metres on the host, when a row needs depth
     query: str = ""  # the active query
     encoder: str = ""  # observation.encoder_id of the models that made the tokens
 

@@ -67,7 +67,9 @@ class PublishStage(SlotStage):
             self.publish(item)
 
     # --- one frame ---
-    def _depth_tensor(self, item: Processed) -> Optional[torch.Tensor]:
+    def _depth_meters(self, item: Processed) -> Optional[np.ndarray]:
+        """The matched depth in metres on the host, once a frame: composition takes it to the device, and the
+        observation row reads it as it is. None (counted) when it is unreadable or not the image's size."""
         if item.depth is None:
             return None
         try:
@@ -79,7 +81,7 @@ class PublishStage(SlotStage):
             self.ctx.warn("depth/size_mismatch", f"depth {depth.shape[::-1]} does not match the image "
                                                  f"{tuple(item.result.frame_hw)[::-1]}; 3D values are NaN")
             return None
-        return torch.from_numpy(depth).to(self.ctx.pipeline.device, non_blocking=True)
+        return depth
 
     def _view(self, item: Processed, rows: List[Output]) -> Tuple[FrameView, FrameOutputs]:
         s = self.ctx.settings
@@ -87,15 +89,18 @@ class PublishStage(SlotStage):
         if self.memory is not None and not item.partial:
             extra |= {DEPTH, INSTANCE}  # the memory fuses each region's depth points
         depth_wanted = needs_depth(rows, extra)
+        depth = None
         if depth_wanted:
             item.depth, item.K = self.intake.match_depth(item.msg, item.depths)
+            depth = self._depth_meters(item)
         view = FrameView(item.result, None, item.header, s, item.K, self.frames.resolve, self.marker_lifetime(),
-                         self.ctx.random_weights, bool(item.queries.active), item.depth, item.queries.active,
+                         self.ctx.random_weights, bool(item.queries.active), depth, item.queries.active,
                          encoder_id(self.ctx.pipeline.config))
         g = view.active_grounding
         target = g is not None and g.found and any(TARGET in r.needs for r in rows)  # only for a found target
-        req = compose_request(rows, target, self._depth_tensor(item) if depth_wanted else None, item.K, s,
-                              g.region if g else -1, extra)
+        device_depth = torch.from_numpy(depth).to(self.ctx.pipeline.device, non_blocking=True) \
+            if depth is not None else None
+        req = compose_request(rows, target, device_depth, item.K, s, g.region if g else -1, extra)
         view.out = compose(item.result, item.image, req)
         return view, view.out
 
