@@ -3,6 +3,7 @@
     python bench/bench_pipeline.py --device cuda --preset realtime --top-k 64
     python bench/bench_pipeline.py --device cpu --preset cpu-lite --top-k 24 --no-naive
     python bench/bench_pipeline.py --device cpu --preset cpu-lite --top-k 24 --no-stock --segmentation target hybrid
+    python bench/bench_pipeline.py --device cpu --preset cpu-lite --top-k 24 --no-stock --backend torch onnxruntime
 
 Random-weight models (real architectures) on a generated 640x480 scene with
 shapes, edges and texture. sam2's own ``image_encoder`` and
@@ -178,6 +179,9 @@ def main(argv=None) -> int:
     ap.add_argument("--segmentation", nargs="*", default=[], choices=("target", "hybrid"),
                     help="also time these segmentation modes against everything-mode, same settings, same run")
     ap.add_argument("--full-every", "--hybrid-every", dest="full_every", type=int, default=10)
+    ap.add_argument("--backend", nargs="*", default=[], choices=("torch", "onnxruntime"),
+                    help="torch onnxruntime: export the units, time each and the frame on both backends and with "
+                         "the faster one per unit, in the same run (pipeline_backends.py)")
     ap.add_argument("--json", default=None, help="report path (default bench/reports/<device>-<preset>.json)")
     args = ap.parse_args(argv)
 
@@ -261,6 +265,10 @@ def main(argv=None) -> int:
     print(f"  mask counts: {counts}")
     print(f"  time outside sam2 forwards: {outside * 100:.1f}% of the mask generator")
     print(f"  memory: {ours_mem}")
+
+    if "onnxruntime" in args.backend:
+        from pipeline_backends import run_backends
+        report["backends"] = run_backends(pipe, rgb, queries, args, cuda)
 
     if args.segmentation:
         report["segmentation"] = segmentation_modes(pipe, rgb, queries, args, cuda, (enc_timer, dec_timer),

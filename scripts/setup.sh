@@ -30,7 +30,7 @@ if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$REQ_STAMP" ]; then
   SAM2_BUILD_CUDA=0 "$VPY" -m pip install --disable-pip-version-check -q --no-build-isolation \
     -r requirements-torch.txt -r requirements-dev.txt
   "$VPY" -m pip install --disable-pip-version-check -q -r requirements-ros.txt
-  "$VPY" -c "import torch, torchvision, open_clip, sam2, rclpy, cv2, skimage, hypothesis, PIL; torchvision.ops.nms" \
+  "$VPY" -c "import torch, torchvision, open_clip, sam2, rclpy, cv2, skimage, hypothesis, PIL, onnx, onnxruntime; torchvision.ops.nms" \
     || fail "installed packages do not import"
   echo "$REQ_STAMP" > .venv/.requirements-stamp
 fi

@@ -18,6 +18,9 @@ from .knobs import DECISIONS, ENCODER, EXECUTION, MASK_MODEL, MASKS, SEGMENTATIO
 from .labels import MAX_LABELS, check_labels
 from .masks.registry import SOURCES
 
+BACKENDS = ("auto", "torch", "onnxruntime")  # of each exported unit (backends/)
+PROVIDERS = ("tensorrt", "cuda", "openvino", "cpu")  # onnx_providers' names (backends/ort.py maps them)
+
 DEFAULT_VOCABULARY: Tuple[str, ...] = (
     "person", "chair", "sofa; couch", "table", "desk", "bed", "cabinet",
     "shelf; bookshelf", "door", "window", "monitor; screen", "laptop",
@@ -125,6 +128,21 @@ class PipelineConfig:
                       presets={"cpu-lite": "fp32"}, choices=("auto", "fp32", "bf16", "fp16"))
     compile: bool = knob(False, "CUDA graphs for SAM2 and the encoder (CUDA only, ignored on the CPU; about a "
                          "minute of warm-up)", consumer=EXECUTION, presets={"realtime": True})
+    # Exported graphs (backends/, textregion-export). "auto": the graphs where this device measured them faster
+    # (the CPU) and they are exported for this configuration, torch otherwise, and the log line says which.
+    sam2_backend: str = knob("auto", "SAM2's image encoder and prompt decoder: torch | onnxruntime (exported graphs; "
+                             "missing or stale ones fail configure) | auto (onnxruntime on the CPU when exported "
+                             "for this configuration, else torch, logged)", consumer=EXECUTION,
+                             choices=BACKENDS)
+    encoder_backend: str = knob("auto", "the image-text encoder's image trunk: torch | onnxruntime | auto (as "
+                                "sam2_backend)", consumer=EXECUTION, choices=BACKENDS)
+    onnx_providers: Tuple[str, ...] = knob(("cuda", "cpu"), "ONNX Runtime execution providers in order of "
+                                           "preference (tensorrt, cuda, openvino, cpu); one not installed is "
+                                           "reported once and the next is used; on a CPU device cuda and "
+                                           "tensorrt are passed over", consumer=EXECUTION,
+                                           constraint="a non-empty list of: tensorrt, cuda, openvino, cpu")
+    onnx_dir: str = knob("", "where textregion-export wrote the graphs; empty = ~/.cache/textregion_ros/onnx",
+                         consumer=EXECUTION)
 
     # --- time ---
     target_tracking: str = knob("none", "none (every frame is a full frame) | sam2 (between full frames, the active "
@@ -179,6 +197,12 @@ class PipelineConfig:
             raise ValueError("target_tracking sam2 needs mask_source sam2")
         if self.segmentation != "everything" and self.mask_source != "sam2":
             raise ValueError(f"segmentation {self.segmentation} needs mask_source sam2 (its prompt decoder)")
+        providers = self.onnx_providers
+        if not isinstance(providers, (tuple, list)) or not providers or any(p not in PROVIDERS for p in providers):
+            raise ValueError(f"onnx_providers must be a non-empty list of {', '.join(PROVIDERS)}, got "
+                             f"{self.onnx_providers!r}")
+        if self.sam2_backend == "onnxruntime" and self.mask_source != "sam2":
+            raise ValueError("sam2_backend onnxruntime needs mask_source sam2")
         if self.segmentation != "everything" and self.target_tracking != "none":
             raise ValueError(f"segmentation {self.segmentation} and target_tracking {self.target_tracking} both "
                              f"decide what happens between full frames: choose one")

@@ -13,11 +13,12 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence
 
 import torch
 
 from . import knobs
+from .backends import attach_graphs
 from .classify import classify, ground, ground_from_scores, query_scores
 from .config import PipelineConfig, preset
 from .encoders import ImageTextEncoder, create_encoder
@@ -49,7 +50,7 @@ def prompter_for(source):
 
 class Pipeline:
     def __init__(self, config: PipelineConfig, encoder: Optional[ImageTextEncoder] = None,
-                 mask_source: Optional[MaskSource] = None):
+                 mask_source: Optional[MaskSource] = None, log: Optional[Callable[[str], None]] = None):
         config.validate()
         self.config = config
         self.device = config.torch_device()
@@ -59,6 +60,9 @@ class Pipeline:
         self.encoder = encoder or create_encoder(config.encoder_model, config.encoder_weights,
                                                  config.random_weights, self.device, self.dtype)
         self.mask_source = mask_source or create_mask_source(config, self.device)
+        # Exported graphs in place of the units this pipeline built (backends/); given parts stay as given.
+        self.backends = attach_graphs(config, None if encoder is not None else self.encoder,
+                                      None if mask_source is not None else self.mask_source, log)
         # Target mode's prompt decoder: the mask source itself when it takes prompts, SAM2's otherwise.
         self.prompter = prompter_for(self.mask_source)
         self.propagator: Optional[Sam2Propagator] = None
@@ -81,9 +85,10 @@ class Pipeline:
     def _compile(self) -> None:
         """CUDA graphs for the fixed-shape, launch-bound forwards (shapes never change per frame)."""
         mode = "reduce-overhead"
-        self.encoder.encode_values = torch.compile(self.encoder.encode_values, mode=mode)
+        if self.backends.get("encoder", "torch") == "torch":  # an exported graph is ONNX Runtime's to optimise
+            self.encoder.encode_values = torch.compile(self.encoder.encode_values, mode=mode)
         sam = getattr(self.mask_source, "model", None)
-        if sam is not None:
+        if sam is not None and self.backends.get("sam2", "torch") == "torch":
             sam.image_encoder = torch.compile(sam.image_encoder, mode=mode)
             sam.sam_mask_decoder = torch.compile(sam.sam_mask_decoder, mode=mode)
 

@@ -39,7 +39,11 @@ class AttentionPoolEncoder(ImageTextEncoder):
     def patch_size(self) -> int:
         return first(self.trunk.patch_embed.patch_size)
 
-    def encode_values(self, pixels: torch.Tensor) -> ValueFeatures:
+    @property
+    def num_prefix(self) -> int:
+        return self.trunk.num_prefix_tokens if self.pool_includes_prefix else 0
+
+    def torch_values(self, pixels: torch.Tensor) -> ValueFeatures:
         check_pixels(pixels, self.image_size)
         x = self.trunk.forward_features(pixels.to(self.dtype))
         prefix = self.trunk.num_prefix_tokens

@@ -68,6 +68,7 @@ class ImageTextEncoder:
         # torchvision v2.Resize(antialias=True) with this mode, as the official preprocessing.
         self.interpolation = meta.interpolation or self.default_interpolation
         self._eot_tower = causal_eot_tower(model)  # None: the tower's own full-context forward
+        self.trunk_graph = None  # an exported image trunk (backends/) in place of torch_values, or None
 
     # --- geometry -------------------------------------------------------
     @property
@@ -86,8 +87,22 @@ class ImageTextEncoder:
         """(B, 3, S, S) float images in [0, 1] -> model input."""
         return ((images01 - self.mean) / self.std).to(self.dtype)
 
+    @property
+    def num_prefix(self) -> int:
+        """Prefix (CLS) tokens before the patches in encode_values' output."""
+        raise NotImplementedError
+
     # --- vision ---------------------------------------------------------
     def encode_values(self, pixels: torch.Tensor) -> ValueFeatures:
+        """Normalised views (B, 3, S, S) -> ValueFeatures, by the family's torch code or the exported graph
+        that replaces it (backends/: ``trunk_graph`` takes the views, gives the values and block input)."""
+        if self.trunk_graph is None:
+            return self.torch_values(pixels)
+        check_pixels(pixels, self.image_size)
+        values, block_input = self.trunk_graph(pixels.to(self.dtype))
+        return ValueFeatures(values=values, num_prefix=self.num_prefix, grid=self.grid, block_input=block_input)
+
+    def torch_values(self, pixels: torch.Tensor) -> ValueFeatures:
         raise NotImplementedError
 
     def pool(self, values: torch.Tensor, weights: torch.Tensor,

@@ -44,7 +44,11 @@ class ClipEncoder(ImageTextEncoder):
     def patch_size(self) -> int:
         return first(self.visual.patch_size)
 
-    def encode_values(self, pixels: torch.Tensor) -> ValueFeatures:
+    @property
+    def num_prefix(self) -> int:
+        return 1
+
+    def torch_values(self, pixels: torch.Tensor) -> ValueFeatures:
         check_pixels(pixels, self.image_size)
         x = self.visual._embeds(pixels.to(self.dtype))
         batch_first = getattr(self.visual.transformer, "batch_first", True)

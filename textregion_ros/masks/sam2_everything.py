@@ -105,6 +105,10 @@ class Sam2Everything:
         self.feat_sizes = [(input_size // (stride // 4), input_size // (stride // 4)),
                            (input_size // (stride // 2), input_size // (stride // 2)),
                            (input_size // stride, input_size // stride)]
+        # The exported graphs that replace torch_maps and torch_prompts (backends/), or None: torch.
+        self.image_graph = self.prompt_graph = None
+        if getattr(model.sam_mask_decoder, "dynamic_multimask_via_stability", False):
+            raise ValueError("SAM2 must be built without dynamic multimask switching (apply_postprocessing=False)")
         with torch.inference_mode():
             self.image_pe = pe.pe_layer(self.feat_sizes[-1]).unsqueeze(0)
             self.no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
@@ -120,12 +124,44 @@ class Sam2Everything:
         check_image(image01)
         x = self.transforms.transforms(image01.float())[None]
         with self._autocast():
-            backbone_out = self.model.forward_image(x)
-            _, feats, _, _ = self.model._prepare_backbone_features(backbone_out)
+            if self.image_graph is None:
+                image_embed, high_res = self.torch_maps(x)
+            else:
+                image_embed, *high_res = self.image_graph(x)
+        return ImageFeatures(image_embed=image_embed, high_res=list(high_res))
+
+    def torch_maps(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """The normalised input (1, 3, S, S) -> the image embedding and the two high-resolution maps, by
+        sam2's own image encoder (the unit an exported graph replaces: backends/graphs.py)."""
+        backbone_out = self.model.forward_image(x)
+        _, feats, _, _ = self.model._prepare_backbone_features(backbone_out)
         if self.model.directly_add_no_mem_embed:
             feats[-1] = feats[-1] + self.model.no_mem_embed
         maps = [f.permute(1, 2, 0).reshape(1, -1, *hw) for f, hw in zip(feats, self.feat_sizes)]
-        return ImageFeatures(image_embed=maps[-1], high_res=maps[:-1])
+        return maps[-1], maps[:-1]
+
+    def torch_prompts(self, image_embed: torch.Tensor, high_res: List[torch.Tensor], coords: torch.Tensor,
+                      labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Point prompts (B, N, 2) in the prompt encoder's frame with labels (B, N) -> all four low-resolution
+        masks (B, 4, h, w) and IoUs (B, 4), by sam2's prompt encoder and mask decoder. The image is repeated
+        for the batch (for B = 1 that is the image itself), as sam2 does for more than one prompt."""
+        sparse, _ = self.model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        dense = self.no_mask.expand(coords.shape[0], -1, *self.feat_sizes[-1])
+        masks, iou, _, _ = self.model.sam_mask_decoder.predict_masks(
+            image_embeddings=image_embed, image_pe=self.image_pe, sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense, repeat_image=True, high_res_features=high_res)
+        return masks, iou
+
+    def prompts(self, feats: ImageFeatures, coords: torch.Tensor, labels: torch.Tensor,
+                multimask: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """-> (B, K, h, w) low-resolution logits and (B, K) IoUs: the three multimask outputs or the single
+        mask, as sam2's mask decoder selects them (built without dynamic multimask switching)."""
+        with self._autocast():
+            if self.prompt_graph is None:
+                masks, iou = self.torch_prompts(feats.image_embed, feats.high_res, coords, labels)
+            else:
+                masks, iou = self.prompt_graph(feats.image_embed, *feats.high_res, coords, labels)
+        return (masks[:, 1:], iou[:, 1:]) if multimask else (masks[:, :1], iou[:, :1])
 
     @torch.inference_mode()
     def decode(self, feats: ImageFeatures) -> RawMasks:
@@ -133,19 +169,11 @@ class Sam2Everything:
         # 0 = auto: one batch on the GPU; on the CPU, batches of 64 stay in cache and decode faster.
         step = self.point_batch if self.point_batch > 0 else (n if self.device.type == "cuda" else CPU_POINT_BATCH)
         logits, ious = [], []
-        with self._autocast():
-            for start in range(0, n, step):
-                coords = self.point_coords[start:start + step]
-                labels = self.point_labels[start:start + step]
-                sparse, _ = self.model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-                dense = self.no_mask.expand(coords.shape[0], -1, *self.feat_sizes[-1])
-                low, iou, _, _ = self.model.sam_mask_decoder(
-                    image_embeddings=feats.image_embed, image_pe=self.image_pe,
-                    sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                    multimask_output=self.multimask, repeat_image=coords.shape[0] > 1,
-                    high_res_features=feats.high_res)
-                logits.append(low)
-                ious.append(iou)
+        for start in range(0, n, step):
+            low, iou = self.prompts(feats, self.point_coords[start:start + step],
+                                    self.point_labels[start:start + step], self.multimask)
+            logits.append(low)
+            ious.append(iou)
         low = torch.cat(logits).float()
         iou = torch.cat(ious).float()
         k = low.shape[1]

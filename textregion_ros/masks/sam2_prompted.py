@@ -66,12 +66,5 @@ class Sam2Prompted:
             corners = self.to_prompt_frame(boxes.reshape(-1, 2, 2), frame_hw)
             corner_labels = torch.tensor([2, 3], dtype=torch.int, device=dev).expand(len(boxes), 2)
             coords, labels = torch.cat([corners, coords], 1), torch.cat([corner_labels, labels], 1)
-        b = coords.shape[0]
-        with sam._autocast():
-            sparse, _ = sam.model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-            dense = sam.no_mask.expand(b, -1, *sam.feat_sizes[-1])
-            low, iou, _, _ = sam.model.sam_mask_decoder(
-                image_embeddings=feats.image_embed, image_pe=sam.image_pe, sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense, multimask_output=multimask, repeat_image=b > 1,
-                high_res_features=feats.high_res)
+        low, iou = sam.prompts(feats, coords, labels, multimask)
         return PromptMasks(low.float(), iou.float())

@@ -25,7 +25,7 @@ def load_pipeline(config, logger) -> Pipeline:
     sam2 = f", SAM2 {config.sam2_model}" if config.mask_source == "sam2" else f", masks {config.mask_source}"
     logger.info(f"loading models: {config.encoder_model} ({config.encoder_weights}){sam2}")
     try:
-        return Pipeline(config)
+        return Pipeline(config, log=logger.info)
     except LOAD_ERRORS as exc:
         raise StartupError(str(exc)) from exc
 
