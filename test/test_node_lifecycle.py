@@ -236,3 +236,23 @@ def test_configure_without_weights_fails_with_its_reason(ros):
         p.send_signal(signal.SIGINT)
         rc = p.wait(30)
     assert rc == 0
+
+
+def test_configure_without_exported_graphs_fails_with_the_export_command(ros, tmp_path):
+    """encoder_backend onnxruntime with nothing exported: a failed transition that names what is missing and
+    the command that makes it, never a silent fallback to torch."""
+    p, lines = start_node("random_weights:=true", "mask_source:=superpixels", "encoder_backend:=onnxruntime",
+                          f"onnx_dir:={tmp_path}", ns="/life_nographs")
+    c = Client(ns="/life_nographs")
+    try:
+        assert c.state() == "unconfigured"
+        assert not c.transition(Transition.TRANSITION_CONFIGURE)
+        assert c.state() == "unconfigured"
+        err = "".join(lines)
+        assert "configure failed" in err and "encoder_backend onnxruntime: no manifest at" in err, err[-2000:]
+        assert "textregion-export --units trunk" in err, err[-2000:]
+    finally:
+        c.node.destroy_node()
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(30)
+    assert rc == 0

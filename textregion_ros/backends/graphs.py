@@ -4,7 +4,7 @@ Each module calls the same code the torch backend runs (sam2's modules as Sam2Ev
 the encoder family's ``encode_values``), so an exported graph and the eager path cannot drift apart:
 
 * ``Sam2ImageGraph``: the normalised SAM2 input -> the image embedding and the two high-resolution maps
-  (Sam2Everything.encode_maps);
+  (Sam2Everything.torch_maps);
 * ``Sam2PromptGraph``: those maps with a batch of point prompts (a box enters as its two corners, labels
   2 and 3, as sam2's predictor feeds it) -> all four low-resolution masks and their IoUs; the caller keeps
   the multimask three or the single mask, so one graph serves both settings of the runtime knob;
@@ -33,7 +33,7 @@ class Sam2PromptGraph(torch.nn.Module):
         self.model = sam.model
 
     def forward(self, image_embed, high_res_0, high_res_1, coords, labels):
-        return self.sam.torch_prompts(image_embed, [high_res_0, high_res_1], coords, labels)
+        return self.sam.all_prompt_masks(image_embed, [high_res_0, high_res_1], coords, labels)
 
 
 class TrunkGraph(torch.nn.Module):

@@ -140,13 +140,27 @@ class Sam2Everything:
         maps = [f.permute(1, 2, 0).reshape(1, -1, *hw) for f, hw in zip(feats, self.feat_sizes)]
         return maps[-1], maps[:-1]
 
-    def torch_prompts(self, image_embed: torch.Tensor, high_res: List[torch.Tensor], coords: torch.Tensor,
-                      labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Point prompts (B, N, 2) in the prompt encoder's frame with labels (B, N) -> all four low-resolution
-        masks (B, 4, h, w) and IoUs (B, 4), by sam2's prompt encoder and mask decoder. The image is repeated
-        for the batch (for B = 1 that is the image itself), as sam2 does for more than one prompt."""
+    def _prompt_embeddings(self, coords: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         sparse, _ = self.model.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-        dense = self.no_mask.expand(coords.shape[0], -1, *self.feat_sizes[-1])
+        return sparse, self.no_mask.expand(coords.shape[0], -1, *self.feat_sizes[-1])
+
+    def torch_prompts(self, image_embed: torch.Tensor, high_res: List[torch.Tensor], coords: torch.Tensor,
+                      labels: torch.Tensor, multimask: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Point prompts (B, N, 2) in the prompt encoder's frame with labels (B, N) -> (B, K, h, w) low-resolution
+        logits and (B, K) IoUs, by sam2's prompt encoder and mask decoder (its forward: K = 3 multimask or 1)."""
+        sparse, dense = self._prompt_embeddings(coords, labels)
+        masks, iou, _, _ = self.model.sam_mask_decoder(
+            image_embeddings=image_embed, image_pe=self.image_pe, sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense, multimask_output=multimask, repeat_image=coords.shape[0] > 1,
+            high_res_features=high_res)
+        return masks, iou
+
+    def all_prompt_masks(self, image_embed: torch.Tensor, high_res: List[torch.Tensor], coords: torch.Tensor,
+                         labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The same decoder before its selection: all four masks (B, 4, h, w) and IoUs (B, 4). The exported
+        prompt graph computes this (backends/graphs.py), so one graph serves both settings of ``multimask``;
+        the image is repeated for the batch, which for B = 1 is the image itself."""
+        sparse, dense = self._prompt_embeddings(coords, labels)
         masks, iou, _, _ = self.model.sam_mask_decoder.predict_masks(
             image_embeddings=image_embed, image_pe=self.image_pe, sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense, repeat_image=True, high_res_features=high_res)
@@ -158,9 +172,8 @@ class Sam2Everything:
         mask, as sam2's mask decoder selects them (built without dynamic multimask switching)."""
         with self._autocast():
             if self.prompt_graph is None:
-                masks, iou = self.torch_prompts(feats.image_embed, feats.high_res, coords, labels)
-            else:
-                masks, iou = self.prompt_graph(feats.image_embed, *feats.high_res, coords, labels)
+                return self.torch_prompts(feats.image_embed, feats.high_res, coords, labels, multimask)
+            masks, iou = self.prompt_graph(feats.image_embed, *feats.high_res, coords, labels)
         return (masks[:, 1:], iou[:, 1:]) if multimask else (masks[:, :1], iou[:, :1])
 
     @torch.inference_mode()
