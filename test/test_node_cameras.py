@@ -179,6 +179,31 @@ def test_a_silent_camera_does_not_slow_the_other_and_bad_input_counts_on_its_own
     assert not any(k.startswith("bad_input/") for k in entries["left"])
 
 
+def test_a_camera_that_floods_garbage_is_paused_and_heard_again_and_the_other_keeps_its_subscription(two):
+    """A second of only refused frames on the right camera: its image subscription goes (DDS stops delivering
+    the flood to the node), counted and logged; it comes back after the pause; the left camera's stays."""
+    from textregion_ros.ros.flood_guard import FIRST_PAUSE_S, FLOOD_REFUSED
+    right = two.node.parts.camera("right").ctx.stats
+    pub, left_pub = two.pubs["right"]["image"], two.pubs["left"]["image"]
+    bad = Image(height=4, width=4, encoding="rgb8", step=12, data=bytes(10))  # step x height != len(data)
+    bad.header.frame_id = "right_optical_frame"
+    t0 = time.monotonic()
+    while pub.get_subscription_count() and time.monotonic() - t0 < 5.0:  # best effort: some may be lost
+        bad.header.stamp = two.tester.get_clock().now().to_msg()
+        pub.publish(bad)
+        time.sleep(1.0 / (4 * FLOOD_REFUSED))
+    paused_at = time.monotonic()
+    assert pub.get_subscription_count() == 0, "the flooded topic was not paused"
+    assert right.snapshot().get("bad_input/image_flood") == 1
+    assert left_pub.get_subscription_count() == 1, "the other camera is still heard"
+    assert wait(lambda: pub.get_subscription_count() == 1, FIRST_PAUSE_S + 5.0), "not heard again after the pause"
+    assert time.monotonic() - paused_at >= FIRST_PAUSE_S - 2.0
+    # The node keeps working through it: both cameras' next frames are processed.
+    for cam in CAMERAS:
+        h = two.send(cam, make_scene(seed=30))
+        assert two.output(f"{cam}/regions", h, 90) is not None, cam
+
+
 def mean_pipeline_s(stats):
     """The camera's mean pipeline time per processed frame, from its cumulative counters."""
     snap = stats.snapshot()

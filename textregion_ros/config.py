@@ -20,6 +20,7 @@ from .masks.registry import SOURCES
 
 BACKENDS = ("auto", "torch", "onnxruntime")  # of each exported unit (backends/)
 PROVIDERS = ("tensorrt", "cuda", "openvino", "cpu")  # onnx_providers' names (backends/ort.py maps them)
+DEFAULT_PROVIDERS = ("cuda", "cpu")  # also what an empty list means (a dumped params file has [] for "unset")
 
 DEFAULT_VOCABULARY: Tuple[str, ...] = (
     "person", "chair", "sofa; couch", "table", "desk", "bed", "cabinet",
@@ -136,11 +137,11 @@ class PipelineConfig:
                              choices=BACKENDS)
     encoder_backend: str = knob("auto", "the image-text encoder's image trunk: torch | onnxruntime | auto (as "
                                 "sam2_backend)", consumer=EXECUTION, choices=BACKENDS)
-    onnx_providers: Tuple[str, ...] = knob(("cuda", "cpu"), "ONNX Runtime execution providers in order of "
-                                           "preference (tensorrt, cuda, openvino, cpu); one not installed is "
-                                           "reported once and the next is used; on a CPU device cuda and "
-                                           "tensorrt are passed over", consumer=EXECUTION,
-                                           constraint="a non-empty list of: tensorrt, cuda, openvino, cpu")
+    onnx_providers: Tuple[str, ...] = knob(DEFAULT_PROVIDERS, "ONNX Runtime execution providers in order of "
+                                           "preference (tensorrt, cuda, openvino, cpu; empty = cuda, cpu); one not "
+                                           "installed is reported once and the next is used; on a CPU device cuda "
+                                           "and tensorrt are passed over", consumer=EXECUTION,
+                                           constraint="a list of: tensorrt, cuda, openvino, cpu")
     onnx_dir: str = knob("", "where textregion-export wrote the graphs; empty = ~/.cache/textregion_ros/onnx",
                          consumer=EXECUTION)
 
@@ -198,9 +199,8 @@ class PipelineConfig:
         if self.segmentation != "everything" and self.mask_source != "sam2":
             raise ValueError(f"segmentation {self.segmentation} needs mask_source sam2 (its prompt decoder)")
         providers = self.onnx_providers
-        if not isinstance(providers, (tuple, list)) or not providers or any(p not in PROVIDERS for p in providers):
-            raise ValueError(f"onnx_providers must be a non-empty list of {', '.join(PROVIDERS)}, got "
-                             f"{self.onnx_providers!r}")
+        if not isinstance(providers, (tuple, list)) or any(p not in PROVIDERS for p in providers):
+            raise ValueError(f"onnx_providers must be a list of {', '.join(PROVIDERS)}, got {self.onnx_providers!r}")
         if self.sam2_backend == "onnxruntime" and self.mask_source != "sam2":
             raise ValueError("sam2_backend onnxruntime needs mask_source sam2")
         if self.segmentation != "everything" and self.target_tracking != "none":

@@ -16,6 +16,7 @@ import logging
 import os
 from typing import Callable, Dict, List, Optional
 
+from ..config import DEFAULT_PROVIDERS
 from ..masks.sam2_build import sam2_size
 from .manifest import GRAPH, GraphUnavailableError, Manifest, file_sha256, root_of, unit_dir, weights_fingerprint
 
@@ -57,7 +58,7 @@ def load_unit(config, unit: str, model: str, input_size: int, fingerprint: Calla
     if not os.path.isfile(path) or file_sha256(path) != found.graph_sha256:
         raise GraphUnavailableError(f"{path} does not match its manifest (missing, truncated or replaced since "
                                     f"it was exported)")
-    unit_ = OrtUnit(open_session(path, config.onnx_providers, device), device)
+    unit_ = OrtUnit(open_session(path, config.onnx_providers or DEFAULT_PROVIDERS, device), device)
     if (unit_.inputs, unit_.outputs) != (found.inputs, found.outputs):
         raise GraphUnavailableError(f"{path} takes {unit_.inputs} and gives {unit_.outputs}; a {unit} graph "
                                     f"takes {found.inputs} and gives {found.outputs}")

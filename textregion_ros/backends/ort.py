@@ -89,17 +89,15 @@ _NP = {torch.float32: np.float32, torch.float16: np.float16, torch.int32: np.int
 class OrtUnit:
     """One exported unit as a callable: torch tensors in the graph's input order -> a tuple of torch tensors.
 
-    Dynamic dimensions of the outputs are named like the inputs' (``batch``), so on CUDA the outputs can be
-    allocated by torch and bound before the run."""
+    On CUDA (``bound``) the inputs and outputs are torch's device memory, bound before the run."""
 
     def __init__(self, session, device: torch.device, dtype: torch.dtype = torch.float32):
         self.session = session
         self.device = device
         self.dtype = dtype  # the graph's float type (fp32 or fp16): float inputs are cast to it
         self.inputs = [i.name for i in session.get_inputs()]
-        self.input_shapes = [i.shape for i in session.get_inputs()]
         self.outputs = [o.name for o in session.get_outputs()]
-        self.output_shapes = [o.shape for o in session.get_outputs()]
+        self._shapes: Dict[tuple, List[tuple]] = {}  # input shapes -> output shapes, learnt on the first run
         self.bound = device.type == "cuda" and session.get_providers()[0] != PROVIDERS["cpu"]
 
     def _prepare(self, tensors: Tuple[torch.Tensor, ...]) -> List[torch.Tensor]:
@@ -110,29 +108,27 @@ class OrtUnit:
     def __call__(self, *tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         ins = self._prepare(tensors)
         if self.bound:
-            return self._run_bound(ins)
+            shapes = self._shapes.get(tuple(tuple(t.shape) for t in ins))
+            if shapes is not None:
+                return self._run_bound(ins, shapes)
         feed = {n: t.detach().cpu().numpy() for n, t in zip(self.inputs, ins)}
-        outs = self.session.run(self.outputs, feed)
-        return tuple(torch.from_numpy(o).to(self.device) for o in outs)
+        outs = tuple(torch.from_numpy(o).to(self.device) for o in self.session.run(self.outputs, feed))
+        # The exporter does not tie every output dimension to an input's name: the first run of each input
+        # shape (a few: the last prompt chunk is smaller) tells the output shapes that binding allocates.
+        self._shapes[tuple(tuple(t.shape) for t in ins)] = [tuple(o.shape) for o in outs]
+        return outs
 
-    def _dims(self, ins: List[torch.Tensor]) -> Dict[str, int]:
-        dims: Dict[str, int] = {}
-        for shape, t in zip(self.input_shapes, ins):
-            for d, size in zip(shape, t.shape):
-                if isinstance(d, str):
-                    dims[d] = int(size)
-        return dims
-
-    def _run_bound(self, ins: List[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+    def _run_bound(self, ins: List[torch.Tensor], shapes: List[tuple]) -> Tuple[torch.Tensor, ...]:
+        """Inputs and outputs bound to torch's memory where they live (on CUDA: no host round trip), the
+        outputs allocated by torch."""
         binding = self.session.io_binding()
-        idx = self.device.index or 0
+        kind, idx = self.device.type, self.device.index or 0
         for name, t in zip(self.inputs, ins):
-            binding.bind_input(name, "cuda", idx, _NP[t.dtype], list(t.shape), t.data_ptr())
-        dims = self._dims(ins)
-        outs = [torch.empty([dims[d] if isinstance(d, str) else int(d) for d in shape], dtype=self.dtype,
-                            device=self.device) for shape in self.output_shapes]
+            binding.bind_input(name, kind, idx, _NP[t.dtype], list(t.shape), t.data_ptr())
+        outs = [torch.empty(shape, dtype=self.dtype, device=self.device) for shape in shapes]
         for name, t in zip(self.outputs, outs):
-            binding.bind_output(name, "cuda", idx, _NP[t.dtype], list(t.shape), t.data_ptr())
-        torch.cuda.current_stream(self.device).synchronize()  # the inputs are written before ORT reads them
+            binding.bind_output(name, kind, idx, _NP[t.dtype], list(t.shape), t.data_ptr())
+        if kind == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()  # the inputs are written before ORT reads them
         self.session.run_with_iobinding(binding)
         return tuple(outs)

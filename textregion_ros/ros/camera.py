@@ -12,8 +12,12 @@ import dataclasses
 import threading
 from typing import Dict
 
+from rclpy.event_handler import SubscriptionEventCallbacks
+from sensor_msgs.msg import CameraInfo, Image
+
 from .context import NodeContext
 from .diagnostics import Stats
+from .flood_guard import FloodGuard
 from .handover import LatestSlot
 from .intake import Intake
 from .publish import PublishStage
@@ -40,6 +44,25 @@ class Camera:
                                       name, self.schedule)
         self.demand = threading.Event()  # a service call: this camera's next frame is processed for it
         self.last_start = 0.0  # when its last frame went into inference (its own max_rate)
+        self.subs: list = []  # depth and camera_info while active; the image's is the guard's
+
+    def subscribe(self, node, image: tuple, cam_qos, group) -> None:
+        """Its image (through a FloodGuard), depth and camera_info subscriptions, on activate."""
+        intake = self.intake
+        ev = SubscriptionEventCallbacks(incompatible_qos=intake.on_incompatible_qos)
+        make = lambda kind, name, cb: node.create_subscription(  # noqa: E731
+            kind, self.topic(name), cb, cam_qos, callback_group=group, event_callbacks=ev)
+        intake.guard = FloodGuard(self.ctx, lambda: make(image[0], image[1], intake.on_image),
+                                  node.destroy_subscription, node.resolve_topic_name(self.topic(image[1])))
+        intake.guard.open()
+        self.subs = [make(Image, "depth", intake.on_depth), make(CameraInfo, "camera_info", intake.on_camera_info)]
+
+    def unsubscribe(self, node) -> None:
+        if self.intake.guard is not None:
+            self.intake.guard.close()
+        for sub in self.subs:
+            node.destroy_subscription(sub)
+        self.subs = []
 
     def topic(self, name: str) -> str:
         return self.prefix + name

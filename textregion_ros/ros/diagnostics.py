@@ -166,6 +166,8 @@ def status_message(entries, pipeline, state: str, stamp, node_name: str) -> Diag
 
         node_stats.set_flag("device_memory_peak_mb", f"{torch.cuda.max_memory_reserved(pipeline.device) / 2**20:.0f}")
     hardware = str(pipeline.device) if pipeline is not None else state
+    for model, backend in getattr(pipeline, "backends", {}).items():  # torch or onnxruntime, as configured
+        node_stats.set_flag(f"{model}_backend", backend)
     out = None
     for st, camera in entries:
         st.set_flag("lifecycle_state", state)

@@ -57,9 +57,17 @@ class Intake:
         self._warned_qos = False
         self.latest = None  # the newest accepted image: a service call may ask for it after the stage skipped it
         self.depth_matched = False  # a depth frame matched an image since activation (before: no warning)
+        self.guard = None  # the image topic's FloodGuard while subscribed (Camera.subscribe)
 
     # --- callbacks (executor threads) ---
     def on_image(self, msg) -> None:
+        usable = self._image(msg)
+        guard = self.guard
+        if guard is not None:  # a topic that brings only refused frames is paused (flood_guard.py)
+            guard.usable() if usable else guard.refused()
+
+    def _image(self, msg) -> bool:
+        """Checks and hand-over of one image: False when it was refused."""
         ctx = self.ctx
         ctx.stats.on_received()
         try:
@@ -67,10 +75,10 @@ class Intake:
             check_frame_header(msg)
         except ImageError as exc:
             ctx.bad_input(exc.reason, str(exc))
-            return
+            return False
         if not msg.header.frame_id.strip():
             ctx.bad_input("empty_frame_id", "empty header.frame_id: its outputs could not be placed (REP-103)")
-            return
+            return False
         ctx.stats.set_flag("qos_incompatible", "false")  # frames arrive: whatever did not match is gone
         max_future = ctx.settings.max_future
         now = ctx.now_ns()
@@ -80,12 +88,13 @@ class Intake:
                     "with --clock, or set use_sim_time:=false)." if now == 0 else "")
             ctx.bad_input("future_stamp", f"stamped {ahead * 1e-9:.1f} s ahead of this node's clock "
                                           f"(max_future {max_future} s).{hint}")
-            return
+            return False
         self.latest = msg
         if self.slot.put(msg):
             ctx.stats.count("dropped_stale")
         if self.arrived is not None:
             self.arrived.set()
+        return True
 
     def on_depth(self, msg: Image) -> None:
         try:

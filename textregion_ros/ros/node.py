@@ -18,9 +18,8 @@ from typing import List, Optional
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 import textregion_ros.srv as trsrv
@@ -159,25 +158,18 @@ class TextRegionNode(LifecycleNode):
 
     def _subscribe(self) -> None:
         s, g = self.ctx.settings, self._group
-        cam_qos = qos.camera_qos(s.image_qos)
         image = (CompressedImage, "image/compressed") if s.compressed else (Image, "image")
         self._subs = [self.create_subscription(String, "query", self.parts.text.on_query, qos.QUERY,
                                                callback_group=g)]
         for cam in self.parts.cameras:
-            intake = cam.intake
-            ev = SubscriptionEventCallbacks(incompatible_qos=intake.on_incompatible_qos)
-            self._subs += [
-                self.create_subscription(image[0], cam.topic(image[1]), intake.on_image, cam_qos, callback_group=g,
-                                         event_callbacks=ev),
-                self.create_subscription(Image, cam.topic("depth"), intake.on_depth, cam_qos, callback_group=g,
-                                         event_callbacks=ev),
-                self.create_subscription(CameraInfo, cam.topic("camera_info"), intake.on_camera_info, cam_qos,
-                                         callback_group=g, event_callbacks=ev)]
+            cam.subscribe(self, image, qos.camera_qos(s.image_qos), g)
 
     def _unsubscribe(self) -> None:
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
+        for cam in self.parts.cameras if self.parts is not None else []:
+            cam.unsubscribe(self)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._unsubscribe()
@@ -227,8 +219,11 @@ class TextRegionNode(LifecycleNode):
         if standing is not None:
             self.parts.text.submit(STANDING, standing)
 
-    def _publish_diagnostics(self) -> None:
+    def _publish_diagnostics(self) -> None:  # the node's steady 1 Hz timer: also ends image pauses
         cameras = self.parts.cameras if self.parts is not None else []
+        for cam in cameras:
+            if cam.intake.guard is not None:
+                cam.intake.guard.tick()
         self.pub_diag.publish(node_status(self.stats, cameras, self.ctx.pipeline,
                                           self._state_machine.current_state[1], self.get_clock().now().to_msg(),
                                           self.get_fully_qualified_name()))

@@ -16,6 +16,7 @@ import threading
 from typing import List, Optional
 
 import rclpy
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
@@ -46,12 +47,23 @@ def _bring_up(node, stop: threading.Event, result: list) -> None:
 
 def _spin(executor, stop: threading.Event) -> None:
     """The executor's thread. Teardown destroys what it waits on (the node, the context), and spin may
-    then raise from inside rclpy; once stopping, that is the expected end, not something to print."""
-    try:
-        executor.spin()
-    except Exception:
-        if not stop.is_set():
-            raise
+    then raise from inside rclpy; once stopping, that is the expected end, not something to print.
+
+    While running, a subscription dropped by the flood guard or a deactivate can race the executor: rclpy
+    catches a destroyed entity when it collects it but not when it adds a QoS event handler to the wait set
+    (InvalidHandle, "destruction was requested"). The next wait collects the entities again without it, so
+    the executor spins on instead of its thread dying with every callback of the node."""
+    while True:
+        try:
+            executor.spin()
+            return
+        except InvalidHandle:
+            if stop.is_set():
+                return
+        except Exception:
+            if not stop.is_set():
+                raise
+            return
 
 
 def _teardown(node, executor) -> None:
