@@ -25,13 +25,11 @@ REQ_STAMP="$(stamp_of requirements-torch.txt requirements.txt requirements-dev.t
 if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$REQ_STAMP" ]; then
   step "installing pinned Python packages (first run downloads several GB of torch/CUDA wheels)"
   "$VPY" -m pip install --disable-pip-version-check -q --upgrade pip wheel
-  # --no-compile: byte-compiling all of torch & co. at install is slow; the modules a run imports are
-  # compiled on first import instead.
-  "$VPY" -m pip install --disable-pip-version-check --no-compile -q -r requirements-torch.txt
+  "$VPY" -m pip install --disable-pip-version-check -q -r requirements-torch.txt
   # sam2 ships as an sdist that builds against the installed torch; its CUDA extension is optional.
-  SAM2_BUILD_CUDA=0 "$VPY" -m pip install --disable-pip-version-check --no-compile -q --no-build-isolation \
+  SAM2_BUILD_CUDA=0 "$VPY" -m pip install --disable-pip-version-check -q --no-build-isolation \
     -r requirements-torch.txt -r requirements-dev.txt
-  "$VPY" -m pip install --disable-pip-version-check --no-compile -q -r requirements-ros.txt
+  "$VPY" -m pip install --disable-pip-version-check -q -r requirements-ros.txt
   "$VPY" -c "import torch, torchvision, open_clip, sam2, rclpy, cv2, skimage, hypothesis, PIL, onnx, onnxruntime; torchvision.ops.nms" \
     || fail "installed packages do not import"
   echo "$REQ_STAMP" > .venv/.requirements-stamp
