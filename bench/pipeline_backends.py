@@ -14,6 +14,7 @@ from typing import Callable, Dict, List
 
 import torch
 
+from bench_pipeline import timed
 from textregion_ros.backends import attach_graphs
 from textregion_ros.backends.export import export
 from textregion_ros.tokens import make_views, plan_views
@@ -22,13 +23,11 @@ UNITS = ("sam2_image_encoder", "sam2_decoder", "image_trunk")
 
 
 def clock(fn: Callable[[], object], cuda: bool) -> float:
-    if cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
+    """Seconds ``fn`` takes, synchronised on CUDA: bench_pipeline's own timer."""
+    out: Dict[str, float] = {}
+    with timed(out, "t", cuda):
+        fn()
+    return out["t"]
 
 
 def set_units(pipe, graphs: Dict[str, object], use: Dict[str, str]) -> None:

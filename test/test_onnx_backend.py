@@ -298,3 +298,19 @@ def test_bound_inputs_and_outputs_give_what_a_plain_run_gives(sam2):
             assert [t.shape for t in got] == [(b, 4, 128, 128), (b, 4)]
             assert all(torch.equal(x, y) for x, y in zip(want, got))
     assert len(calls) == 2, "the second run of each shape is bound"
+
+
+def test_export_takes_the_preset_a_params_file_names_unless_one_is_given(tmp_path):
+    """A hand-written params file that says only `preset: cpu-lite` exports cpu-lite's models (SAM2-tiny at 512),
+    not the command's default; --preset on the command line still wins."""
+    from types import SimpleNamespace
+
+    from textregion_ros.backends.export import config_from
+    f = tmp_path / "my.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    preset: cpu-lite\n    points_per_side: 4\n")
+    cfg = config_from(SimpleNamespace(preset=None, params=str(f), overrides=[]))
+    assert (cfg.sam2_model, cfg.sam2_input_size, cfg.points_per_side) == ("tiny", 512, 4)
+    cfg = config_from(SimpleNamespace(preset="paper", params=str(f), overrides=["sam2_input_size=768"]))
+    assert (cfg.sam2_model, cfg.sam2_input_size) == ("large", 768)
+    cfg = config_from(SimpleNamespace(preset=None, params=None, overrides=[]))
+    assert cfg.sam2_model == "tiny" and cfg.sam2_input_size == 512  # realtime, the node's default

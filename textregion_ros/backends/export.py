@@ -2,7 +2,7 @@
 
     textregion-export --preset cpu-lite                      # SAM2 image encoder, prompt decoder, image trunk
     textregion-export --preset realtime --dtype fp16 --onnx-dir /data/onnx
-    textregion-export --encoder-model ViT-B-16-SigLIP2 --units trunk
+    textregion-export --set encoder_model=ViT-B-16-SigLIP2 --units trunk
 
 The models are built by the same loading code as the node (Hugging Face cache, local checkpoints), so a
 graph holds exactly the weights the configuration names. Each unit goes to its own directory under
@@ -35,12 +35,16 @@ def versions() -> Dict[str, str]:
     return {"torch": torch.__version__, "onnx": onnx.__version__, "textregion_ros": __version__}
 
 
-def sam2_unit(sam, unit: str, config, dtype: str) -> tuple:
+def weights_named(config, weights: str) -> str:
+    """What the manifest says the weights were: "random", the name the config gives, or "default"."""
+    return "random" if config.random_weights else (weights or "default")
+
+
+def sam2_unit(sam, unit: str, config, dtype: str, fingerprint: str) -> tuple:
     """(module, example inputs, input names, output names, dynamic axes, manifest) of a SAM2 unit."""
     size = sam.input_size
-    common = dict(model=sam2_size(config.sam2_model), weights="random" if config.random_weights else (config.sam2_weights or
-                  "default"), weights_fingerprint=weights_fingerprint(sam.model), input_size=size, dtype=dtype,
-                  opset=OPSET)
+    common = dict(model=sam2_size(config.sam2_model), weights=weights_named(config, config.sam2_weights),
+                  weights_fingerprint=fingerprint, input_size=size, dtype=dtype, opset=OPSET)
     x = torch.rand(1, 3, size, size, device=sam.device)
     if unit == "sam2_image":
         names_out = ["image_embed", "high_res_0", "high_res_1"]
@@ -62,8 +66,7 @@ def trunk_unit(encoder, config, dtype: str) -> tuple:
     size = encoder.image_size
     views = torch.rand(2, 3, size, size, device=encoder.device)
     names_out = ["values", "block_input"]
-    manifest = Manifest(unit="trunk", model=config.encoder_model,
-                        weights="random" if config.random_weights else (config.encoder_weights or "default"),
+    manifest = Manifest(unit="trunk", model=config.encoder_model, weights=weights_named(config, config.encoder_weights),
                         weights_fingerprint=weights_fingerprint(encoder.model.visual), input_size=size, dtype=dtype,
                         opset=OPSET, inputs=["views"], outputs=names_out)
     axes = {"views": {0: "batch"}, "values": {0: "batch"}, "block_input": {0: "batch"}}
@@ -126,7 +129,7 @@ def export(config, onnx_dir: Optional[str] = None, units: Sequence[str] = UNITS,
     root = root_of(onnx_dir if onnx_dir is not None else config.onnx_dir)
     if sam is None and encoder is None:
         fetch_weights(config)  # every missing weight named at once, as the node does
-    out = []
+    out, sam_fingerprint = [], None
     for unit in units:
         t0 = time.perf_counter()
         if unit == "trunk":
@@ -134,18 +137,20 @@ def export(config, onnx_dir: Optional[str] = None, units: Sequence[str] = UNITS,
             parts = trunk_unit(encoder, config, dtype)
         else:
             sam = sam or Sam2Everything.from_config(config, torch.device("cpu"))
-            parts = sam2_unit(sam, unit, config, dtype)
+            sam_fingerprint = sam_fingerprint or weights_fingerprint(sam.model)  # one pass for both SAM2 units
+            parts = sam2_unit(sam, unit, config, dtype, sam_fingerprint)
         out.append(write_unit(*parts, root=root, dtype=dtype))
         log(f"{unit}: {out[-1]} ({time.perf_counter() - t0:.1f} s)")
     return out
 
 
 def config_from(args):
-    """--preset, then --params (the node's YAML: a ros__parameters file or plain keys), then --set."""
+    """--preset (else the params file's own ``preset``, else realtime, as the node), then --params (the node's
+    YAML: a ros__parameters file or plain keys), then --set."""
     from .. import config as config_mod
     from ..eval.cli import parse_overrides
 
-    overrides = {}
+    overrides, preset_name = {}, args.preset
     if args.params:
         import yaml
         with open(args.params) as f:
@@ -155,15 +160,17 @@ def config_from(args):
             raw = next(iter(raw.values()))  # <node name>: ros__parameters: {...}, or /**:
         fields = config_mod.PipelineConfig.__dataclass_fields__
         overrides.update(parse_overrides([f"{k}={v}" for k, v in raw.items() if k in fields]))
+        preset_name = preset_name or raw.get("preset")
     overrides.update(parse_overrides(args.overrides))
-    return config_mod.preset(args.preset, **overrides)
+    return config_mod.preset(preset_name or "realtime", **overrides)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .. import config as config_mod
 
     p = argparse.ArgumentParser(prog="textregion-export", description=__doc__.split("\n")[0])
-    p.add_argument("--preset", default="realtime", choices=sorted(config_mod.PRESETS))
+    p.add_argument("--preset", default=None, choices=sorted(config_mod.PRESETS),
+                   help="default: the params file's preset, else realtime (the node's default)")
     p.add_argument("--params", help="the node's parameters YAML (its model and input-size keys are read)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--units", nargs="+", choices=UNITS, default=list(UNITS))

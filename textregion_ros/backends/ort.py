@@ -91,10 +91,13 @@ class OrtUnit:
 
     On CUDA (``bound``) the inputs and outputs are torch's device memory, bound before the run."""
 
-    def __init__(self, session, device: torch.device, dtype: torch.dtype = torch.float32):
+    # Every exported graph takes and gives fp32 (an fp16 export keeps fp32 inputs and outputs): float inputs,
+    # bf16 under autocast included, are cast to it.
+    dtype = torch.float32
+
+    def __init__(self, session, device: torch.device):
         self.session = session
         self.device = device
-        self.dtype = dtype  # the graph's float type (fp32 or fp16): float inputs are cast to it
         self.inputs = [i.name for i in session.get_inputs()]
         self.outputs = [o.name for o in session.get_outputs()]
         self._shapes: Dict[tuple, List[tuple]] = {}  # input shapes -> output shapes, learnt on the first run
@@ -107,15 +110,14 @@ class OrtUnit:
 
     def __call__(self, *tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         ins = self._prepare(tensors)
-        if self.bound:
-            shapes = self._shapes.get(tuple(tuple(t.shape) for t in ins))
-            if shapes is not None:
-                return self._run_bound(ins, shapes)
+        key = tuple(tuple(t.shape) for t in ins)
+        if self.bound and key in self._shapes:
+            return self._run_bound(ins, self._shapes[key])
         feed = {n: t.detach().cpu().numpy() for n, t in zip(self.inputs, ins)}
         outs = tuple(torch.from_numpy(o).to(self.device) for o in self.session.run(self.outputs, feed))
         # The exporter does not tie every output dimension to an input's name: the first run of each input
         # shape (a few: the last prompt chunk is smaller) tells the output shapes that binding allocates.
-        self._shapes[tuple(tuple(t.shape) for t in ins)] = [tuple(o.shape) for o in outs]
+        self._shapes[key] = [tuple(o.shape) for o in outs]
         return outs
 
     def _run_bound(self, ins: List[torch.Tensor], shapes: List[tuple]) -> Tuple[torch.Tensor, ...]:

@@ -63,8 +63,12 @@ class Intake:
     def on_image(self, msg) -> None:
         usable = self._image(msg)
         guard = self.guard
-        if guard is not None:  # a topic that brings only refused frames is paused (flood_guard.py)
-            guard.usable() if usable else guard.refused()
+        if guard is None:
+            return
+        if usable:
+            guard.usable()
+        else:  # a topic that brings only refused frames is paused (flood_guard.py)
+            guard.refused()
 
     def _image(self, msg) -> bool:
         """Checks and hand-over of one image: False when it was refused."""
