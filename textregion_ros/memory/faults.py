@@ -87,18 +87,29 @@ def join_split(points: List[np.ndarray], tokens: np.ndarray, cosine: float) -> L
     lo, hi = boxes(points)
     lo, hi = lo - TOUCH_CELL, hi + TOUCH_CELL
     near = (lo[:, None] <= hi[None]).all(2) & (lo[None] <= hi[:, None]).all(2) & (cos >= cosine)
-    for a, b in zip(*np.nonzero(np.triu(near, 1))):
-        size = max(TOUCH_CELL, 1.5 * spacing(points[a]), 1.5 * spacing(points[b]))
-        keys = [np.unique(voxel_keys(points[i], size)) for i in (a, b)]
-        small, big = (0, 1) if len(keys[0]) <= len(keys[1]) else (1, 0)
-        touching = in_runs(keys[big], neighbour_runs(keys[small]))
-        if touching.sum() >= max(3, TOUCH_SHARE * len(keys[small])):
-            ra, rb = _root(parent, a), _root(parent, b)
+    pairs = np.nonzero(np.triu(near, 1))
+    cell = {i: max(TOUCH_CELL, 1.5 * spacing(points[i])) for i in np.unique(np.concatenate(pairs))}
+    keys: dict = {}  # (detection, cell size) -> its sorted voxel keys: a cluttered frame has many pairs per detection
+    for a, b in zip(*pairs):
+        ra, rb = _root(parent, a), _root(parent, b)
+        if ra == rb:  # already one group through others: joining is transitive, the check would change nothing
+            continue
+        size = max(cell[a], cell[b])
+        ka, kb = (_keys(keys, points, i, size) for i in (a, b))
+        small, big = (ka, kb) if len(ka) <= len(kb) else (kb, ka)
+        if in_runs(big, neighbour_runs(small)).sum() >= max(3, TOUCH_SHARE * len(small)):
             parent[rb] = ra
     groups: dict = {}
     for i in range(n):
         groups.setdefault(_root(parent, i), []).append(i)
     return list(groups.values())
+
+
+def _keys(cache: dict, points: List[np.ndarray], i: int, size: float) -> np.ndarray:
+    k = cache.get((i, size))
+    if k is None:
+        k = cache[(i, size)] = np.unique(voxel_keys(points[i], size))
+    return k
 
 
 def _root(parent: List[int], i: int) -> int:

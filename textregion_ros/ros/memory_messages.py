@@ -6,10 +6,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, PoseStamped, Vector3
+from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
+from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..memory import MemoryObject
+from .prototype import like
 from .target3d import cloud_msg, pose_from
 
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
@@ -80,19 +82,25 @@ def objects_msg(msgs, v: MemoryView):
     return arr
 
 
+BOX = Marker(type=Marker.CUBE, action=Marker.ADD, ns="textregion/memory/boxes")  # copied (prototype.py)
+TEXT = Marker(type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, ns="textregion/memory/labels",
+              scale=Vector3(z=0.06), color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0))
+
+
 def object_markers(o: MemoryObject) -> Tuple[Marker, Marker]:
     """Its box and its label (headers are set on each publication)."""
     centre, axes, size = o.oriented_box()
     colour = PALETTE[o.id % len(PALETTE)] / 255.0
-    box = Marker(type=Marker.CUBE, action=Marker.ADD, id=int(o.id), ns="textregion/memory/boxes")
+    box = like(BOX)
+    box.id = int(o.id)
     box.pose = pose_from(centre, axes)
-    box.scale.x, box.scale.y, box.scale.z = (max(float(s), 1e-3) for s in size)
-    box.color.r, box.color.g, box.color.b, box.color.a = float(colour[0]), float(colour[1]), float(colour[2]), 0.4
-    text = Marker(type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, id=int(o.id), ns="textregion/memory/labels")
+    box.scale = Vector3(x=max(float(size[0]), 1e-3), y=max(float(size[1]), 1e-3), z=max(float(size[2]), 1e-3))
+    box.color = ColorRGBA(r=float(colour[0]), g=float(colour[1]), b=float(colour[2]), a=0.4)
+    text = like(TEXT)
+    text.id = int(o.id)
     text.text = f"{o.label} #{o.id} ({o.observations}x)"
-    text.pose.position = _point(centre + np.array([0.0, 0.0, size[2] / 2 + 0.05]))
-    text.pose.orientation.w = 1.0
-    text.scale.z, text.color.r, text.color.g, text.color.b, text.color.a = 0.06, 1.0, 1.0, 1.0, 1.0
+    above = centre + np.array([0.0, 0.0, size[2] / 2 + 0.05])
+    text.pose = Pose(position=_point(above), orientation=Quaternion(w=1.0))
     return box, text
 
 

@@ -5,8 +5,12 @@ from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
-from geometry_msgs.msg import Point
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
+
+from .prototype import like
 
 
 def draw_labels(overlay: np.ndarray, labels: Sequence[str], boxes: np.ndarray, scores: np.ndarray,
@@ -36,34 +40,22 @@ def markers(header, labels: Sequence[str], points: Optional[np.ndarray], grounde
             colors: np.ndarray, namespace: str = "textregion", lifetime_s: float = 0.5) -> MarkerArray:
     """Text labels at region centroids, and a sphere at the grounded 3D point. Frame = the image's."""
     arr = MarkerArray()
-    clear = Marker()
-    clear.header = header
-    clear.action = Marker.DELETEALL
-    arr.markers.append(clear)
+    arr.markers.append(Marker(header=header, action=Marker.DELETEALL))
     if points is not None:
-        for i, (label, p) in enumerate(zip(labels, points)):
-            if not np.all(np.isfinite(p)):
-                continue
-            m = Marker()
-            m.header, m.ns, m.id = header, f"{namespace}/labels", i
-            m.type, m.action = Marker.TEXT_VIEW_FACING, Marker.ADD
-            m.pose.position = Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
-            m.pose.orientation.w = 1.0
-            m.scale.z = 0.06
-            m.color.r, m.color.g, m.color.b = (float(c) / 255 for c in colors[i])
-            m.color.a = 1.0
-            m.text = label
-            set_lifetime(m, lifetime_s)
+        proto = Marker(header=header, ns=f"{namespace}/labels", type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
+                       scale=Vector3(z=0.06), lifetime=duration(lifetime_s))
+        n = min(len(labels), len(points))
+        for i in np.flatnonzero(np.isfinite(points[:n]).all(1)).tolist():  # copies of one prototype (prototype.py)
+            m = like(proto)
+            m.id, m.text = i, labels[i]
+            m.pose = pose_at(points[i].tolist())
+            m.color = rgba(colors[i])
             arr.markers.append(m)
     if grounded_point is not None:
-        m = Marker()
-        m.header, m.ns, m.id = header, f"{namespace}/grounded", 0
-        m.type, m.action = Marker.SPHERE, Marker.ADD
-        m.pose.position = Point(x=float(grounded_point[0]), y=float(grounded_point[1]), z=float(grounded_point[2]))
-        m.pose.orientation.w = 1.0
-        m.scale.x = m.scale.y = m.scale.z = 0.08
-        m.color.g, m.color.a = 1.0, 0.9
-        set_lifetime(m, lifetime_s)
+        m = Marker(header=header, ns=f"{namespace}/grounded", id=0, type=Marker.SPHERE, action=Marker.ADD,
+                   lifetime=duration(lifetime_s), scale=Vector3(x=0.08, y=0.08, z=0.08),
+                   color=ColorRGBA(g=1.0, a=0.9))
+        m.pose = pose_at([float(v) for v in grounded_point])
         arr.markers.append(m)
     return arr
 
@@ -74,25 +66,33 @@ def box_markers(header, boxes: np.ndarray, points: Optional[np.ndarray], K: Opti
     out: List[Marker] = []
     if points is None or K is None:
         return out
-    for i, (box, p) in enumerate(zip(boxes, points)):
-        if not np.all(np.isfinite(p)):
-            continue
-        z = float(p[2])
-        x0, y0, x1, y1 = (float(v) for v in box)
-        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
-        m = Marker()
-        m.header, m.ns, m.id = header, f"{namespace}/boxes", i
-        m.type, m.action = Marker.LINE_STRIP, Marker.ADD
-        m.pose.orientation.w = 1.0
-        m.scale.x = 0.01
-        m.color.r, m.color.g, m.color.b = (float(c) / 255 for c in colors[i])
-        m.color.a = 1.0
-        m.points = [Point(x=(u - K[0, 2]) * z / K[0, 0], y=(v - K[1, 2]) * z / K[1, 1], z=z) for u, v in corners]
-        set_lifetime(m, lifetime_s)
+    proto = Marker(header=header, ns=f"{namespace}/boxes", type=Marker.LINE_STRIP, action=Marker.ADD,
+                   pose=pose_at((0.0, 0.0, 0.0)), scale=Vector3(x=0.01), lifetime=duration(lifetime_s))
+    fx, fy, cx, cy = float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    for i in np.flatnonzero(np.isfinite(points).all(1)).tolist():
+        z = float(points[i, 2])
+        x0, y0, x1, y1 = (float(v) for v in boxes[i].tolist())
+        m = like(proto)
+        m.id = i
+        m.color = rgba(colors[i])
+        m.points = [Point(x=(u - cx) * z / fx, y=(v - cy) * z / fy, z=z)
+                    for u, v in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))]
         out.append(m)
     return out
 
 
+def pose_at(p: Sequence[float]) -> Pose:
+    return Pose(position=Point(x=p[0], y=p[1], z=p[2]), orientation=Quaternion(w=1.0))
+
+
+def rgba(color: np.ndarray, alpha: float = 1.0) -> ColorRGBA:
+    r, g, b = (float(c) / 255 for c in color.tolist())
+    return ColorRGBA(r=r, g=g, b=b, a=alpha)
+
+
+def duration(seconds: float) -> Duration:
+    return Duration(sec=int(seconds), nanosec=int((seconds - int(seconds)) * 1e9))
+
+
 def set_lifetime(m: Marker, seconds: float) -> None:
-    m.lifetime.sec = int(seconds)
-    m.lifetime.nanosec = int((seconds - int(seconds)) * 1e9)
+    m.lifetime = duration(seconds)
