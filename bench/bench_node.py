@@ -82,7 +82,7 @@ def node_command(namespace: str, args) -> list:
                                                                  "textregion_ros", "textregion_node")
     exe = [installed] if os.access(installed, os.X_OK) else [sys.executable, "-m", "textregion_ros.ros.node"]
     if getattr(args, "proxy_gpu", False):  # the node with the GPU-like stand-in (proxy_node.py)
-        exe = [sys.executable, os.path.join(ROOT, "bench", "proxy_node.py")]
+        exe = [sys.executable, os.path.join(getattr(args, "tree", ROOT), "bench", "proxy_node.py")]
     params = {"preset": args.preset, "device": args.device, "random_weights": "true",
               # Random SAM2 heads score IoU and stability near zero; forcing K masks keeps the load real.
               "pred_iou_thresh": "0.0", "stability_score_thresh": "0.0",
@@ -96,6 +96,11 @@ def node_command(namespace: str, args) -> list:
     for k, v in params.items():
         cmd += ["-p", f"{k}:={v}"]
     return cmd
+
+
+def tree_env(tree: str) -> dict:
+    """The environment of a node run from ``tree`` (this checkout, or --old-tree's): its package first."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")]))
 
 
 def memory_node_command(namespace: str, args) -> list:
@@ -149,7 +154,7 @@ def run_one(args, namespace: str) -> dict:
     if args.memory_file:
         outputs.update({"memory/objects": trmsg.MemoryObjectArray, "memory/markers": MarkerArray,
                         "memory/cloud": PointCloud2, "memory/grounded": PoseStamped})
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    env = tree_env(getattr(args, "tree", ROOT))
     log = tempfile.NamedTemporaryFile("w+", prefix="bench_node_", suffix=".log", delete=False)  # a pipe could fill
     node = subprocess.Popen(node_command(namespace, args), env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     memory_node = subprocess.Popen(memory_node_command(namespace, args), env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -350,6 +355,9 @@ def main() -> int:
                     help="the node with a GPU-like stand-in pipeline, four configurations (node_proxy.py)")
     ap.add_argument("--memory-node", action="store_true",
                     help="the memory in its own node (textregion_memory) instead of the perception node's stage")
+    ap.add_argument("--old-tree", default=None,
+                    help="with --proxy-gpu: every configuration also on this checkout (e.g. a git worktree of the "
+                         "previous commit), taking turns with this one in the same run")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.proxy_gpu and args.memory_objects < 0:
@@ -362,9 +370,8 @@ def main() -> int:
     rclpy.init()
     if args.proxy_gpu:
         from node_proxy import print_table, run_proxy
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
         args.memory_file = None
-        report = run_proxy(args, env)
+        report = run_proxy(args, tree_env(ROOT))
         rclpy.shutdown()
         print_table(report)
         if args.json:

@@ -161,8 +161,8 @@ def test_every_transition_memory_and_publishing(life, scene):
     n = len(c.got["regions"])
     for _ in range(3):
         c.send(scene.rgb)
-        c.spin(1.0)
-    c.spin(3.0)
+        c.spin(0.5)
+    c.spin(2.0)
     assert len(c.got["regions"]) == n, "an inactive node published"
     assert "not active" in c.ground().message
     # Reactivate: it works again, with the restored settings, and never answers on a frame from before.

@@ -1,7 +1,7 @@
 """Ctrl-C ends the node quietly with status 0 within 3 s: while models load, while idle, and while a
 frame is in flight. As a terminal does it: SIGINT to the whole process group, several times each.
 
-CI runs SHUTDOWN_TRIES="3,1,1" (loading, idle, in flight; each try starts a node, and an idle or in-flight
+CI runs SHUTDOWN_TRIES="2,1,1" (loading, idle, in flight; each try starts a node, and an idle or in-flight
 try loads the models, ~25 s on 2 cores): CI's 25-minute budget. SHUTDOWN_TRIES="10,10,10" is the full run.
 """
 import os
@@ -20,7 +20,7 @@ NODE = [sys.executable, "-m", "textregion_ros.ros.node", "--ros-args", "-r", "__
         "-p", "preset:=cpu-lite", "-p", "random_weights:=true", "-p", "pred_iou_thresh:=0.0",
         "-p", "stability_score_thresh:=0.0", "-p", "max_age:=0.0"]
 TRIES = dict(zip(("loading", "idle", "in_flight"),
-                 (int(n) for n in os.environ.get("SHUTDOWN_TRIES", "3,1,1").split(","))))
+                 (int(n) for n in os.environ.get("SHUTDOWN_TRIES", "2,1,1").split(","))))
 EXIT_WITHIN_S = 3.0
 NOISE = ("Traceback", "KeyboardInterrupt", "terminate called", "frame failed", "context is invalid", "publish failed",
          "memory failed",

@@ -36,6 +36,21 @@ def encoders():
     return get
 
 
+@pytest.fixture(scope="module")
+def official_of(encoders, scene):
+    """The official code's region features per (family, multi) on the scene's blobs, computed once: the
+    deviation test compares against the same reference as the equivalence test (read, never changed)."""
+    cache = {}
+
+    def get(family, multi):
+        if (family, multi) not in cache:
+            model, tag, head, fn = FAMILIES[family]
+            cache[(family, multi)] = official(encoders(model, tag), scene.rgb, blob_logits(scene.rgb.shape[:2]),
+                                              multi, head, fn)
+        return cache[(family, multi)]
+    return get
+
+
 def blob_logits(frame_hw, low=128, seed=0):
     """SAM2-like low-resolution logits: soft ellipses and boxes of several sizes, some overlapping."""
     rng = np.random.default_rng(seed)
@@ -71,12 +86,12 @@ def official(enc, rgb, logits, multi, head, fn):
 
 @pytest.mark.parametrize("multi", [True, False], ids=["multires", "single"])
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_region_tokens_match_the_official_formulas(family, multi, encoders, scene):
+def test_region_tokens_match_the_official_formulas(family, multi, encoders, scene, official_of):
     model, tag, head, fn = FAMILIES[family]
     enc = encoders(model, tag)
     rgb = scene.rgb
     logits = blob_logits(rgb.shape[:2])
-    ref, ref_kept, fm = official(enc, rgb, logits, multi, head, fn)
+    ref, ref_kept, fm = official_of(family, multi)
     got, kept = ours(enc, rgb, logits, "auto" if multi else "none", head)
     assert len(ref_kept) >= 1
     assert kept.tolist() == ref_kept.tolist(), "the same regions are kept, in the same order"
@@ -85,13 +100,13 @@ def test_region_tokens_match_the_official_formulas(family, multi, encoders, scen
     assert cos.min().item() >= 0.999
 
 
-def test_the_comparison_sees_a_deviation(encoders, scene):
+def test_the_comparison_sees_a_deviation(encoders, scene, official_of):
     """Fusing SigLIP2's value projections (our old path) instead of the pool inputs moves tokens
     below the bar once biases are non-zero: the test above can fail."""
     enc = encoders("ViT-B-16-SigLIP2", "webli")
     rgb = scene.rgb
     logits = blob_logits(rgb.shape[:2])
-    ref, ref_kept, _ = official(enc, rgb, logits, True, "segmentation", siglip_region_features)
+    ref, ref_kept, _ = official_of("siglip2", True)
     kv = enc.head.kv
     c = kv.out_features // 2
     img = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0

@@ -60,7 +60,7 @@ class MemoryNode(LifecycleNode):
         self.accepts = ("", 0)  # (encoder id, token size) of the observations fused
         self.last_failure = ""
         self.finalized = threading.Event()
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10, event_callbacks=qos.QUIET)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=self._group,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
 
@@ -88,7 +88,8 @@ class MemoryNode(LifecycleNode):
         header = file_header(self.params.config, scores, ctx.settings)
         self.accepts = (encoder_id(self.params.config), header["token_dim"])
         for row in MEMORY_OUTPUTS:
-            self._pubs[row.name] = self.create_lifecycle_publisher(row.msg_class(), row.name, row.depth)
+            self._pubs[row.name] = self.create_lifecycle_publisher(row.msg_class(), row.name, row.depth,
+                                                                   event_callbacks=qos.QUIET)
         lookup = make_lookup(self, lambda reason, text: ctx.bad_input(reason, text, "transform"))
         self.stage = MemoryStage(ctx, self._pubs, lookup, header)
         self.stage.load()

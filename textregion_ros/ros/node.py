@@ -56,7 +56,8 @@ class TextRegionNode(LifecycleNode):
         self._pubs: dict = {}
         self._served: List = []
         self.parts: Optional[Parts] = None  # built on configure, dropped on cleanup
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10,  # in every state
+                                              event_callbacks=qos.QUIET)
         # Steady clock: with use_sim_time and no /clock the node's clock stands still (diagnostics say why).
         self.create_timer(1.0, self._publish_diagnostics, callback_group=self._group,
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
@@ -120,10 +121,11 @@ class TextRegionNode(LifecycleNode):
                 continue
             if row.stage == "frame":
                 for cam in cameras:
-                    cam.publishers[row.name] = self.create_lifecycle_publisher(row.msg_class(), cam.topic(row.name),
-                                                                              row.depth)
+                    cam.publishers[row.name] = self.create_lifecycle_publisher(
+                        row.msg_class(), cam.topic(row.name), row.depth, event_callbacks=qos.QUIET)
             else:
-                self._pubs[row.name] = self.create_lifecycle_publisher(row.msg_class(), row.name, row.depth)
+                self._pubs[row.name] = self.create_lifecycle_publisher(row.msg_class(), row.name, row.depth,
+                                                                       event_callbacks=qos.QUIET)
         for package, names in missing.items():  # one line per missing optional package
             self.get_logger().info(f"{package} is not installed: {', '.join(names)} not published")
 
