@@ -82,7 +82,7 @@ def node_command(namespace: str, args) -> list:
                                                                  "textregion_ros", "textregion_node")
     exe = [installed] if os.access(installed, os.X_OK) else [sys.executable, "-m", "textregion_ros.ros.node"]
     if getattr(args, "proxy_gpu", False):  # the node with the GPU-like stand-in (proxy_node.py)
-        exe = [sys.executable, os.path.join(getattr(args, "tree", ROOT), "bench", "proxy_node.py")]
+        exe = [sys.executable, os.path.join(ROOT, "bench", "proxy_node.py")]  # the tree's package: PROXY_TREE
     params = {"preset": args.preset, "device": args.device, "random_weights": "true",
               # Random SAM2 heads score IoU and stability near zero; forcing K masks keeps the load real.
               "pred_iou_thresh": "0.0", "stability_score_thresh": "0.0",
@@ -100,7 +100,7 @@ def node_command(namespace: str, args) -> list:
 
 def tree_env(tree: str) -> dict:
     """The environment of a node run from ``tree`` (this checkout, or --old-tree's): its package first."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")]))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")]), PROXY_TREE=tree)
 
 
 def memory_node_command(namespace: str, args) -> list:

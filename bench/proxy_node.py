@@ -11,6 +11,10 @@ would hide the host's own cost. So here:
   (64x64 matmul + tanh on one thread): a GPU-like frame, calibrated in this process to ``PROXY_FRAME_MS``.
 - ``compose`` does the same per kind of request: the real composition once, then the recorded host arrays
   after ``PROXY_COMPOSE_OPS`` small ops (composing at frame size is a few kernels on a GPU).
+- the tracker's association (``Tracker.update``: mask overlaps, shifts and dilations on the association grid,
+  about 18 ms of CPU tensor work a frame at 64 regions, a few dozen kernels on a GPU) runs for real on the
+  first frames, then returns its recorded update after ``PROXY_TRACK_OPS`` small ops: the recorded frame is the
+  same every time, so the real tracker would give the same ids. Labels, groundings and locks stay real.
 
 Everything else is the product's code: the intake, the scheduler's thread, tracking, the messages, the memory,
 the executor. What it measures is the host's Python and the GIL beside a launch-bound device pipeline.
@@ -27,10 +31,13 @@ import time
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+# --old-tree: the node's package from that checkout, this stand-in for both (the same stand-in is compared).
+sys.path.insert(0, os.environ.get("PROXY_TREE", ROOT))
 
 FRAME_MS = float(os.environ.get("PROXY_FRAME_MS", "20"))  # the realtime preset's pipeline on a GPU
 COMPOSE_OPS = int(os.environ.get("PROXY_COMPOSE_OPS", "60"))  # compose's kernels (masks, boxes, copies)
+TRACK_OPS = int(os.environ.get("PROXY_TRACK_OPS", "60"))  # the tracker's association kernels
+TRACK_REAL_FRAMES = 5  # real tracker updates before its recorded one is replayed (tracks confirmed by then)
 
 
 class GpuLike:
@@ -83,6 +90,24 @@ def install(step_ops: int) -> None:
 
     schedule.FrameScheduler.step = step
     publish.compose = compose
+    install_tracker(gpu)
+
+
+def install_tracker(gpu: GpuLike) -> None:
+    from textregion_ros.tracks import tracker
+
+    real_update = tracker.Tracker.update
+
+    def update(self, result):
+        seen = self.__dict__.setdefault("_proxy_updates", [0, None])  # per tracker: each camera has its own
+        seen[0] += 1
+        if seen[0] <= TRACK_REAL_FRAMES:
+            seen[1] = real_update(self, result)
+            return seen[1]
+        gpu.run(TRACK_OPS)
+        return tracker.TrackUpdate(seen[1].track_ids.copy(), seen[1].tokens.clone())
+
+    tracker.Tracker.update = update
 
 
 def solo(seconds: float) -> dict:
@@ -94,10 +119,10 @@ def solo(seconds: float) -> dict:
     while time.monotonic() < end:
         t = time.perf_counter()
         gpu.run(ops)
-        gpu.run(COMPOSE_OPS)  # on a GPU the composition shares the device with the next frame
+        gpu.run(COMPOSE_OPS + TRACK_OPS)  # on a GPU composing and tracking share the device with the next frame
         times.append(time.perf_counter() - t)
     times.sort()
-    return {"ops_per_frame": ops, "compose_ops": COMPOSE_OPS, "frames": len(times),
+    return {"ops_per_frame": ops, "compose_ops": COMPOSE_OPS, "track_ops": TRACK_OPS, "frames": len(times),
             "frame_ms_p50": round(1e3 * times[len(times) // 2], 2), "fps": round(len(times) / seconds, 2)}
 
 

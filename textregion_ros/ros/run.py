@@ -24,10 +24,12 @@ from rclpy.signals import SignalHandlerOptions
 TEARDOWN_S = 1.5  # how long teardown may wait for the stages before leaving anyway
 # The stages are threads of one process. numpy and torch release the GIL inside each call, and a thread that
 # released it waits until the thread running Python gives it back, up to the switch interval (5 ms by
-# default): the object memory's fusion (hundreds of numpy calls a frame) took 0.5 s a frame beside the publish
-# stage and the callbacks instead of 8 ms alone. At 1 ms, bench_node (CPU, 30 fps, 64 regions, 1,000 objects
-# remembered) measured fusion 0.17-0.35 s against 0.48-0.52 s, and the pipeline 3.6-4.2 s against 5.0 s.
-SWITCH_INTERVAL_S = 0.001
+# default). A GPU frame is hundreds of short kernel launches, each such a wait while the publish stage or the
+# executor runs Python. bench/bench_gil.py (2-core CPU): 300 small torch ops, 6.9 ms alone, took 757 ms
+# beside a thread running Python at a 1 ms interval and 98 ms at 0.1 ms, and the Python thread did not slow
+# down (1.26 and 1.35 of its rate measured alone). At 1 ms (against 5 ms) bench_node measured the memory's
+# fusion 0.17-0.35 s against 0.48-0.52 s.
+SWITCH_INTERVAL_S = 0.0001
 
 
 def _bring_up(node, stop: threading.Event, result: list) -> None:
