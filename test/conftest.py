@@ -21,7 +21,7 @@ if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
     os.environ["TEXTREGION_TEST_DOMAIN"] = str(_base)
     os.environ["ROS_DOMAIN_ID"] = str(100 + (_base - 100 + 1 + int(os.environ["PYTEST_XDIST_WORKER"][2:])) % 100)
 # Tests that run ROS nodes (in this process or as launched), and so are timed by DDS and by the node's own
-# threads: one xdist worker runs them one after another while the other runs the rest (scripts/test.sh).
+# threads: scripts/test.sh runs them in one process after the rest, which share two xdist workers.
 ROS_MODULES = {"test_demo", "test_launch", "test_memory_node", "test_node", "test_node_cameras", "test_node_fuzz",
                "test_node_hostile", "test_node_lifecycle", "test_node_memory", "test_node_params_files",
                "test_node_shutdown", "test_node_startup", "test_node_ux", "test_tf_buffer"}
@@ -29,6 +29,7 @@ ROS_MODULES = {"test_demo", "test_launch", "test_memory_node", "test_node", "tes
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(ROOT, "config", "fastdds_localhost.xml"))
 
 
+@pytest.hookimpl(tryfirst=True)  # the "ros" marker is on the items before -m selects by it
 def pytest_collection_modifyitems(config, items):
     cuda = torch.cuda.is_available()
     try:
@@ -38,7 +39,7 @@ def pytest_collection_modifyitems(config, items):
         has_launch = False
     for item in items:
         if getattr(getattr(item, "module", None), "__name__", "") in ROS_MODULES:
-            item.add_marker(pytest.mark.xdist_group("ros"))
+            item.add_marker(pytest.mark.ros)
         if "gpu" in item.keywords and not cuda:
             item.add_marker(pytest.mark.skip(reason="needs CUDA: no GPU on this machine"))
         if "launch" in item.keywords and not has_launch:
