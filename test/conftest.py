@@ -14,22 +14,10 @@ if ROOT not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # A unique domain per test run keeps parallel runs on one machine apart.
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
-# pytest-xdist's workers inherit the controller's domain: each takes the next ones, so the nodes of one worker
-# never see the other's.
-if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
-    _base = int(os.environ.get("TEXTREGION_TEST_DOMAIN", os.environ["ROS_DOMAIN_ID"]))
-    os.environ["TEXTREGION_TEST_DOMAIN"] = str(_base)
-    os.environ["ROS_DOMAIN_ID"] = str(100 + (_base - 100 + 1 + int(os.environ["PYTEST_XDIST_WORKER"][2:])) % 100)
-# Tests that run ROS nodes (in this process or as launched), and so are timed by DDS and by the node's own
-# threads: scripts/test.sh runs them in one process after the rest, which share two xdist workers.
-ROS_MODULES = {"test_demo", "test_launch", "test_memory_node", "test_node", "test_node_cameras", "test_node_fuzz",
-               "test_node_hostile", "test_node_lifecycle", "test_node_memory", "test_node_params_files",
-               "test_node_shutdown", "test_node_startup", "test_node_ux", "test_tf_buffer"}
 # Loopback only, with a shared-memory segment large enough for camera frames (see the XML).
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(ROOT, "config", "fastdds_localhost.xml"))
 
 
-@pytest.hookimpl(tryfirst=True)  # the "ros" marker is on the items before -m selects by it
 def pytest_collection_modifyitems(config, items):
     cuda = torch.cuda.is_available()
     try:
@@ -38,8 +26,6 @@ def pytest_collection_modifyitems(config, items):
     except ImportError:
         has_launch = False
     for item in items:
-        if getattr(getattr(item, "module", None), "__name__", "") in ROS_MODULES:
-            item.add_marker(pytest.mark.ros)
         if "gpu" in item.keywords and not cuda:
             item.add_marker(pytest.mark.skip(reason="needs CUDA: no GPU on this machine"))
         if "launch" in item.keywords and not has_launch:
