@@ -380,7 +380,7 @@ def main() -> int:
         return 0
     if args.cameras >= 2:
         from node_cameras import run_cameras, run_flood
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+        env = tree_env(ROOT)
         report = run_flood(args, env) if args.flood else run_cameras(args, env)
         rclpy.shutdown()
         print(json.dumps(report, indent=2), flush=True)

@@ -6,13 +6,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Vector3
+from geometry_msgs.msg import Point, PoseStamped, Vector3
 from std_msgs.msg import ColorRGBA
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ..memory import MemoryObject
 from .prototype import like
 from .target3d import cloud_msg, pose_from
+from .viz import pose_at, rgba
 
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
                     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]])
@@ -90,17 +91,15 @@ TEXT = Marker(type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, ns="textregion/me
 def object_markers(o: MemoryObject) -> Tuple[Marker, Marker]:
     """Its box and its label (headers are set on each publication)."""
     centre, axes, size = o.oriented_box()
-    colour = PALETTE[o.id % len(PALETTE)] / 255.0
     box = like(BOX)
     box.id = int(o.id)
     box.pose = pose_from(centre, axes)
     box.scale = Vector3(x=max(float(size[0]), 1e-3), y=max(float(size[1]), 1e-3), z=max(float(size[2]), 1e-3))
-    box.color = ColorRGBA(r=float(colour[0]), g=float(colour[1]), b=float(colour[2]), a=0.4)
+    box.color = rgba(PALETTE[o.id % len(PALETTE)], alpha=0.4)
     text = like(TEXT)
     text.id = int(o.id)
     text.text = f"{o.label} #{o.id} ({o.observations}x)"
-    above = centre + np.array([0.0, 0.0, size[2] / 2 + 0.05])
-    text.pose = Pose(position=_point(above), orientation=Quaternion(w=1.0))
+    text.pose = pose_at((centre + np.array([0.0, 0.0, size[2] / 2 + 0.05])).tolist())
     return box, text
 
 
