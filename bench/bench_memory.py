@@ -1,6 +1,7 @@
 """Cost of the object memory, in one run: fusion per frame, find latency, and memory over a long run.
 
     python bench/bench_memory.py [--objects 1000 10000] [--regions 64] [--frames 100000] [--old-tree DIR]
+    python bench/bench_memory.py --replay RECORDING
 
 * Fusion: a memory holding N objects (on a 0.5 m grid; each a 0.12 m box's surface, 2,000 points, a
   512-d token) fuses frames of R detections with a depth image and a camera looking at them, so
@@ -16,6 +17,8 @@
   objects, with max_objects 1000 and max_points 500: new objects are created and evicted all run
   long, and the four seen every frame coarsen at the point bound. RSS is sampled every 10% of the run; the report
   gives the objects held, the evictions and the RSS growth over the second half.
+* --replay RECORDING: only fuse the observations ``bench_node --proxy-gpu --memory-node`` recorded in its
+  window, standalone (memory_replay.py): the in-node fusion time's twin on the same frames.
 * --old-tree DIR: fusion at the smallest --objects, this checkout's and DIR's (another checkout, e.g. a
   git worktree of an earlier commit), each in its own process and taking turns, three rounds: on a
   shared machine whose speed drifts over minutes, the per-round ratio says more than either figure.
@@ -190,8 +193,14 @@ def main() -> None:
     ap.add_argument("--regions", type=int, default=64)
     ap.add_argument("--frames", type=int, default=100000)
     ap.add_argument("--old-tree", default=None)
+    ap.add_argument("--replay", default=None, metavar="RECORDING",
+                    help="only fuse a recording of the memory node's observations (memory_replay.py)")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
+    if args.replay:
+        from memory_replay import replay
+        print(json.dumps(replay(args.replay), indent=2))
+        return
     rng = np.random.default_rng(0)
     report = {"device": device_name(torch.device("cpu")), "fusion": [], "find": []}
     for n in args.objects:

@@ -190,6 +190,10 @@ def run_one(args, namespace: str) -> dict:
                 into.clear()
                 into.update({kv.key: kv.value for kv in st.values})
     sub.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    recorder = None
+    if memory_node is not None and getattr(args, "record_observations", None):
+        from memory_replay import Recorder
+        recorder = Recorder(sub)
     query = sub.create_publisher(String, "query", 10)
     deadline = time.monotonic() + args.startup_timeout
     while not diag and node.poll() is None and time.monotonic() < deadline:  # up when it reports
@@ -210,6 +214,8 @@ def run_one(args, namespace: str) -> dict:
         rclpy.spin_once(sub, timeout_sec=0.1)
     base, mem_base = dict(diag), dict(mem_diag)
     measuring[0] = True
+    if recorder is not None:
+        recorder.on = True
     t0 = time.monotonic()
     gpu_samples = []
     try:
@@ -224,6 +230,7 @@ def run_one(args, namespace: str) -> dict:
             gpu_samples.append((time.monotonic(), gpu_memory_mb(node.pid)))
     window = time.monotonic() - t0
     measuring[0] = False
+    recorded = recorder.save(args.record_observations, args.memory_objects) if recorder is not None else None
     cam.terminate()
     for _ in range(20):  # the diagnostics published after the camera stopped
         rclpy.spin_once(sub, timeout_sec=0.1)
@@ -276,7 +283,7 @@ def run_one(args, namespace: str) -> dict:
         "device_memory_mb_nvidia_smi_max": max(gpu) if gpu else None,
         "node_cpu_percent": cpu_percent, "node_rss_mb": round(rss_mb) if rss_mb else None, "node_log": log.name,
         "memory": (memory_figures(args, count, f, end) if memory_node is None else
-                   node_memory_figures(args, mem_base, mem_end)) if args.memory_file else None,
+                   node_memory_figures(args, mem_base, mem_end, recorded)) if args.memory_file else None,
     }
 
 
@@ -305,11 +312,23 @@ def window_readers(base: dict, end: dict):
     return count, f
 
 
-def node_memory_figures(args, base, end) -> dict:
-    """memory_figures from the memory node's own /diagnostics entry (--memory-node)."""
+def node_memory_figures(args, base, end, recorded=None) -> dict:
+    """memory_figures from the memory node's own /diagnostics entry (--memory-node); with a recording of the
+    window's observations, the same frames fused again standalone (memory_replay.py) and the ratio."""
     count, f = window_readers(base, end)
     out = memory_figures(args, count, f, end)
     out["in"] = "textregion_memory, its own process"
+    if recorded:
+        tree = getattr(args, "tree", ROOT)  # that tree's package fuses (bench helpers from this checkout)
+        code = f"import json, sys; sys.path[:0] = [{tree!r}, {os.path.join(ROOT, 'bench')!r}]; " \
+               f"import memory_replay; print('RESULT ' + json.dumps(memory_replay.replay({recorded!r})))"
+        p = subprocess.run([sys.executable, "-c", code], env=tree_env(tree),
+                           capture_output=True, text=True)
+        line = [x for x in p.stdout.splitlines() if x.startswith("RESULT ")]
+        alone = json.loads(line[-1][7:]) if line else {"error": p.stderr[-2000:]}
+        out["standalone_same_frames"] = alone
+        if alone.get("fuse_mean_ms") and out.get("fuse_mean_ms"):
+            out["in_node_over_standalone"] = round(out["fuse_mean_ms"] / alone["fuse_mean_ms"], 2)
     return out
 
 
@@ -355,6 +374,11 @@ def main() -> int:
                     help="the node with a GPU-like stand-in pipeline, four configurations (node_proxy.py)")
     ap.add_argument("--memory-node", action="store_true",
                     help="the memory in its own node (textregion_memory) instead of the perception node's stage")
+    ap.add_argument("--configs", nargs="+", default=None, choices=("regions", "every", "memory", "two"),
+                    help="with --proxy-gpu: only these configurations (by their first word)")
+    ap.add_argument("--record-observations", default=None, metavar="PATH",
+                    help="with --memory-node: record the window's observations there and fuse them again standalone "
+                         "(memory_replay.py), for the in-node fusion time's twin on the same frames")
     ap.add_argument("--old-tree", default=None,
                     help="with --proxy-gpu: every configuration also on this checkout (e.g. a git worktree of the "
                          "previous commit), taking turns with this one in the same run")

@@ -87,8 +87,10 @@ def run_config(args, env, i: int, name: str, cfg: dict, tree: str) -> dict:
 
     args.tree = tree
     args.only = cfg.get("only")
-    args.memory_file = bench_node.write_memory_file(args, tempfile.mkdtemp(prefix="proxy_")) \
-        if cfg.get("memory") else None
+    directory = tempfile.mkdtemp(prefix="proxy_")
+    args.memory_file = bench_node.write_memory_file(args, directory) if cfg.get("memory") else None
+    # The memory node's fusion against the same frames fused standalone (memory_replay.py).
+    args.record_observations = os.path.join(directory, "observations.pkl") if args.memory_node else None
     if not cfg.get("cameras"):
         return bench_node.run_one(args, f"/proxy{i}")
     layout = Layout(args, "proxy_two", [("/proxy_two", ["left", "right"])], bench_node.tree_env(tree))
@@ -110,6 +112,8 @@ def run_proxy(args, env) -> dict:
                (f"memory {max(args.memory_objects, 0)} objects" + (" (memory node)" if args.memory_node else ""),
                 {"memory": True}), ("two cameras", {"cameras": 2})]
     for i, (name, cfg) in enumerate(configs):
+        if args.configs and name.split()[0] not in args.configs:
+            continue
         for label, tree in trees:
             key = name if label == "this" else f"{name} [old tree]"
             runs[key] = run_config(args, env, i, name, cfg, tree)

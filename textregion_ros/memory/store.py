@@ -19,14 +19,13 @@ from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from .associate import Association, associate, overlap
 from .faults import PART_CELL, by_footprint, clean, join_split, own_share
 from .config import MemoryConfig
 from .frame_voxels import FrameVoxels, bin_frame
 from .objects import Detection, MemoryObject, Observation, bin_points, evenly, ranges
-from .table import ObjectTable
+from .table import ObjectTable, touching_pairs
 
 MERGE_REACH = 0.3  # m: objects of one class this close in one frame are marked seen apart (a contaminated
 # object grows towards its neighbour; pairs farther apart than this are not worth a mark)
@@ -323,19 +322,13 @@ class ObjectMemory:
 
     def merge_duplicates(self) -> int:
         """Merge every pair whose overlap and cosine pass the merge gates (the smaller into the larger). Only
-        pairs whose boxes are near each other are compared (a k-d tree of the box centres)."""
+        pairs whose boxes overlap are compared (table.touching_pairs), and their tokens only then."""
         cfg, merged = self.config, 0
         t = self.table
         # ids copied: a merge below removes rows, and the table may compact under the loop.
-        ids, lo, hi, tokens = t.ids.copy(), t.lo, t.hi, t.tokens
-        live = np.flatnonzero(ids >= 0)  # the k-d tree over live rows only, without compacting every token
-        if len(live) < 2:
-            return 0
-        reach = float(np.linalg.norm(hi[live] - lo[live], axis=1).max())  # boxes that touch: centres this close
-        pairs = live[cKDTree((lo[live] + hi[live]) / 2).query_pairs(reach, output_type="ndarray")]
-        if len(pairs):
-            pairs = pairs[(tokens[pairs[:, 0]] * tokens[pairs[:, 1]]).sum(1) >= cfg.merge_cosine]
-            pairs = pairs[((lo[pairs[:, 0]] <= hi[pairs[:, 1]]) & (lo[pairs[:, 1]] <= hi[pairs[:, 0]])).all(1)]
+        ids, tokens = t.ids.copy(), t.tokens
+        pairs = touching_pairs(t.lo, t.hi, np.flatnonzero(ids >= 0))  # live rows only, without compacting
+        pairs = pairs[np.einsum("ij,ij->i", tokens[pairs[:, 0]], tokens[pairs[:, 1]]) >= cfg.merge_cosine]
         for a, b in pairs:
             oa, ob = self.objects.get(int(ids[a])), self.objects.get(int(ids[b]))
             if oa is None or ob is None:

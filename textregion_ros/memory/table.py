@@ -12,8 +12,11 @@ from __future__ import annotations
 from typing import Dict
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from .objects import MemoryObject
+
+LARGE_APART = 32  # at most this many large boxes are compared one by one (touching_pairs)
 
 
 class ObjectTable:
@@ -82,3 +85,31 @@ class ObjectTable:
         self._ids[k:self.n], self._lo[k:self.n], self._hi[k:self.n], self._tokens[k:self.n] = -1, np.inf, -np.inf, 0
         self.n, self.dead = k, 0
         self.row = {int(i): r for r, i in enumerate(self.ids)}
+
+
+def touching_pairs(lo: np.ndarray, hi: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(P, 2) the pairs among ``rows`` (row a < row b) whose boxes [lo, hi] overlap, in row order.
+
+    Boxes that overlap have centres within half their two diagonals. A k-d tree over the centres finds the
+    candidates, with the largest diagonal as its reach; a few boxes more than twice the median's diagonal (a
+    table SAM2 gave whole, a wall) are left out of it and compared with every box directly. With them in it,
+    one large object in a map of 1,000 would make hundreds of thousands of pairs candidates."""
+    if len(rows) < 2:
+        return np.zeros((0, 2), np.int64)
+    blo, bhi = lo[rows], hi[rows]
+    diag = np.linalg.norm(bhi - blo, axis=1)
+    is_large = diag > 2 * np.median(diag)
+    if is_large.sum() > LARGE_APART:
+        is_large[:] = False  # large boxes are common here: one reach for all
+    small, large = np.flatnonzero(~is_large), np.flatnonzero(is_large)
+    found = [np.zeros((0, 2), np.int64)]
+    if len(small) > 1:
+        tree = cKDTree((blo[small] + bhi[small]) / 2)
+        found.append(small[tree.query_pairs(float(diag[small].max()), output_type="ndarray")].reshape(-1, 2))
+    for i in large:
+        hit = np.flatnonzero(((blo[i] <= bhi) & (blo <= bhi[i])).all(1))
+        hit = hit[(hit != i) & (~is_large[hit] | (hit > i))]  # a pair of two large boxes once
+        found.append(np.stack([np.full(len(hit), i), hit], 1))
+    pairs = np.sort(np.concatenate(found), axis=1)
+    pairs = rows[pairs[((blo[pairs[:, 0]] <= bhi[pairs[:, 1]]) & (blo[pairs[:, 1]] <= bhi[pairs[:, 0]])).all(1)]]
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
