@@ -133,16 +133,18 @@ def run_cli(*args, env=None, timeout=600):
                           env=e, timeout=timeout, cwd=ROOT)
 
 
-def test_random_weights_run_the_real_models_and_the_report_says_so(data, tmp_path):
+def test_random_weights_run_the_real_models_and_the_report_says_so(data, tmp_path, capsys):
     root, info = data
-    # SAM2's masks (random weights leave pixels uncovered: the CLIP fill runs) and the official tiling.
-    p = run_cli("semantic", "--layout", "voc", "--root", root, "--classes", info["classes"], "--preset", "cpu-lite",
-                "--set", "random_weights=true", "--set", "tiles=auto", "--limit", "1", "--out", str(tmp_path / "s"))
-    assert p.returncode == 0, p.stderr[-3000:]
+    # SAM2's masks (random weights leave pixels uncovered: the CLIP fill runs) and the official tiling; in this
+    # process (the preset's real models, no planted encoder), the referring run below through the script.
+    rc = main(["semantic", "--layout", "voc", "--root", root, "--classes", info["classes"], "--preset", "cpu-lite",
+               "--set", "random_weights=true", "--set", "tiles=auto", "--limit", "1", "--out", str(tmp_path / "s")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err[-3000:]
     rep = json.loads((tmp_path / "s" / "report.json").read_text())
     assert rep["random_weights"] is True and "random" in rep["weights"] and rep["images"] == 1
     assert rep["masks"] == "sam2" and 0.0 <= rep["metrics"]["mIoU"] <= 1.0 and 0.0 <= rep["uncovered_fraction"] <= 1
-    assert "Random weights" in (tmp_path / "s" / "report.md").read_text() and "Random weights" in p.stdout
+    assert "Random weights" in (tmp_path / "s" / "report.md").read_text() and "Random weights" in out
     # Referring with the preset's own mask source (SAM2, random weights), through the shipped script.
     q = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "textregion-eval"), "referring", "--refs",
                         info["refs"], "--preset", "cpu-lite", "--set", "random_weights=true", "--limit", "2",

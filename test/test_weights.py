@@ -4,12 +4,10 @@ Files are laid out exactly as huggingface_hub caches them, under the real repo i
 so open_clip's and sam2's own download code finds them with HF_HUB_OFFLINE=1. The weights are
 random (none can be downloaded here); what is tested is the path and the tag's metadata.
 """
-import json
 import os
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from textregion_ros.encoders import create_encoder
@@ -62,51 +60,53 @@ print("META", enc.meta.quick_gelu, enc.interpolation, tuple(round(x, 4) for x in
 
 
 # The default id, and a fine-tune under another id (the README allows any HF id; sam2's own table does not
-# know it): both are read from the cache under sam2's file name for the size.
-@pytest.mark.parametrize("repo,weights", [("facebook/sam2.1-hiera-tiny", ""),
-                                          ("myorg/sam2.1-hiera-tiny-finetuned", "myorg/sam2.1-hiera-tiny-finetuned")],
-                         ids=["default_id", "any_hub_id"])
-def test_sam2_hub_ids_load_from_the_hub_cache(tmp_path, sam2_tiny, repo, weights):
-    path = hf_cache_file(str(tmp_path), repo, "sam2.1_hiera_tiny.pt")
-    torch.save({"model": sam2_tiny.state_dict()}, path)
+# know it): both are read from the cache under sam2's file name for the size. One process loads both.
+SAM2_IDS = (("facebook/sam2.1-hiera-tiny", ""), ("myorg/sam2.1-hiera-tiny-finetuned", "myorg/sam2.1-hiera-tiny-finetuned"))
+
+
+def test_sam2_hub_ids_load_from_the_hub_cache(tmp_path, sam2_tiny):
     name, p = next(iter(sam2_tiny.named_parameters()))
-    code = f"""
-from textregion_ros.masks.sam2_build import build_sam2_model
-m = build_sam2_model("tiny", {weights!r})
-print("PROBE", float(dict(m.named_parameters())[{name!r}].flatten()[0]))
-"""
+    code = "from textregion_ros.masks.sam2_build import build_sam2_model\n"
+    for k, (repo, weights) in enumerate(SAM2_IDS):
+        state = {n: v + k for n, v in sam2_tiny.state_dict().items()}  # each file its own values
+        torch.save({"model": state}, hf_cache_file(str(tmp_path), repo, "sam2.1_hiera_tiny.pt"))
+        code += f"print('PROBE', {k}, float(dict(build_sam2_model('tiny', {weights!r}).named_parameters())" \
+                f"[{name!r}].flatten()[0]))\n"
     out = run_offline(str(tmp_path), code)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert f"PROBE {float(p.detach().flatten()[0])}" in out.stdout
+    for k in range(len(SAM2_IDS)):
+        assert f"PROBE {k} {float(p.detach().flatten()[0] + k)}" in out.stdout, (k, out.stdout)
 
 
-def test_every_missing_weight_source_is_named_in_one_error(tmp_path):
-    code = """
-from textregion_ros.config import preset
-from textregion_ros.encoders import WeightsUnavailableError
-from textregion_ros.pipeline import Pipeline
-try:
-    Pipeline(preset("cpu-lite", sam2_weights="myorg/sam2.1-hiera-tiny-finetuned"))
-except WeightsUnavailableError as e:
-    print("ERR", e)
-"""
-    out = run_offline(str(tmp_path), code)
-    assert "ERR 2 weight sources are missing" in out.stdout, (out.stdout + out.stderr)[-2000:]
-    assert "(1) image-text encoder: could not load weights 'openai'" in out.stdout
-    assert "(2) SAM2: could not obtain SAM2 weights myorg/sam2.1-hiera-tiny-finetuned" in out.stdout
-
-
-def test_missing_weights_fail_fast_and_offline(tmp_path):
-    code = """
+def test_missing_weights_fail_fast_each_is_named_and_the_demo_tells_cached_from_missing(tmp_path):
+    """One process: a missing tag fails fast offline; a pipeline missing two sources names both in one
+    error; the demo's check (ros/demo.py) finds both missing, then, with the files in the cache, none."""
+    code = f"""
 import time
+from textregion_ros.config import preset
 from textregion_ros.encoders import create_encoder, WeightsUnavailableError
+from textregion_ros.pipeline import Pipeline
+from textregion_ros.ros.demo import weights_cached
 t = time.monotonic()
 try:
     create_encoder("ViT-B-16", weights="openai")
 except WeightsUnavailableError as e:
-    print("ERR", time.monotonic() - t)
+    print("FAST", time.monotonic() - t)
+try:
+    Pipeline(preset("cpu-lite", sam2_weights="myorg/sam2.1-hiera-tiny-finetuned"))
+except WeightsUnavailableError as e:
+    print("ERR", e)
+print("DEMO", weights_cached("cpu-lite"))
+for repo, file in (("timm/vit_base_patch16_clip_224.openai", "open_clip_model.safetensors"),
+                   ("facebook/sam2.1-hiera-tiny", "sam2.1_hiera_tiny.pt")):
+    open(__import__("test_weights").hf_cache_file({str(tmp_path)!r}, repo, file), "wb").close()
+print("CACHED", weights_cached("cpu-lite"))
 """
-    out = run_offline(str(tmp_path), code)
-    assert "ERR" in out.stdout, out.stderr[-2000:]
-    assert float(out.stdout.split("ERR")[1]) < 10
-    json.dumps(out.stdout)
+    out = run_offline(str(tmp_path), "import sys; sys.path.insert(0, " + repr(os.path.join(ROOT, "test")) + ")\n" + code)
+    assert "FAST" in out.stdout, out.stderr[-2000:]
+    assert float(out.stdout.split("FAST")[1].split()[0]) < 10
+    assert "ERR 2 weight sources are missing" in out.stdout, (out.stdout + out.stderr)[-2000:]
+    assert "(1) image-text encoder: could not load weights 'openai'" in out.stdout
+    assert "(2) SAM2: could not obtain SAM2 weights myorg/sam2.1-hiera-tiny-finetuned" in out.stdout
+    assert "DEMO (False, 'WeightsUnavailableError: 2 weight sources are missing:')" in out.stdout, out.stdout
+    assert "CACHED (True, '')" in out.stdout, (out.stdout + out.stderr)[-2000:]

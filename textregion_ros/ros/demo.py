@@ -103,13 +103,27 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 
 
 def weights_cached(preset: str) -> Tuple[bool, str]:
-    """Whether the preset's pretrained weights load from the local cache (no network)."""
-    code = ("from textregion_ros.config import preset; from textregion_ros.pipeline import Pipeline;"
-            f"Pipeline(preset({preset!r}, vocabulary=('x',), background=()))")
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    lines = [ln for ln in p.stderr.strip().splitlines() if "Error" in ln]
-    return p.returncode == 0, lines[-1] if lines else ""
+    """Whether the preset's pretrained weights are in the local cache: their files looked up offline (what the
+    node does first on configure), no model built. Building the pipeline here would load the weights twice."""
+    import huggingface_hub.constants as hf
+
+    from ..config import preset as preset_config
+    from ..encoders.weights import WeightsUnavailableError
+    from ..files.hub import fetch_weights
+
+    was = hf.HF_HUB_OFFLINE, os.environ.get("HF_HUB_OFFLINE")
+    hf.HF_HUB_OFFLINE, os.environ["HF_HUB_OFFLINE"] = True, "1"  # the cache only: read at each lookup
+    try:
+        fetch_weights(preset_config(preset, vocabulary=("x",), background=()))
+        return True, ""
+    except WeightsUnavailableError as exc:
+        return False, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    finally:
+        hf.HF_HUB_OFFLINE = was[0]
+        if was[1] is None:
+            del os.environ["HF_HUB_OFFLINE"]
+        else:
+            os.environ["HF_HUB_OFFLINE"] = was[1]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
