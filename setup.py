@@ -11,7 +11,8 @@ setup(
     install_requires=[
         # Ranges, as in requirements.txt: pins live in requirements-dev.txt (our environment) only.
         "torch>=2.5", "torchvision>=0.20", "open_clip_torch>=3.0,<4", "timm>=1.0.15", "sam2>=1.1,<2",
-        "numpy", "opencv-python-headless", "scikit-image>=0.21", "scipy>=1.8", "PyYAML>=5.4",
+        "numpy", "opencv-python-headless", "scikit-image>=0.21", "scipy>=1.8", "threadpoolctl>=3.1",
+        "PyYAML>=5.4",
         "huggingface_hub>=0.30", "Pillow>=9.0", "safetensors>=0.4", "tqdm>=4.60", "matplotlib>=3.5",
         "onnx>=1.16", "onnxruntime>=1.18",
     ],

@@ -295,7 +295,8 @@ def memory_figures(args, count, f, end) -> dict:
     return {"objects_preloaded": args.memory_objects, "objects_end": end.get("memory_objects"),
             "fused": fused, "dropped": count("memory/dropped"), "no_transform": count("memory/no_transform"),
             "detections_per_fused_frame": round(count("memory/detections") / fused, 1) if fused else None,
-            "fuse_mean_ms": f("memory_fuse_mean_s"), "stage_mean_ms": f("memory_stage_mean_s")}
+            "fuse_mean_ms": f("memory_fuse_mean_s"), "fuse_cpu_mean_ms": f("memory_fuse_cpu_mean_s"),
+            "stage_mean_ms": f("memory_stage_mean_s")}
 
 
 def window_readers(base: dict, end: dict):

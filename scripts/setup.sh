@@ -38,7 +38,7 @@ if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$REQ_STAMP" ]; then
   # sam2 ships as an sdist that builds against the installed torch; its CUDA extension is optional.
   SAM2_BUILD_CUDA=0 install --no-build-isolation -r requirements-torch.txt -r requirements-dev.txt
   install -r requirements-ros.txt
-  "$VPY" -c "import torch, torchvision, open_clip, sam2, rclpy, cv2, skimage, hypothesis, PIL, onnx, onnxruntime; torchvision.ops.nms" \
+  "$VPY" -c "import torch, torchvision, open_clip, sam2, rclpy, cv2, skimage, hypothesis, PIL, onnx, onnxruntime, threadpoolctl; torchvision.ops.nms" \
     || fail "installed packages do not import"
   echo "$REQ_STAMP" > .venv/.requirements-stamp
 fi

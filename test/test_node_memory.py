@@ -129,6 +129,8 @@ def test_the_sweep_remembers_each_object_once_within_a_centimetre(swept):
     assert snap.get("errors/memory", 0) == 0
     # Fusion is timed inside the stage's whole frame (TF, back-projection, fusion, the memory outputs).
     assert 0 < snap["memory_fuse_mean_s"] < snap["memory_stage_mean_s"]
+    # Its thread's CPU time beside it: one thread's CPU cannot exceed the wall time it ran for.
+    assert 0 < snap["memory_fuse_cpu_mean_s"] <= snap["memory_fuse_mean_s"] + 1e-3
 
 
 def test_find_answers_every_class_out_of_view_and_memory_grounded_follows_the_query(swept):

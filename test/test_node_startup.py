@@ -35,3 +35,22 @@ def test_without_offline_mode_missing_weights_still_fail_fast_with_one_message()
     assert p.returncode == 2, p.stderr[-2000:]
     assert p.stderr.count("cannot start") == 1 and "local cache only" in p.stderr
     assert elapsed < 45, elapsed
+
+
+def test_the_memory_node_runs_numpys_blas_on_one_thread(monkeypatch):
+    """textregion_memory asks run() for one BLAS thread, and run's limit_blas really sets numpy's pool (a
+    process of its own: the limit holds for the whole process)."""
+    import textregion_ros.ros.run as run_mod
+    from textregion_ros.ros import memory_node
+
+    asked = {}
+    monkeypatch.setattr(run_mod, "run", lambda cls, args=None, **kw: asked.update(cls=cls, **kw) or 0)
+    assert memory_node.main([]) == 0
+    assert asked == {"cls": memory_node.MemoryNode, "blas_threads": 1}
+    code = ("import numpy; from threadpoolctl import threadpool_info as info; from textregion_ros.ros.run import "
+            "limit_blas; before = [p['num_threads'] for p in info() if p['user_api'] == 'blas']; "
+            "assert limit_blas(1) is None; print(before, [p['num_threads'] for p in info() if p['user_api'] == 'blas'])")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2")  # at least two to begin with, whatever this machine has
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "[2] [1]", p.stdout

@@ -32,6 +32,7 @@ class Stats:
         self.publish_cpu: Deque[float] = deque(maxlen=100)  # the stage thread's CPU time: work, not GIL waits
         self.publish_parts: Dict[str, Deque[float]] = {}
         self.memory_fuse: Deque[float] = deque(maxlen=100)  # the memory stage's fusion time per frame
+        self.memory_fuse_cpu: Deque[float] = deque(maxlen=100)  # its thread's CPU time: work, not waits for a core
         self.memory_stage: Deque[float] = deque(maxlen=100)  # its whole time per frame: TF, points, fusion, outputs
         self.recent_problems: Deque[Tuple[float, str]] = deque(maxlen=1000)
         self.counts: Counter = Counter()
@@ -73,9 +74,10 @@ class Stats:
             for name in outputs:
                 self.published.setdefault(name, deque()).append(now)
 
-    def on_memory(self, fuse_s: float, stage_s: float) -> None:
+    def on_memory(self, fuse_s: float, stage_s: float, fuse_cpu_s: float = float("nan")) -> None:
         with self.lock:
             self.memory_fuse.append(fuse_s)
+            self.memory_fuse_cpu.append(fuse_cpu_s)
             self.memory_stage.append(stage_s)
 
     def count(self, key: str, n: int = 1) -> None:
@@ -116,6 +118,7 @@ class Stats:
                 out[f"publish_mean_s/{name}"] = mean(q)
             if self.memory_fuse:
                 out["memory_fuse_mean_s"] = mean(self.memory_fuse)
+                out["memory_fuse_cpu_mean_s"] = mean(self.memory_fuse_cpu)
                 out["memory_stage_mean_s"] = mean(self.memory_stage)
             recent = Counter(k for t, k in self.recent_problems if now - t <= self.level_window_s)
         out["recent_problems"] = sum(recent.values())

@@ -172,9 +172,9 @@ class MemoryNode(LifecycleNode):
 
 
 def main(args: Optional[List[str]] = None) -> int:
-    from .run import run
+    from .run import MEMORY_BLAS_THREADS, run
 
-    return run(MemoryNode, args)
+    return run(MemoryNode, args, blas_threads=MEMORY_BLAS_THREADS)
 
 
 if __name__ == "__main__":

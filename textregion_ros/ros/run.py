@@ -30,6 +30,11 @@ TEARDOWN_S = 1.5  # how long teardown may wait for the stages before leaving any
 # down (1.26 and 1.35 of its rate measured alone). At 1 ms (against 5 ms) bench_node measured the memory's
 # fusion 0.17-0.35 s against 0.48-0.52 s.
 SWITCH_INTERVAL_S = 0.0001
+# numpy's OpenBLAS runs a matrix product on every core, and its threads spin while they wait for each other. The
+# memory's products are small (64 detections x 1,000 objects), and beside a busy perception node a spinning
+# thread waits for a core the pipeline holds. bench_memory --replay of the proxy's frames: idle, 14.1 ms a frame
+# with OpenBLAS's 2 threads and 14.8 ms with 1; beside two busy processes, 65 ms (p95 128) and 30 ms (p95 48).
+MEMORY_BLAS_THREADS = 1
 
 
 def _bring_up(node, stop: threading.Event, result: list) -> None:
@@ -85,13 +90,27 @@ def _teardown(node, executor) -> None:
     done.wait(TEARDOWN_S)
 
 
-def run(node_class, args: Optional[List[str]] = None) -> int:
+def limit_blas(threads: int) -> Optional[str]:
+    """numpy's BLAS thread pools down to ``threads`` in this process: None, or why it could not be done."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return "threadpoolctl is not installed (pip install threadpoolctl)"
+    threadpool_limits(limits=threads, user_api="blas")
+    return None
+
+
+def run(node_class, args: Optional[List[str]] = None, blas_threads: Optional[int] = None) -> int:
+    """The node's process; ``blas_threads`` limits numpy's BLAS in it (the memory node: MEMORY_BLAS_THREADS)."""
     stop = threading.Event()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    unlimited = limit_blas(blas_threads) if blas_threads else None
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = node_class()
+    if unlimited:
+        node.get_logger().warning(f"numpy's BLAS keeps one thread per core: {unlimited}")
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     threading.Thread(target=_spin, args=(executor, stop), name="textregion-executor", daemon=True).start()
