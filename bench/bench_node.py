@@ -156,9 +156,13 @@ def run_one(args, namespace: str) -> dict:
                         "memory/cloud": PointCloud2, "memory/grounded": PoseStamped})
     env = tree_env(getattr(args, "tree", ROOT))
     log = tempfile.NamedTemporaryFile("w+", prefix="bench_node_", suffix=".log", delete=False)  # a pipe could fill
-    node = subprocess.Popen(node_command(namespace, args), env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    node = subprocess.Popen(node_command(namespace, args), env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                            cwd=getattr(args, "tree", ROOT))
+    # In the tree's directory: ``python -m`` puts the working directory first on sys.path, ahead of PYTHONPATH,
+    # so from this checkout's directory an --old-tree run would fuse with this checkout's memory node.
     memory_node = subprocess.Popen(memory_node_command(namespace, args), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   text=True) if args.memory_file and getattr(args, "memory_node", False) else None
+                                   text=True, cwd=getattr(args, "tree", ROOT)) \
+        if args.memory_file and getattr(args, "memory_node", False) else None
     mem_diag = {}
     sub = rclpy.create_node("bench_outputs", namespace=namespace)
     measuring = [False]

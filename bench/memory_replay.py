@@ -100,7 +100,7 @@ def replay(path: str) -> dict:
         stage.fuse(frame)
         whole.append(time.perf_counter() - t0)
         ms.append(1e3 * stage.ctx.stats.memory_fuse[-1])
-        cpu.append(1e3 * stage.ctx.stats.memory_fuse_cpu[-1])
+        cpu.append(1e3 * getattr(stage.ctx.stats, "memory_fuse_cpu", [float("nan")])[-1])  # older trees: none
     ms.sort()
     return {"recording": path, "frames": len(msgs), "regions_per_frame": round(float(np.mean(
         [len(m.regions) for m in msgs])), 1), "objects_preloaded": rec["memory_objects"],
