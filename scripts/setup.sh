@@ -30,14 +30,14 @@ if [ "$(cat .venv/.requirements-stamp 2>/dev/null)" != "$REQ_STAMP" ]; then
   # wheels are several GB). Bytecode is compiled at install, as pip does: env.sh stops Python writing it, so
   # every process would otherwise compile torch's modules on import. pip does it where uv cannot be had.
   if "$VPY" -m pip install --disable-pip-version-check -q "uv==$UV_VERSION" 2>/dev/null; then
-    install() { "$ROOT/.venv/bin/uv" pip install --python "$VPY" --compile-bytecode -q "$@"; }
+    pin_install() { "$ROOT/.venv/bin/uv" pip install --python "$VPY" --compile-bytecode -q "$@"; }
   else
-    install() { "$VPY" -m pip install --disable-pip-version-check -q "$@"; }
+    pin_install() { "$VPY" -m pip install --disable-pip-version-check -q "$@"; }
   fi
-  install -r requirements-torch.txt
+  pin_install -r requirements-torch.txt
   # sam2 ships as an sdist that builds against the installed torch; its CUDA extension is optional.
-  SAM2_BUILD_CUDA=0 install --no-build-isolation -r requirements-torch.txt -r requirements-dev.txt
-  install -r requirements-ros.txt
+  SAM2_BUILD_CUDA=0 pin_install --no-build-isolation -r requirements-torch.txt -r requirements-dev.txt
+  pin_install -r requirements-ros.txt
   "$VPY" -c "import torch, torchvision, open_clip, sam2, rclpy, cv2, skimage, hypothesis, PIL, onnx, onnxruntime, threadpoolctl; torchvision.ops.nms" \
     || fail "installed packages do not import"
   echo "$REQ_STAMP" > .venv/.requirements-stamp
