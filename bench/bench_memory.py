@@ -45,7 +45,7 @@ from reports_io import device_name, write_report  # noqa: E402
 from textregion_ros.classify import query_scores  # noqa: E402
 from textregion_ros.encoders.text import LabelEmbeddings  # noqa: E402
 from textregion_ros.geometry.transform import RigidTransform  # noqa: E402
-from textregion_ros.memory import Detection, MemoryConfig, ObjectMemory, Observation  # noqa: E402
+from textregion_ros.memory import Detection, MemoryConfig, ObjectMemory, Observation, save_memory  # noqa: E402
 
 DIM = 512
 
@@ -81,6 +81,13 @@ def filled(n: int, rng, dim: int = DIM, **config) -> ObjectMemory:
     for o in memory.objects.values():
         o.observations = 10
     return memory
+
+
+def save_filled(path: str, n: int, dim: int, header: dict) -> str:
+    """``filled`` (seed 0; empty for n = 0) saved as a memory file: what bench_node's node loads, and what
+    memory_replay's standalone stage loads, so both start from the same objects."""
+    save_memory(path, filled(n, np.random.default_rng(0), dim) if n else ObjectMemory(), header)
+    return path
 
 
 def live_tokens(memory: ObjectMemory):

@@ -154,15 +154,16 @@ def run_one(args, namespace: str) -> dict:
     if args.memory_file:
         outputs.update({"memory/objects": trmsg.MemoryObjectArray, "memory/markers": MarkerArray,
                         "memory/cloud": PointCloud2, "memory/grounded": PoseStamped})
-    env = tree_env(getattr(args, "tree", ROOT))
+    tree = getattr(args, "tree", ROOT)
+    env = tree_env(tree)
     log = tempfile.NamedTemporaryFile("w+", prefix="bench_node_", suffix=".log", delete=False)  # a pipe could fill
+    # Each node in its tree's directory: ``python -m`` puts the working directory first on sys.path, ahead of
+    # PYTHONPATH, so from this checkout's directory an --old-tree run would start this checkout's memory node.
     node = subprocess.Popen(node_command(namespace, args), env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            cwd=getattr(args, "tree", ROOT))
-    # In the tree's directory: ``python -m`` puts the working directory first on sys.path, ahead of PYTHONPATH,
-    # so from this checkout's directory an --old-tree run would fuse with this checkout's memory node.
+                            cwd=tree)
     memory_node = subprocess.Popen(memory_node_command(namespace, args), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   text=True, cwd=getattr(args, "tree", ROOT)) \
-        if args.memory_file and getattr(args, "memory_node", False) else None
+                                   text=True, cwd=tree) if args.memory_file and getattr(args, "memory_node", False) \
+        else None
     mem_diag = {}
     sub = rclpy.create_node("bench_outputs", namespace=namespace)
     measuring = [False]
@@ -344,16 +345,12 @@ def write_memory_file(args, directory: str) -> str:
 
     import bench_memory
     from textregion_ros.config import preset
-    from textregion_ros.memory import save_memory
 
     cfg = preset(args.preset, random_weights=True)
     dim = int(open_clip.get_model_config(cfg.encoder_model)["embed_dim"])
-    memory = bench_memory.filled(args.memory_objects, np.random.default_rng(0), dim) if args.memory_objects else \
-        bench_memory.ObjectMemory()
-    path = os.path.join(directory, "memory.npz")
-    save_memory(path, memory, {"encoder": f"{cfg.encoder_model}|{cfg.encoder_weights}|random",
-                               "token_dim": dim, "frame": "map"})
-    return path
+    return bench_memory.save_filled(os.path.join(directory, "memory.npz"), args.memory_objects, dim,
+                                    {"encoder": f"{cfg.encoder_model}|{cfg.encoder_weights}|random",
+                                     "token_dim": dim, "frame": "map"})
 
 
 def main() -> int:

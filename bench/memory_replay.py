@@ -22,8 +22,6 @@ from typing import List
 
 import numpy as np
 
-from textregion_ros.memory import ObjectMemory, save_memory
-
 TYPE = "textregion_ros/msg/Observation"
 MAX_RECORDED = 400  # about 13 s of a 30 fps camera: enough frames for a median and p95
 
@@ -59,7 +57,7 @@ class _Identity:
 
 def stage_for(memory_objects: int, token_dim: int, encoder: str):
     """A MemoryStage as textregion_memory configures it under config/perceive.yaml (memory on, its defaults),
-    holding what bench_node's memory file holds (bench_memory.filled with the same seed). Nothing subscribes to
+    holding what bench_node's memory file holds (bench_memory.save_filled). Nothing subscribes to
     its outputs here; in the node the bench subscribes to them, so the node's stage figure includes building them."""
     import bench_memory
     from textregion_ros.ros.context import NodeContext
@@ -68,9 +66,8 @@ def stage_for(memory_objects: int, token_dim: int, encoder: str):
     from textregion_ros.ros.settings import NodeSettings
 
     header = {"encoder": encoder, "token_dim": token_dim, "frame": "map"}
-    path = os.path.join(tempfile.mkdtemp(prefix="replay_"), "memory.npz")
-    save_memory(path, bench_memory.filled(memory_objects, np.random.default_rng(0), token_dim) if memory_objects
-                else ObjectMemory(), header)
+    path = bench_memory.save_filled(os.path.join(tempfile.mkdtemp(prefix="replay_"), "memory.npz"), memory_objects,
+                                    token_dim, header)
     settings = NodeSettings(memory=True, memory_file=path, memory_save_every=0.0)
     ctx = NodeContext(logging.getLogger("replay"), Stats(), time.monotonic_ns, settings)
     stage = MemoryStage(ctx, {}, _Identity(), header)
@@ -102,8 +99,9 @@ def replay(path: str) -> dict:
         ms.append(1e3 * stage.ctx.stats.memory_fuse[-1])
         cpu.append(1e3 * getattr(stage.ctx.stats, "memory_fuse_cpu", [float("nan")])[-1])  # older trees: none
     ms.sort()
-    return {"recording": path, "frames": len(msgs), "regions_per_frame": round(float(np.mean(
-        [len(m.regions) for m in msgs])), 1), "objects_preloaded": rec["memory_objects"],
-        "objects_end": len(stage.memory), "fuse_mean_ms": round(statistics.fmean(ms), 2),
-        "fuse_median_ms": round(statistics.median(ms), 2), "fuse_cpu_mean_ms": round(statistics.fmean(cpu), 2), "fuse_p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2),
-        "whole_fuse_mean_ms": round(1e3 * statistics.fmean(whole), 2)}
+    return {"recording": path, "frames": len(msgs),
+            "regions_per_frame": round(float(np.mean([len(m.regions) for m in msgs])), 1),
+            "objects_preloaded": rec["memory_objects"], "objects_end": len(stage.memory),
+            "fuse_mean_ms": round(statistics.fmean(ms), 2), "fuse_median_ms": round(statistics.median(ms), 2),
+            "fuse_p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2), "fuse_cpu_mean_ms": round(statistics.fmean(cpu), 2),
+            "whole_fuse_mean_ms": round(1e3 * statistics.fmean(whole), 2)}
