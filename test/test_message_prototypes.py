@@ -79,3 +79,42 @@ def test_markers_of_two_frames_keep_their_own_values():
         z = float(a.points[m.id][2])
         assert m.header.stamp.sec == 1 and len(m.points) == 5
         assert np.isclose(m.points[0].x, (x0 - 320) * z / 500) and np.isclose(m.points[0].y, (y0 - 240) * z / 500)
+
+
+def test_region_masks_follow_the_mask_switch_and_the_grounded_region_keeps_its_own_crop():
+    """The masks of a frame are scaled once and sliced per region (RegionColumns): a region with an empty box has
+    no mask, the switch leaves every mask empty, and a grounded region's mask is its own crop."""
+    from textregion_ros.ros.messages import grounded_msg
+    from textregion_ros.results import Grounding
+
+    out = frame(2)
+    out.boxes[3] = 0  # an empty mask: compose() gives it a zero box and no crop bytes
+    sizes = [(b[3] - b[1]) * (b[2] - b[0]) for b in out.boxes.tolist()]
+    out.crop_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    out.crop_data = np.concatenate([(np.arange(s) % 2).astype(np.uint8) for s in sizes])
+    labels = ["mug", "plate", "background"]
+    with_masks = region_array_msg(trmsg, labels, 1, out, header(3))
+    assert len(with_masks.regions[3].mask.data) == 0 and with_masks.regions[3].bbox.width == 0
+    for i in (0, 1, 2, 4, 5):
+        want = np.arange(sizes[i]) % 2 * 255
+        assert bytes(with_masks.regions[i].mask.data) == want.astype(np.uint8).tobytes()
+    without = region_array_msg(trmsg, labels, 1, out, header(3), with_mask=False)
+    assert all(len(r.mask.data) == 0 for r in without.regions)
+    assert [r.score for r in without.regions] == [float(p) for p in out.prob]
+    g = Grounding(query="mug", region=4, prob=0.9, cosine=0.3, margin=0.1, found=True)
+    msg = grounded_msg(trmsg, labels, out, g, header(3))
+    assert msg.region.id == 4 and bytes(msg.region.mask.data) == bytes(with_masks.regions[4].mask.data)
+    own = np.ones((2, 3), np.uint8)
+    assert bytes(grounded_msg(trmsg, labels, out, g, header(3), crop=own).region.mask.data) == b"\xff" * 6
+    assert len(grounded_msg(trmsg, labels, out, g, header(3), with_mask=False).region.mask.data) == 0
+
+
+def test_a_copied_message_has_every_field_of_its_prototype_and_its_own_identity():
+    from textregion_ros.ros.prototype import like
+    from visualization_msgs.msg import Marker
+
+    m = Marker(ns="a", id=7, text="mug", type=Marker.TEXT_VIEW_FACING)
+    c = like(m)
+    assert c == m and c is not m and c.text == "mug" and c.id == 7
+    c.id = 8
+    assert m.id == 7

@@ -1,6 +1,7 @@
 """FrameOutputs (host arrays from compose()) -> textregion_ros messages. Filling fields only."""
 from __future__ import annotations
 
+import array
 import math
 from typing import List, Optional, Sequence
 
@@ -16,28 +17,56 @@ from .prototype import like
 NAN = float("nan")
 
 
-def region_msg(Region, labels: Sequence[str], out: FrameOutputs, i: int, header, with_mask: bool = True,
-               tokens: Optional[np.ndarray] = None, crop: Optional[np.ndarray] = None, proto=None):
-    """Region i of ``out``. ``proto``: a Region to copy (prototype.py), made once per frame by the caller; its
-    mask is this frame's empty mono8 Image under ``header``."""
+class RegionColumns:
+    """One frame's per-region fields as Python values, each converted once for the whole frame.
+
+    Indexing a numpy array one scalar at a time, and scaling each region's crop by 255 in its own numpy call,
+    were most of a 64-region RegionArray's build, all of it Python holding the GIL beside the inference
+    thread. Here each column is one ``tolist()`` and the masks one multiplication, sliced per region."""
+
+    def __init__(self, out: FrameOutputs, with_mask: bool = True):
+        n = len(out)
+        nan3 = [(NAN, NAN, NAN)] * n
+        self.label, self.prob, self.cosine = out.label.tolist(), out.prob.tolist(), out.cosine.tolist()
+        self.area, self.boxes = out.area.tolist(), out.boxes.tolist()
+        self.track = out.track_ids.tolist() if out.track_ids is not None else [0] * n
+        self.points = out.points.tolist() if out.points is not None else nan3
+        self.sizes = out.sizes.tolist() if out.sizes is not None else nan3
+        self.masks = self.starts = None
+        if with_mask and out.crop_data is not None:
+            self.masks = memoryview(np.ascontiguousarray(out.crop_data, np.uint8).reshape(-1) * np.uint8(255))
+            self.starts = out.crop_start.tolist()
+
+    def mask_bytes(self, i: int, size: int) -> array.array:
+        data = array.array("B")
+        data.frombytes(self.masks[self.starts[i]:self.starts[i] + size])
+        return data
+
+
+def region_msg(Region, labels: Sequence[str], cols: RegionColumns, i: int, header, tokens: Optional[np.ndarray] = None,
+               crop: Optional[np.ndarray] = None, proto=None):
+    """Region i of a frame's ``cols``. ``proto``: a Region to copy (prototype.py), made once per frame by the
+    caller; its mask is this frame's empty mono8 Image under ``header``. ``crop``: region i's 0/1 mask in its box,
+    when the caller has it and ``cols`` carries no masks (grounded_msg)."""
     proto = proto if proto is not None else region_prototype(Region, header)
     r = like(proto)
     r.id = i
-    r.track_id = int(out.track_ids[i]) if out.track_ids is not None else 0
-    r.label_index = int(out.label[i])
-    r.label = labels[r.label_index]
-    r.score = float(out.prob[i])
-    r.cosine = float(out.cosine[i])
-    x0, y0, x1, y1 = out.boxes[i].tolist()
-    r.bbox = RegionOfInterest(x_offset=x0, y_offset=y0, width=max(x1 - x0, 0), height=max(y1 - y0, 0))
-    r.area = int(out.area[i])
-    if crop is None and with_mask and out.crop_data is not None and x1 > x0 and y1 > y0:
-        crop = out.crop(i)
-    if with_mask and crop is not None and crop.size:
+    r.track_id = int(cols.track[i])
+    r.label_index = label = int(cols.label[i])
+    r.label = labels[label]
+    r.score, r.cosine = cols.prob[i], cols.cosine[i]
+    x0, y0, x1, y1 = cols.boxes[i]
+    w, h = max(x1 - x0, 0), max(y1 - y0, 0)
+    r.bbox = RegionOfInterest(x_offset=x0, y_offset=y0, width=w, height=h)
+    r.area = int(cols.area[i])
+    if cols.masks is not None and w and h:
+        r.mask = like(proto.mask)
+        r.mask.height, r.mask.width, r.mask.step = h, w, w
+        r.mask.data = cols.mask_bytes(i, w * h)
+    elif crop is not None and crop.size:
         r.mask = mask_image(proto.mask, crop)
-    p = out.points[i].tolist() if out.points is not None else (NAN, NAN, NAN)
+    p, e = cols.points[i], cols.sizes[i]
     r.centroid = Point(x=p[0], y=p[1], z=p[2])
-    e = out.sizes[i].tolist() if out.sizes is not None else (NAN, NAN, NAN)
     r.size = Vector3(x=e[0], y=e[1], z=e[2])
     if tokens is not None:
         r.token = packed(tokens[i], "f")
@@ -66,9 +95,8 @@ def region_array_msg(msgs, labels: Sequence[str], num_background: int, out: Fram
     msg.header, msg.frame_kind = header, kind
     msg.labels = list(labels)
     msg.num_background = num_background
-    proto = region_prototype(msgs.Region, header)
-    msg.regions = [region_msg(msgs.Region, labels, out, i, header, with_mask, tokens, proto=proto)
-                   for i in range(len(out))]
+    proto, cols = region_prototype(msgs.Region, header), RegionColumns(out, with_mask)
+    msg.regions = [region_msg(msgs.Region, labels, cols, i, header, tokens, proto=proto) for i in range(len(out))]
     return msg
 
 
@@ -81,7 +109,10 @@ def grounded_msg(msgs, labels: Sequence[str], out: Optional[FrameOutputs], g: Gr
     msg.score, msg.cosine, msg.margin = float(g.prob), float(g.cosine), float(g.margin)
     msg.track_id, msg.locked = int(g.track_id), bool(g.locked)
     if out is not None and 0 <= g.region < len(out):
-        msg.region = region_msg(msgs.Region, labels, out, g.region, header, with_mask, crop=crop)
+        if with_mask and crop is None and out.crop_data is not None:
+            crop = out.crop(g.region)
+        msg.region = region_msg(msgs.Region, labels, RegionColumns(out, with_mask=False), g.region, header,
+                                crop=crop if with_mask else None)
     else:
         msg.region.centroid = Point(x=NAN, y=NAN, z=NAN)
     return msg
