@@ -84,11 +84,9 @@ def measure(regions: int, reps: int) -> dict:
 
 def run_tree(tree: str, regions: int, reps: int) -> dict:
     """One measurement of ``tree``'s builders in a fresh process (this file, that tree's package)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")]))
     code = (f"import sys, json; sys.path.insert(0, {tree!r}); sys.path.insert(1, {os.path.dirname(__file__)!r}); "
             f"import bench_messages as b; print(json.dumps(b.measure({regions}, {reps})))")
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=tree, capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

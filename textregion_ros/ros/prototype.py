@@ -3,8 +3,8 @@
 rosidl's generated ``__init__`` builds a default for every nested field eagerly, even for a field the caller
 passes (``kwargs.get('texture', CompressedImage())``): a Marker costs about 140 us, a Region 34 us, and a
 frame's 64 regions and 128 markers were most of the publish stage's Python, all of it holding the GIL the
-inference thread needs. A shallow copy of a prototype costs about 9 us with ``copy.copy`` (``__reduce_ex__`` and a state dict per call), and
-about 2 us copying the message's slots directly, which is what ``like`` does.
+inference thread needs. ``like`` copies a prototype's slots directly: a Region in about 3.6 us and a Marker in
+4.5 us, against 6.2 and 9.9 us with ``copy.copy`` (``__reduce_ex__`` and a state dict per call).
 
 A copy shares the prototype's nested messages: whoever fills one assigns new nested values (``m.pose =
 Pose(...)``) and never mutates a nested one in place (``m.pose.position.x = ...`` would change every copy).
