@@ -1,8 +1,11 @@
 """Shared fixtures: random-weight models built once per session, and test markers."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -14,6 +17,12 @@ if ROOT not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # A unique domain per test run keeps parallel runs on one machine apart.
 os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+# Text embeddings persist on disk (encoders/text.py). A run keeps its own cache, shared with the nodes it starts:
+# nothing is read from another run or the user's ~/.cache, and the nodes' random weights (one seed, loading.py)
+# embed the default vocabulary once per run instead of at every configure.
+if "TEXTREGION_CACHE" not in os.environ:
+    os.environ["TEXTREGION_CACHE"] = tempfile.mkdtemp(prefix="textregion-test-text-")
+    atexit.register(shutil.rmtree, os.environ["TEXTREGION_CACHE"], True)
 # Loopback only, with a shared-memory segment large enough for camera frames (see the XML).
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", os.path.join(ROOT, "config", "fastdds_localhost.xml"))
 

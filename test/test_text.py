@@ -1,4 +1,6 @@
 """Text side: template ensembles, synonyms and the embedding cache, on real CLIP (random weights)."""
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -71,3 +73,50 @@ def test_a_batched_vocabulary_equals_each_name_embedded_alone(clip_encoder, monk
     expect = torch.stack([alone.embed_name(n) for n in ["sofa", "couch", "mug", "red mug", "mug"]])
     assert together.group.tolist() == [0, 0, 1, 2, 3]
     assert torch.allclose(together.embeddings, expect, atol=1e-5)
+
+
+def test_random_weights_are_cached_by_their_own_values(tmp_path, monkeypatch, clip_encoder):
+    """Random weights have no tag or file to name them: the cache key is a hash of the text side's values.
+    The same values share a cache, another draw or one changed text weight does not, the image side does not
+    count, and a hit gives what a fresh embedder computes. (The same seed giving the same values: below.)"""
+    import copy
+
+    from textregion_ros.encoders import create_encoder
+    from textregion_ros.encoders.text import text_cache_dir
+
+    monkeypatch.setenv("TEXTREGION_CACHE", str(tmp_path))
+    torch.manual_seed(6)
+    a, same, other = clip_encoder, copy.deepcopy(clip_encoder), create_encoder("ViT-B-16", random_weights=True)
+    key = lambda enc: text_cache_dir(enc, "ViT-B-16", "openai", "short", True)  # noqa: E731
+    assert key(a) == key(same) and key(a) != key(other)
+    assert key(a) != text_cache_dir(a, "ViT-B-16", "openai", "short", False), "a tag's cache is not random weights'"
+    with torch.no_grad():
+        same.model.visual.conv1.weight.add_(1.0)
+    assert key(same) == key(a), "the image tower's weights do not change text embeddings"
+    with torch.no_grad():
+        same.model.ln_final.bias.add_(1e-3)
+    assert key(same) != key(a), "one changed text weight is another cache"
+    fresh = TextEmbedder(a, "short").embed_labels(["red mug"]).embeddings
+    TextEmbedder(a, "short", disk_dir=key(a)).embed_labels(["red mug"])  # fills the cache
+    hit = TextEmbedder(other, "short", disk_dir=key(a)).embed_labels(["red mug"]).embeddings  # other weights, a's key
+    assert torch.equal(hit, fresh), "a hit is read from the cache, not embedded again"
+    assert not torch.allclose(TextEmbedder(other, "short").embed_labels(["red mug"]).embeddings, fresh)
+
+
+def test_the_nodes_draw_random_weights_from_one_seed_and_share_the_embeddings(tmp_path, monkeypatch):
+    """Two loads (two starts, or the perception and the memory node) get the same random text tower, whatever
+    drew from the generator before, so the second reads the vocabulary's embeddings from the disk cache."""
+    import logging
+
+    from textregion_ros.config import preset
+    from textregion_ros.encoders.text import weights_fingerprint
+    from textregion_ros.ros.loading import load_find_scores
+
+    monkeypatch.setenv("TEXTREGION_CACHE", str(tmp_path))
+    config = preset("cpu-lite", random_weights=True, background=("wall", "floor"))
+    first = load_find_scores(config, logging.getLogger("test"))
+    torch.rand(1000)  # another draw between the two starts
+    second = load_find_scores(config, logging.getLogger("test"))
+    assert weights_fingerprint(first.encoder.model) == weights_fingerprint(second.encoder.model)
+    assert second.text.disk_dir == first.text.disk_dir and os.listdir(first.text.disk_dir)
+    assert torch.equal(first.background.embeddings, second.background.embeddings)

@@ -49,8 +49,9 @@ class PipelineConfig:
     encoder_weights: str = knob("openai", "open_clip pretrained tag (its metadata applies: QuickGELU, mean/std, "
                                 "interpolation), a local checkpoint path, or empty for the model's default tag",
                                 consumer=ENCODER)
-    random_weights: bool = knob(False, "random weights for tests and benchmarks; every label is then meaningless "
-                                "(missing weights are an error otherwise)", consumer=ENCODER)
+    random_weights: bool = knob(False, "random weights for tests and benchmarks (the nodes draw them from one "
+                                "seed: each start the same); every label is then meaningless (missing weights "
+                                "are an error otherwise)", consumer=ENCODER)
 
     # --- mask source ---
     mask_source: str = knob("sam2", " | ".join(SOURCES), consumer=MASK_MODEL, choices=tuple(SOURCES))

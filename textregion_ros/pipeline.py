@@ -22,7 +22,7 @@ from .backends import attach_graphs
 from .classify import classify, ground, ground_from_scores, query_scores
 from .config import PipelineConfig, preset
 from .encoders import ImageTextEncoder, create_encoder
-from .encoders.text import LabelEmbeddings, TextEmbedder, disk_cache_dir
+from .encoders.text import LabelEmbeddings, TextEmbedder, text_cache_dir
 from .files.hub import fetch_weights
 from .labels import check_labels
 from .masks import MaskSource, create_mask_source, given_masks
@@ -71,10 +71,10 @@ class Pipeline:
                                                               config.sam2_input_size))
         if config.compile and self.device.type == "cuda":
             self._compile()
-        # Text embeddings persist on disk per model, weights and templates (not for random weights,
-        # which differ from run to run): a restart does not re-embed the vocabulary.
-        disk = None if config.random_weights or encoder is not None else disk_cache_dir(
-            config.encoder_model, config.encoder_weights, config.templates)
+        # Text embeddings persist on disk per model, weights and templates (random weights by their hash):
+        # a restart does not re-embed the vocabulary. A given encoder is the caller's, maybe changed since.
+        disk = None if encoder is not None else text_cache_dir(
+            self.encoder, config.encoder_model, config.encoder_weights, config.templates, config.random_weights)
         self.text = TextEmbedder(self.encoder, config.templates, disk_dir=disk)
         self.global_weight = (config.global_weight if config.global_weight is not None
                               else self.encoder.default_global_weight)

@@ -12,7 +12,7 @@ import torch
 
 from ..classify import query_scores
 from ..encoders import create_encoder
-from ..encoders.text import LabelEmbeddings, TextEmbedder, disk_cache_dir
+from ..encoders.text import LabelEmbeddings, TextEmbedder, text_cache_dir
 from ..encoders.weights import fetch_open_clip
 from ..pipeline import FALLBACK_BACKGROUND
 
@@ -28,8 +28,8 @@ class FindScores:
             encoder = create_encoder(config.encoder_model, config.encoder_weights, config.random_weights,
                                      self.device, config.torch_dtype())
         self.encoder = encoder
-        disk = None if config.random_weights else disk_cache_dir(config.encoder_model, config.encoder_weights,
-                                                                 config.templates)
+        disk = text_cache_dir(encoder, config.encoder_model, config.encoder_weights, config.templates,
+                              config.random_weights)
         self.text = TextEmbedder(encoder, config.templates, disk_dir=disk)
         self.fallback_background = self.text.embed_labels(FALLBACK_BACKGROUND)
         self.background: Optional[LabelEmbeddings] = (self.text.embed_labels(config.background)

@@ -17,6 +17,14 @@ class StartupError(RuntimeError):
 
 # What building models raises for a reason the user can act on (missing weights, a bad configuration).
 LOAD_ERRORS = (WeightsUnavailableError, ValueError, RuntimeError)
+# random_weights (tests, benchmarks) are drawn from this seed: two runs, or the perception and memory nodes,
+# get the same models, so their outputs repeat and their text embeddings come from the disk cache.
+RANDOM_WEIGHTS_SEED = 0
+
+
+def seed_random_weights(config) -> None:
+    if config.random_weights:
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
 
 
 def load_pipeline(config, logger) -> Pipeline:
@@ -24,6 +32,7 @@ def load_pipeline(config, logger) -> Pipeline:
         logger.info("the model hub is not reachable: loading weights from the local cache only")
     sam2 = f", SAM2 {config.sam2_model}" if config.mask_source == "sam2" else f", masks {config.mask_source}"
     logger.info(f"loading models: {config.encoder_model} ({config.encoder_weights}){sam2}")
+    seed_random_weights(config)
     try:
         return Pipeline(config, log=logger.info)
     except LOAD_ERRORS as exc:
@@ -35,6 +44,7 @@ def load_find_scores(config, logger):
     from .find_scores import FindScores
 
     logger.info(f"loading the text tower of {config.encoder_model} ({config.encoder_weights}) for find")
+    seed_random_weights(config)
     try:
         return FindScores(config)
     except LOAD_ERRORS as exc:
