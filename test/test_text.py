@@ -90,6 +90,8 @@ def test_random_weights_are_cached_by_their_own_values(tmp_path, monkeypatch, cl
     key = lambda enc: text_cache_dir(enc, "ViT-B-16", "openai", "short", True)  # noqa: E731
     assert key(a) == key(same) and key(a) != key(other)
     assert key(a) != text_cache_dir(a, "ViT-B-16", "openai", "short", False), "a tag's cache is not random weights'"
+    assert key(a) != text_cache_dir(a, "ViT-B-16", "laion2b_s34b_b88k", "short", True), \
+        "the same values under another tag are another tower (GELU, where openai's metadata gives QuickGELU)"
     with torch.no_grad():
         same.model.visual.conv1.weight.add_(1.0)
     assert key(same) == key(a), "the image tower's weights do not change text embeddings"

@@ -103,11 +103,13 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 def text_cache_dir(encoder: ImageTextEncoder, model_name: str, weights: str, templates: str,
                    random_weights: bool) -> str:
     """The disk cache of a loaded encoder's text embeddings, per dtype (bf16's embeddings are not fp32's).
-    Random weights are keyed by their fingerprint: a draw from the same seed (the node seeds them, loading.py)
-    shares its embeddings, another draw never does."""
+    Random weights are also keyed by their fingerprint: a draw from the same seed (the node seeds them,
+    loading.py) shares its embeddings, another draw never does. The tag stays in the key: its metadata
+    (QuickGELU for openai) changes the tower without changing its values."""
+    variant = str(encoder.dtype)
     if random_weights:
-        weights = "random:" + weights_fingerprint(encoder.model)
-    return disk_cache_dir(model_name, weights, templates, variant=str(encoder.dtype))
+        variant += "|random:" + weights_fingerprint(encoder.model)
+    return disk_cache_dir(model_name, weights, templates, variant=variant)
 
 
 class TextEmbedder:
